@@ -1,0 +1,53 @@
+# Cellar: `make up` starts everything with the embedded defaults; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+PROTO_SRC := $(wildcard protos/cellar/guestagent/v1/*.proto)
+PROTO_OUT := cellar/guestagent/v1/agent_pb2.py
+
+.PHONY: up test lint unit integration integration-production docker images venv protos clean
+
+up: docker venv images
+	$(BIN)/cellar serve
+
+test: lint unit integration integration-production
+
+venv: $(STAMPS)/venv $(PROTO_OUT)
+
+$(STAMPS)/venv: setup.cfg pyproject.toml
+	@mkdir -p $(STAMPS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+protos: $(PROTO_OUT)
+
+$(PROTO_OUT): $(PROTO_SRC) $(STAMPS)/venv
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. \
+		--grpc_python_out=. $(PROTO_SRC)
+
+docker:
+	@bash scripts/ensure-docker.sh
+
+images: docker venv
+	$(BIN)/python images/build.py
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+integration: docker venv images
+	$(BIN)/pytest -q -m integration tests/integration
+
+integration-production: docker venv images
+	bash scripts/production-services.sh $(BIN)/pytest -q -m integration tests/integration
+
+clean:
+	rm -rf $(VENV) $(STAMPS)

@@ -1,0 +1,1 @@
+"""What every part of Cellar shares: settings, metadata models, status enums, errors, CLI."""

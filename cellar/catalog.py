@@ -1,0 +1,85 @@
+"""The built-in flavors and datastores that Cellar offers."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+
+@dataclasses.dataclass(frozen=True)
+class Flavor:
+    id: str
+    name: str
+    ram_mb: int
+    vcpus: float
+
+
+FLAVORS: dict[str, Flavor] = {
+    f.id: f
+    for f in (
+        Flavor("1", "tiny", 256, 0.5),
+        Flavor("2", "small", 512, 1.0),
+        Flavor("3", "medium", 1024, 1.0),
+        Flavor("4", "large", 2048, 2.0),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatastoreVersion:
+    datastore: str
+    name: str
+    image: str  # image repository name; the tag is the version name
+    port: int  # the engine's port inside the container
+    reserved_databases: frozenset[str]
+    reserved_users: frozenset[str]
+
+    @property
+    def id(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cellar:{self.datastore}:{self.name}"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Datastore:
+    name: str
+    versions: tuple[DatastoreVersion, ...]
+
+    @property
+    def id(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cellar:{self.name}"))
+
+    @property
+    def default_version(self) -> DatastoreVersion:
+        return self.versions[0]
+
+    def version(self, name_or_id: str) -> DatastoreVersion | None:
+        for version in self.versions:
+            if name_or_id in (version.name, version.id):
+                return version
+        return None
+
+
+DATASTORES: dict[str, Datastore] = {
+    "postgresql": Datastore(
+        "postgresql",
+        (
+            DatastoreVersion(
+                datastore="postgresql",
+                name="15",
+                image="postgresql",
+                port=5432,
+                reserved_databases=frozenset({"postgres", "template0", "template1"}),
+                reserved_users=frozenset({"postgres", "cellar", "public", "root"}),
+            ),
+        ),
+    ),
+}
+
+AGENT_PORT = 50051
+
+
+def find_datastore(name_or_id: str) -> Datastore | None:
+    for datastore in DATASTORES.values():
+        if name_or_id in (datastore.name, datastore.id):
+            return datastore
+    return None

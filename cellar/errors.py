@@ -1,0 +1,66 @@
+"""Cellar's exception tree, shared by the API, the task manager and the CLI.
+
+    CellarError
+    ├── InvalidInput        bad request body or name (HTTP 400)
+    ├── NotFound            unknown id or name (HTTP 404)
+    ├── Conflict            the name or resource is already taken (HTTP 409)
+    ├── Busy                the instance is still working on a task (HTTP 422)
+    ├── ComputeError        the Docker engine failed or refused (taskmanager)
+    └── AgentError          the guest agent failed (taskmanager)
+        └── AgentTimeout    the guest agent did not answer within the deadline
+
+Errors raised by third-party libraries are translated at the edge that calls
+them, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class CellarError(Exception):
+    """Base of every error that Cellar raises on purpose."""
+
+    http_status = 500
+    trove_name = "instanceFault"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(CellarError):
+    http_status = 400
+    trove_name = "badRequest"
+
+
+class NotFound(CellarError):
+    http_status = 404
+    trove_name = "itemNotFound"
+
+
+class Conflict(CellarError):
+    http_status = 409
+    trove_name = "conflictingRequest"
+
+
+class Busy(CellarError):
+    http_status = 422
+    trove_name = "unprocessableEntity"
+
+
+class ComputeError(CellarError):
+    """The Docker engine failed or refused what was asked."""
+
+
+class AgentError(CellarError):
+    """The guest agent answered with an error."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class AgentTimeout(AgentError):
+    """The guest agent did not answer within the deadline."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
