@@ -5,6 +5,7 @@
     ├── NotFound            unknown id or name (HTTP 404)
     ├── Conflict            the name or resource is already taken (HTTP 409)
     ├── Busy                the instance is still working on a task (HTTP 422)
+    ├── Unavailable         a live read could not reach the instance (HTTP 503)
     ├── ComputeError        the Docker engine failed or refused (taskmanager)
     └── AgentError          the guest agent failed (taskmanager)
         └── AgentTimeout    the guest agent did not answer within the deadline
@@ -64,3 +65,10 @@ class AgentTimeout(AgentError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=True)
+
+
+class Unavailable(CellarError):
+    """A live read could not reach the instance (HTTP 503)."""
+
+    http_status = 503
+    trove_name = "serviceUnavailable"

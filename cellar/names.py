@@ -12,9 +12,7 @@ import re
 from cellar.errors import InvalidInput
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-IDENTIFIER_RULE = (
-    "1 to 63 characters: letters, digits and underscores, not starting with a digit"
-)
+IDENTIFIER_RULE = "1 to 63 characters: letters, digits and underscores, not starting with a digit"
 PASSWORD_MAX = 128
 
 

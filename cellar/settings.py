@@ -64,7 +64,8 @@ def load() -> Settings:
         api_port=int(_float("CELLAR_API_PORT", 8779)),
         publish_host=publish_host,
         advertise_host=_env(
-            "CELLAR_ADVERTISE_HOST", "127.0.0.1" if publish_host == "0.0.0.0" else publish_host
+            "CELLAR_ADVERTISE_HOST",
+            "127.0.0.1" if publish_host in ("0.0.0.0", "::") else publish_host,  # noqa: S104
         ),
         image_prefix=_env("CELLAR_IMAGE_PREFIX", "cellar"),
         build_deadline=_float("CELLAR_BUILD_DEADLINE", 300.0),

@@ -1,0 +1,86 @@
+"""The Flask application factory.
+
+Use ``create_app()`` in a WSGI server (``gunicorn 'api.app:create_app()'``); tests
+pass their own ``Services`` with fakes for the queue and the agents.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, current_app, g, request
+
+from api import catalog_routes, databases, errors, instances, tasks
+from cellar import logs
+from cellar import settings as settings_module
+from cellar.errors import InvalidInput
+from taskmanager.context import Services
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_BODY = 1024 * 1024
+
+
+def services() -> Services:
+    """The services of the running app."""
+    found = current_app.extensions["cellar"]
+    assert isinstance(found, Services)
+    return found
+
+
+def create_app(svc: Services | None = None) -> Flask:
+    if svc is None:
+        from taskmanager import services as services_module
+
+        svc = services_module.current()
+    app = Flask("cellar")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["cellar"] = svc
+    errors.install(app)
+
+    @app.url_value_preprocessor
+    def _check_project(_endpoint: str | None, values: dict[str, object] | None) -> None:
+        project = (values or {}).get("project_id")
+        if project is not None and not PROJECT_ID.fullmatch(str(project)):
+            raise InvalidInput("project_id must be 1 to 64 letters, digits, underscores or hyphens")
+
+    @app.before_request
+    def _begin() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else f"req-{uuid.uuid4()}"
+        g.started = time.monotonic()
+        g.log_token = logs.request_id.set(g.request_id)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "-")
+        took = time.monotonic() - g.get("started", time.monotonic())
+        logger.info(
+            "%s %s -> %d in %.3f s", request.method, request.path, response.status_code, took
+        )
+        return response
+
+    @app.teardown_request
+    def _end(_exc: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            logs.request_id.reset(token)
+
+    app.register_blueprint(catalog_routes.blueprint)
+    app.register_blueprint(instances.blueprint)
+    app.register_blueprint(databases.blueprint)
+    app.register_blueprint(tasks.blueprint)
+    return app
+
+
+def main() -> Flask:
+    """Entry point for gunicorn: JSON logs, settings from the environment."""
+    logs.setup("api")
+    settings_module.load()
+    return create_app()

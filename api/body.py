@@ -1,0 +1,58 @@
+"""Reading and checking request bodies; every message names the field and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+from cellar.errors import InvalidInput
+
+
+def json_object(wrapper: str | None = None) -> dict[str, Any]:
+    """The request's JSON object, or its ``wrapper`` member (e.g. ``instance``)."""
+    data = request.get_json(silent=True, force=True)
+    if not isinstance(data, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    if wrapper is None:
+        return data
+    inner = data.get(wrapper)
+    if not isinstance(inner, dict):
+        raise InvalidInput(f'the request body must be {{"{wrapper}": {{...}}}}')
+    return inner
+
+
+def text(data: dict[str, Any], field: str, *, required: bool = True, max_len: int = 255) -> str:
+    value = data.get(field)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{field} is required and must be a non-empty string")
+    if len(value) > max_len:
+        raise InvalidInput(f"{field} must be at most {max_len} characters")
+    if any(ord(c) < 32 for c in value):
+        raise InvalidInput(f"{field} must not contain control characters")
+    return value
+
+
+def integer(value: object, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidInput(f"{field} must be an integer from {low} to {high}")
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{field} must be an integer from {low} to {high}") from exc
+    if not low <= number <= high:
+        raise InvalidInput(f"{field} must be an integer from {low} to {high}, got {number}")
+    return number
+
+
+def object_list(data: dict[str, Any], field: str, max_items: int = 50) -> list[dict[str, Any]]:
+    value = data.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise InvalidInput(f"{field} must be a list of objects")
+    if len(value) > max_items:
+        raise InvalidInput(f"{field} may hold at most {max_items} items")
+    return value

@@ -1,0 +1,128 @@
+"""Read-only catalog: API versions, flavors and datastores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from cellar import catalog
+from cellar.errors import NotFound
+
+blueprint = Blueprint("catalog", __name__)
+
+
+def link(path: str) -> list[dict[str, str]]:
+    href = request.host_url.rstrip("/") + path
+    return [{"href": href, "rel": "self"}, {"href": href, "rel": "bookmark"}]
+
+
+@blueprint.get("/")
+def versions() -> ResponseReturnValue:
+    return jsonify(
+        {
+            "versions": [
+                {
+                    "id": "v1.0",
+                    "status": "CURRENT",
+                    "updated": "2012-08-01T00:00:00Z",
+                    "links": [{"href": request.host_url.rstrip("/") + "/v1.0/", "rel": "self"}],
+                }
+            ]
+        }
+    )
+
+
+def flavor_view(project_id: str, flavor: catalog.Flavor) -> dict[str, Any]:
+    return {
+        "id": int(flavor.id),
+        "str_id": flavor.id,
+        "name": flavor.name,
+        "ram": flavor.ram_mb,
+        "vcpus": flavor.vcpus,
+        "disk": None,
+        "links": link(f"/v1.0/{project_id}/flavors/{flavor.id}"),
+    }
+
+
+@blueprint.get("/v1.0/<project_id>/flavors")
+def list_flavors(project_id: str) -> ResponseReturnValue:
+    return jsonify({"flavors": [flavor_view(project_id, f) for f in catalog.FLAVORS.values()]})
+
+
+@blueprint.get("/v1.0/<project_id>/flavors/<flavor_id>")
+def show_flavor(project_id: str, flavor_id: str) -> ResponseReturnValue:
+    flavor = catalog.FLAVORS.get(flavor_id)
+    if flavor is None:
+        raise NotFound(
+            f"flavor {flavor_id} does not exist; flavors are {', '.join(catalog.FLAVORS)}"
+        )
+    return jsonify({"flavor": flavor_view(project_id, flavor)})
+
+
+def version_view(project_id: str, version: catalog.DatastoreVersion) -> dict[str, Any]:
+    datastore = catalog.DATASTORES[version.datastore]
+    return {
+        "id": version.id,
+        "name": version.name,
+        "datastore": datastore.id,
+        "datastore_name": datastore.name,
+        "active": 1,
+        "packages": "",
+        "image": f"{version.image}:{version.name}",
+        "version": version.name,
+        "links": link(f"/v1.0/{project_id}/datastores/versions/{version.id}"),
+    }
+
+
+def datastore_view(project_id: str, datastore: catalog.Datastore) -> dict[str, Any]:
+    return {
+        "id": datastore.id,
+        "name": datastore.name,
+        "default_version": datastore.default_version.id,
+        "versions": [version_view(project_id, v) for v in datastore.versions],
+        "links": link(f"/v1.0/{project_id}/datastores/{datastore.id}"),
+    }
+
+
+def find(name_or_id: str) -> catalog.Datastore:
+    datastore = catalog.find_datastore(name_or_id)
+    if datastore is None:
+        allowed = ", ".join(catalog.DATASTORES)
+        raise NotFound(f"datastore {name_or_id!r} does not exist; datastores are {allowed}")
+    return datastore
+
+
+@blueprint.get("/v1.0/<project_id>/datastores")
+def list_datastores(project_id: str) -> ResponseReturnValue:
+    views = [datastore_view(project_id, d) for d in catalog.DATASTORES.values()]
+    return jsonify({"datastores": views})
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/<datastore>")
+def show_datastore(project_id: str, datastore: str) -> ResponseReturnValue:
+    return jsonify({"datastore": datastore_view(project_id, find(datastore))})
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/<datastore>/versions")
+def list_versions(project_id: str, datastore: str) -> ResponseReturnValue:
+    found = find(datastore)
+    return jsonify({"versions": [version_view(project_id, v) for v in found.versions]})
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/<datastore>/versions/<version>")
+def show_version(project_id: str, datastore: str, version: str) -> ResponseReturnValue:
+    found = find(datastore).version(version)
+    if found is None:
+        raise NotFound(f"datastore {datastore!r} has no version {version!r}")
+    return jsonify({"version": version_view(project_id, found)})
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/versions/<version_id>")
+def show_version_by_id(project_id: str, version_id: str) -> ResponseReturnValue:
+    for datastore in catalog.DATASTORES.values():
+        found = datastore.version(version_id)
+        if found is not None:
+            return jsonify({"version": version_view(project_id, found)})
+    raise NotFound(f"datastore version {version_id!r} does not exist")

@@ -1,0 +1,165 @@
+"""/instances/{id}/databases and /users: changes go through tasks, lists are read live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Blueprint, g, jsonify
+from flask.typing import ResponseReturnValue
+
+from api import audit, body, specs
+from api.instances import _services, busy_check, load_instance
+from cellar import catalog, names
+from cellar.errors import AgentError, InvalidInput, NotFound, Unavailable
+from cellar.models import Instance
+from taskmanager.runner import start_task
+
+blueprint = Blueprint("databases", __name__)
+
+T = TypeVar("T")
+BASE = "/v1.0/<project_id>/instances/<instance_id>"
+
+
+def _version(instance: Instance) -> catalog.DatastoreVersion:
+    version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
+    if version is None:
+        raise InvalidInput(f"datastore version {instance.datastore_version} is no longer offered")
+    return version
+
+
+def _live(instance: Instance, fn: Callable[[Any], T]) -> T:
+    busy_check_read(instance)
+    try:
+        return fn(_services().agent_for(instance))
+    except AgentError as exc:
+        raise Unavailable(f"instance {instance.id} did not answer: {exc.message}") from exc
+
+
+def busy_check_read(instance: Instance) -> None:
+    from cellar.errors import Busy
+
+    if instance.status != "ACTIVE" or instance.agent_port is None:
+        raise Busy(f"instance {instance.id} is {instance.status}; it can be read once ACTIVE")
+
+
+def _start(
+    project_id: str,
+    instance_id: str,
+    workflow: str,
+    params: dict[str, Any],
+    action: str,
+    secret: dict[str, str] | None = None,
+    validate: Callable[[Instance], None] | None = None,
+) -> ResponseReturnValue:
+    svc = _services()
+    with svc.db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        busy_check(session, instance)
+        if validate is not None:
+            validate(instance)
+        task = start_task(
+            svc,
+            session,
+            project_id=project_id,
+            workflow=workflow,
+            request_id=g.request_id,
+            instance_id=instance.id,
+            params=params,
+            secret=secret,
+        )
+        audit.record(
+            session, project_id, action, "instance", instance.id, {**params, "task_id": task.id}
+        )
+    svc.enqueue(task.id, 0.0, g.request_id)
+    return "", 202
+
+
+def _items(wrapper: str) -> list[dict[str, Any]]:
+    items = body.object_list(body.json_object(), wrapper)
+    if not items:
+        raise InvalidInput(f'the body must be {{"{wrapper}": [{{"name": ...}}, ...]}}')
+    return items
+
+
+@blueprint.post(f"{BASE}/databases")
+def create_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
+    items = _items("databases")
+    with _services().db.session() as session:
+        version = _version(load_instance(session, project_id, instance_id))
+    dbs = specs.databases(items, version)
+    return _start(
+        project_id, instance_id, "create_databases", {"databases": dbs}, "database.create"
+    )
+
+
+@blueprint.get(f"{BASE}/databases")
+def list_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
+    with _services().db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+    found = _live(instance, lambda agent: agent.list_databases())
+    return jsonify({"databases": [{k: v for k, v in d.items() if v} for d in found], "links": []})
+
+
+@blueprint.delete(f"{BASE}/databases/<name>")
+def delete_database(project_id: str, instance_id: str, name: str) -> ResponseReturnValue:
+    with _services().db.session() as session:
+        version = _version(load_instance(session, project_id, instance_id))
+    names.check_identifier("database", name, version.reserved_databases)
+    return _start(project_id, instance_id, "delete_database", {"name": name}, "database.delete")
+
+
+@blueprint.post(f"{BASE}/users")
+def create_users(project_id: str, instance_id: str) -> ResponseReturnValue:
+    items = _items("users")
+    with _services().db.session() as session:
+        version = _version(load_instance(session, project_id, instance_id))
+    users, passwords = specs.users(items, version)
+    return _start(
+        project_id, instance_id, "create_users", {"users": users}, "user.create", secret=passwords
+    )
+
+
+@blueprint.get(f"{BASE}/users")
+def list_users(project_id: str, instance_id: str) -> ResponseReturnValue:
+    with _services().db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+    found = _live(instance, lambda agent: agent.list_users())
+    return jsonify({"users": [_user_view(u) for u in found], "links": []})
+
+
+def _user_view(user: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": user["name"],
+        "host": user.get("host") or "%",
+        "databases": [{"name": d} for d in user.get("databases", [])],
+    }
+
+
+def _split_user(raw: str) -> tuple[str, str]:
+    name, _, host = raw.partition("@")
+    return name, host
+
+
+@blueprint.get(f"{BASE}/users/<user>")
+def show_user(project_id: str, instance_id: str, user: str) -> ResponseReturnValue:
+    name, _host = _split_user(user)
+    with _services().db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+    for found in _live(instance, lambda agent: agent.list_users()):
+        if found["name"] == name:
+            return jsonify({"user": _user_view(found)})
+    raise NotFound(f"user {name!r} does not exist on instance {instance_id}")
+
+
+@blueprint.delete(f"{BASE}/users/<user>")
+def delete_user(project_id: str, instance_id: str, user: str) -> ResponseReturnValue:
+    name, host = _split_user(user)
+    with _services().db.session() as session:
+        version = _version(load_instance(session, project_id, instance_id))
+    names.check_identifier("user", name, version.reserved_users)
+    if host not in ("", "%"):
+        raise InvalidInput(f"host {host!r} is not supported by {version.datastore}; use '%'")
+    return _start(
+        project_id, instance_id, "delete_user", {"name": name, "host": host}, "user.delete"
+    )

@@ -1,0 +1,223 @@
+"""/instances: create, list, show and delete database instances."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api import audit, body, specs
+from api.views import instance_view, links, running_task
+from cellar import catalog
+from cellar.errors import InvalidInput, NotFound
+from cellar.models import Instance, Task, new_id
+from cellar.status import InstanceStatus, TaskState
+from taskmanager.runner import start_task
+
+logger = logging.getLogger(__name__)
+
+blueprint = Blueprint("instances", __name__)
+
+UNSUPPORTED = ("restorePoint", "replica_of", "replica_count", "configuration", "modules")
+MAX_VOLUME_GB = 1024
+PAGE_MAX = 1000
+
+
+def _services() -> Any:
+    from api.app import services
+
+    return services()
+
+
+def load_instance(session: Session, project_id: str, instance_id: str) -> Instance:
+    instance = session.get(Instance, instance_id)
+    if instance is None or instance.project_id != project_id or instance.deleted_at is not None:
+        raise NotFound(f"instance {instance_id} does not exist in project {project_id}")
+    return instance
+
+
+def _flavor(value: object) -> catalog.Flavor:
+    if value is None:
+        raise InvalidInput(f"flavorRef is required; flavors are {', '.join(catalog.FLAVORS)}")
+    key = str(value).rstrip("/").rsplit("/", 1)[-1]
+    flavor = catalog.FLAVORS.get(key)
+    if flavor is None:
+        raise InvalidInput(
+            f"flavorRef {value!r} is not a known flavor; flavors are {', '.join(catalog.FLAVORS)}"
+        )
+    return flavor
+
+
+def _datastore(value: object) -> catalog.DatastoreVersion:
+    allowed = ", ".join(catalog.DATASTORES)
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise InvalidInput('datastore must be an object {"type": ..., "version": ...}')
+    name = value.get("type") or next(iter(catalog.DATASTORES))
+    datastore = catalog.find_datastore(str(name))
+    if datastore is None:
+        raise InvalidInput(f"datastore type {name!r} is not offered; datastores are {allowed}")
+    requested = value.get("version")
+    if not requested:
+        return datastore.default_version
+    version = datastore.version(str(requested))
+    if version is None:
+        versions = ", ".join(v.name for v in datastore.versions)
+        raise InvalidInput(
+            f"datastore {datastore.name} has no version {requested!r}; versions are {versions}"
+        )
+    return version
+
+
+def _volume(value: object) -> int:
+    if not isinstance(value, dict) or "size" not in value:
+        raise InvalidInput(f'volume is required: {{"size": 1..{MAX_VOLUME_GB}}} (GB)')
+    return body.integer(value["size"], "volume.size", 1, MAX_VOLUME_GB)
+
+
+@blueprint.post("/v1.0/<project_id>/instances")
+def create(project_id: str) -> ResponseReturnValue:
+    data = body.json_object("instance")
+    for field in UNSUPPORTED:
+        if data.get(field) not in (None, [], ""):
+            raise InvalidInput(f"{field} is not supported by this Cellar release")
+    name = body.text(data, "name")
+    flavor = _flavor(data.get("flavorRef"))
+    version = _datastore(data.get("datastore"))
+    size = _volume(data.get("volume"))
+    dbs = specs.databases(body.object_list(data, "databases"), version)
+    users, passwords = specs.users(body.object_list(data, "users"), version)
+    known = {d["name"] for d in dbs}
+    for user in users:
+        missing = [d for d in user["databases"] if d not in known]
+        if missing:
+            raise InvalidInput(
+                f"user {user['name']!r} is granted database {missing[0]!r}, "
+                "which is not in this request's databases"
+            )
+    svc = _services()
+    with svc.db.session() as session:
+        instance = Instance(
+            id=new_id(),
+            project_id=project_id,
+            name=name,
+            flavor_id=flavor.id,
+            datastore=version.datastore,
+            datastore_version=version.name,
+            volume_size=size,
+            status=InstanceStatus.BUILD.value,
+        )
+        session.add(instance)
+        task = start_task(
+            svc,
+            session,
+            project_id=project_id,
+            workflow="provision",
+            request_id=g.request_id,
+            instance_id=instance.id,
+            params={"databases": dbs, "users": users},
+            secret=passwords,
+        )
+        audit.record(
+            session,
+            project_id,
+            "instance.create",
+            "instance",
+            instance.id,
+            {
+                "name": name,
+                "flavor": flavor.id,
+                "datastore": version.datastore,
+                "version": version.name,
+                "volume_size": size,
+                "databases": sorted(known),
+                "users": [u["name"] for u in users],
+                "task_id": task.id,
+            },
+        )
+        session.flush()
+        view = instance_view(session, instance)
+    svc.enqueue(task.id, 0.0, g.request_id)
+    return jsonify({"instance": view}), 202
+
+
+@blueprint.get("/v1.0/<project_id>/instances")
+@blueprint.get("/v1.0/<project_id>/instances/detail")
+def list_all(project_id: str) -> ResponseReturnValue:
+    limit = body.integer(request.args.get("limit", PAGE_MAX), "limit", 1, PAGE_MAX)
+    marker = request.args.get("marker")
+    svc = _services()
+    with svc.db.session() as session:
+        query = (
+            select(Instance)
+            .where(Instance.project_id == project_id, Instance.deleted_at.is_(None))
+            .order_by(Instance.created, Instance.id)
+        )
+        if marker:
+            after = load_instance(session, project_id, marker)
+            query = query.where(
+                (Instance.created > after.created)
+                | ((Instance.created == after.created) & (Instance.id > after.id))
+            )
+        rows = session.scalars(query.limit(limit + 1)).all()
+        views = [instance_view(session, i) for i in rows[:limit]]
+    result: dict[str, Any] = {"instances": views}
+    if len(rows) > limit:
+        href = links(f"/v1.0/{project_id}/instances")[0]["href"]
+        result["links"] = [
+            {"rel": "next", "href": f"{href}?limit={limit}&marker={rows[limit - 1].id}"}
+        ]
+    return jsonify(result)
+
+
+@blueprint.get("/v1.0/<project_id>/instances/<instance_id>")
+def show(project_id: str, instance_id: str) -> ResponseReturnValue:
+    with _services().db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        return jsonify({"instance": instance_view(session, instance)})
+
+
+@blueprint.delete("/v1.0/<project_id>/instances/<instance_id>")
+def delete(project_id: str, instance_id: str) -> ResponseReturnValue:
+    svc = _services()
+    with svc.db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        current = running_task(session, instance.id)
+        if current is not None and current.workflow == "delete":
+            return "", 202
+        instance.status = InstanceStatus.SHUTDOWN.value
+        task = start_task(
+            svc,
+            session,
+            project_id=project_id,
+            workflow="delete",
+            request_id=g.request_id,
+            instance_id=instance.id,
+        )
+        audit.record(
+            session, project_id, "instance.delete", "instance", instance.id, {"task_id": task.id}
+        )
+    svc.enqueue(task.id, 0.0, g.request_id)
+    return "", 202
+
+
+def busy_check(session: Session, instance: Instance) -> None:
+    """Refuse (422) a change while the instance is not ACTIVE or another task owns it."""
+    from cellar.errors import Busy
+
+    if instance.status != InstanceStatus.ACTIVE.value:
+        raise Busy(f"instance {instance.id} is {instance.status}; this action needs it ACTIVE")
+    task = session.scalars(
+        select(Task).where(
+            Task.instance_id == instance.id,
+            Task.state == TaskState.RUNNING.value,
+            Task.workflow.in_(("provision", "delete")),
+        )
+    ).first()
+    if task is not None:
+        raise Busy(f"instance {instance.id} is busy with task {task.id} ({task.workflow})")

@@ -1,0 +1,86 @@
+"""How instances and tasks look on the wire."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cellar.models import Instance, Task
+from cellar.status import InstanceStatus, TaskState
+from taskmanager.workflow import WORKFLOWS
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.replace(microsecond=0).isoformat()
+
+
+def links(path: str) -> list[dict[str, str]]:
+    href = request.host_url.rstrip("/") + path
+    return [{"href": href, "rel": "self"}, {"href": href, "rel": "bookmark"}]
+
+
+def task_view(task: Task) -> dict[str, Any]:
+    flow = WORKFLOWS.get(task.workflow)
+    view: dict[str, Any] = {
+        "id": task.id,
+        "workflow": task.workflow,
+        "state": task.state,
+        "step": task.step,
+        "created": timestamp(task.created),
+        "updated": timestamp(task.updated),
+        "request_id": task.request_id,
+    }
+    if flow is not None:
+        view["step_number"] = flow.position(task.step)
+        view["steps"] = len(flow.steps)
+        view["description"] = flow.step(task.step).describe
+    if task.error:
+        view["error"] = task.error
+    if task.duration is not None:
+        view["duration"] = round(task.duration, 3)
+    return view
+
+
+def running_task(session: Session, instance_id: str) -> Task | None:
+    return session.scalars(
+        select(Task)
+        .where(Task.instance_id == instance_id, Task.state == TaskState.RUNNING.value)
+        .order_by(Task.created.desc())
+    ).first()
+
+
+def instance_view(session: Session, instance: Instance) -> dict[str, Any]:
+    path = f"/v1.0/{instance.project_id}/instances/{instance.id}"
+    view: dict[str, Any] = {
+        "id": instance.id,
+        "name": instance.name,
+        "status": instance.status,
+        "operating_status": instance.operating_status,
+        "flavor": {
+            "id": instance.flavor_id,
+            "links": links(f"/v1.0/{instance.project_id}/flavors/{instance.flavor_id}"),
+        },
+        "datastore": {"type": instance.datastore, "version": instance.datastore_version},
+        "volume": {"size": instance.volume_size},
+        "created": timestamp(instance.created),
+        "updated": timestamp(instance.updated),
+        "links": links(path),
+        "connection": None,
+    }
+    if instance.status == InstanceStatus.ACTIVE.value and instance.port:
+        view["connection"] = {"host": instance.host, "port": instance.port}
+        view["ip"] = [instance.host]
+    if instance.fault:
+        view["fault"] = {
+            "message": instance.fault,
+            "created": timestamp(instance.fault_at),
+            "details": instance.fault,
+        }
+    task = running_task(session, instance.id)
+    if task is not None:
+        view["task"] = task_view(task)
+    return view

@@ -1,0 +1,1 @@
+"""The ``cellar`` command: a client of the REST API, plus ``cellar serve``."""

@@ -1,0 +1,196 @@
+"""Entry point of the ``cellar`` command."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from typing import Any
+
+from cellar.cli.client import ApiError, Client
+from cellar.cli.output import Progress, emit
+
+INSTANCE_COLUMNS = ("id", "name", "status", "datastore", "flavor", "connection")
+
+
+def _instance_row(view: dict[str, Any]) -> dict[str, Any]:
+    ds = view.get("datastore") or {}
+    conn = view.get("connection") or {}
+    return {
+        "id": view["id"],
+        "name": view["name"],
+        "status": view["status"],
+        "datastore": f"{ds.get('type')} {ds.get('version')}",
+        "flavor": (view.get("flavor") or {}).get("id"),
+        "connection": f"{conn['host']}:{conn['port']}" if conn else "",
+    }
+
+
+def _user_arg(raw: str, databases: list[str]) -> dict[str, Any]:
+    name, sep, password = raw.partition(":")
+    if not sep:
+        password = getpass.getpass(f"password for user {name}: ")
+    return {"name": name, "password": password, "databases": [{"name": d} for d in databases]}
+
+
+def wait_for(client: Client, instance_id: str, timeout: float, gone_ok: bool = False) -> int:
+    """Poll until the instance is ACTIVE (0), ERROR (1), or deleted when ``gone_ok``."""
+    progress = Progress()
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            try:
+                view = client.call("GET", f"/instances/{instance_id}")["instance"]
+            except ApiError as exc:
+                if gone_ok and exc.status == 404:
+                    progress.show("DELETED", None)
+                    return 0
+                raise
+            progress.show(view["status"], view.get("task"))
+            if view["status"] == "ERROR":
+                progress.close()
+                print(f"error: {(view.get('fault') or {}).get('message')}", file=sys.stderr)
+                return 1
+            if view["status"] == "ACTIVE" and not gone_ok and not view.get("task"):
+                return 0
+            time.sleep(0.3)
+    finally:
+        progress.close()
+    print(f"error: still waiting after {timeout:.0f} s", file=sys.stderr)
+    return 1
+
+
+def cmd_instance(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "create":
+        body: dict[str, Any] = {
+            "name": args.name,
+            "flavorRef": args.flavor,
+            "volume": {"size": args.size},
+            "datastore": {"type": args.datastore, "version": args.version},
+            "databases": [{"name": d} for d in args.database],
+            "users": [_user_arg(u, args.database) for u in args.user],
+        }
+        view = client.call("POST", "/instances", {"instance": body})["instance"]
+        if args.wait:
+            code = wait_for(client, view["id"], args.timeout)
+            view = client.call("GET", f"/instances/{view['id']}")["instance"]
+            emit(view, args.format)
+            return code
+        emit(view, args.format)
+    elif args.action == "list":
+        views = client.call("GET", "/instances")["instances"]
+        emit(views if args.format == "json" else [_instance_row(v) for v in views],
+             args.format, INSTANCE_COLUMNS)  # fmt: skip
+    elif args.action == "show":
+        emit(client.call("GET", f"/instances/{args.id}")["instance"], args.format)
+    elif args.action == "delete":
+        client.call("DELETE", f"/instances/{args.id}")
+        print(f"deleting instance {args.id}", file=sys.stderr)
+        if args.wait:
+            return wait_for(client, args.id, args.timeout, gone_ok=True)
+    return 0
+
+
+def cmd_database(args: argparse.Namespace, client: Client) -> int:
+    path = f"/instances/{args.instance}/databases"
+    if args.action == "create":
+        client.call("POST", path, {"databases": [{"name": n} for n in args.names]})
+        print(f"creating databases {', '.join(args.names)}", file=sys.stderr)
+    elif args.action == "list":
+        emit(client.call("GET", path)["databases"], args.format, ("name",))
+    elif args.action == "delete":
+        client.call("DELETE", f"{path}/{args.names[0]}")
+        print(f"deleting database {args.names[0]}", file=sys.stderr)
+    return 0
+
+
+def cmd_user(args: argparse.Namespace, client: Client) -> int:
+    path = f"/instances/{args.instance}/users"
+    if args.action == "create":
+        password = args.password or getpass.getpass(f"password for user {args.name}: ")
+        user = {
+            "name": args.name,
+            "password": password,
+            "databases": [{"name": d} for d in args.database],
+        }
+        client.call("POST", path, {"users": [user]})
+        print(f"creating user {args.name}", file=sys.stderr)
+    elif args.action == "list":
+        emit(client.call("GET", path)["users"], args.format, ("name", "host", "databases"))
+    elif args.action == "delete":
+        client.call("DELETE", f"{path}/{args.name}")
+        print(f"deleting user {args.name}", file=sys.stderr)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="cellar", description="Cellar: databases on demand.")
+    top.add_argument("--url", default=os.environ.get("CELLAR_URL", "http://127.0.0.1:8779"))
+    top.add_argument("--project", default=os.environ.get("CELLAR_PROJECT", "default"))
+    top.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the API, a worker and beat in the foreground")
+
+    inst = sub.add_parser("instance", help="database instances")
+    inst_sub = inst.add_subparsers(dest="action", required=True)
+    create = inst_sub.add_parser("create")
+    create.add_argument("name")
+    create.add_argument("--flavor", default="2")
+    create.add_argument("--size", type=int, default=1, help="volume size in GB")
+    create.add_argument("--datastore", default="postgresql")
+    create.add_argument("--version", default="15")
+    create.add_argument("--database", action="append", default=[], help="repeatable")
+    create.add_argument(
+        "--user", action="append", default=[],
+        help="NAME:PASSWORD (or NAME to be asked); granted every --database; repeatable",
+    )  # fmt: skip
+    for command in (create, inst_sub.add_parser("delete")):
+        command.add_argument("--wait", action="store_true", help="show progress until done")
+        command.add_argument("--timeout", type=float, default=600.0)
+    inst_sub.add_parser("list")
+    for name in ("show", "delete"):
+        found = inst_sub.choices[name] if name in inst_sub.choices else inst_sub.add_parser(name)
+        found.add_argument("id")
+
+    db = sub.add_parser("database", help="databases of an instance")
+    db_sub = db.add_subparsers(dest="action", required=True)
+    for name, many in (("create", "+"), ("list", "*"), ("delete", 1)):
+        command = db_sub.add_parser(name)
+        command.add_argument("instance")
+        command.add_argument("names", nargs=many)
+
+    user = sub.add_parser("user", help="users of an instance")
+    user_sub = user.add_subparsers(dest="action", required=True)
+    for name in ("create", "list", "delete"):
+        command = user_sub.add_parser(name)
+        command.add_argument("instance")
+        if name != "list":
+            command.add_argument("name")
+    user_sub.choices["create"].add_argument("--password")
+    user_sub.choices["create"].add_argument("--database", action="append", default=[])
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        from cellar import logs
+        from cellar.serve import serve
+
+        logs.setup("serve")
+        return serve()
+    client = Client(args.url, args.project)
+    handlers = {"instance": cmd_instance, "database": cmd_database, "user": cmd_user}
+    try:
+        return handlers[args.command](args, client)
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

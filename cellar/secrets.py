@@ -1,0 +1,46 @@
+"""Encryption of the passwords that a task needs until it has run.
+
+Passwords never go into task rows, logs or audit details: the API encrypts them
+into a ``Secret`` row tied to the task, and the task deletes it when it ends.
+The key is ``CELLAR_SECRET_KEY`` (a Fernet key, shared by every API and worker
+host) or, in the embedded profile, a key file created under ``CELLAR_HOME``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from cellar.errors import CellarError
+
+
+def load_key(home: Path) -> bytes:
+    """The Fernet key from the environment, or from (a new) ``home/secret.key``."""
+    env = os.environ.get("CELLAR_SECRET_KEY", "").strip()
+    if env:
+        return env.encode()
+    path = home / "secret.key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+    return path.read_bytes().strip()
+
+
+class SecretBox:
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    def seal(self, values: dict[str, str]) -> bytes:
+        return self._fernet.encrypt(json.dumps(values).encode())
+
+    def open(self, ciphertext: bytes) -> dict[str, str]:
+        try:
+            data = json.loads(self._fernet.decrypt(ciphertext))
+        except InvalidToken as exc:
+            raise CellarError("a stored secret cannot be decrypted with this key") from exc
+        return {str(k): str(v) for k, v in data.items()}

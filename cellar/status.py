@@ -1,0 +1,42 @@
+"""The two status axes of an instance, and the states of a task.
+
+``InstanceStatus`` is what the control plane is doing or has concluded;
+``OperatingStatus`` is what the guest agent last reported about the engine.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+@enum.unique
+class InstanceStatus(enum.StrEnum):
+    BUILD = "BUILD"
+    ACTIVE = "ACTIVE"
+    REBOOT = "REBOOT"
+    RESIZE = "RESIZE"
+    BACKUP = "BACKUP"
+    PROMOTE = "PROMOTE"
+    EJECT = "EJECT"
+    DETACH = "DETACH"
+    UPGRADE = "UPGRADE"
+    RESTART_REQUIRED = "RESTART_REQUIRED"
+    SHUTDOWN = "SHUTDOWN"
+    ERROR = "ERROR"
+
+
+@enum.unique
+class OperatingStatus(enum.StrEnum):
+    UNKNOWN = "UNKNOWN"
+    BUILD = "BUILD"
+    HEALTHY = "HEALTHY"
+    SHUTDOWN = "SHUTDOWN"
+    ERROR = "ERROR"
+
+
+@enum.unique
+class TaskState(enum.StrEnum):
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"

@@ -1,0 +1,1 @@
+"""Cellar's task manager: Celery workers that run workflows as resumable steps."""

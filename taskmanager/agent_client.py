@@ -1,0 +1,128 @@
+"""The task manager's side of the guest agent's gRPC contract.
+
+Every call has a deadline and carries the current request id as ``x-request-id``
+metadata. ``grpc.RpcError`` is translated here into ``AgentError`` (or
+``AgentTimeout``), with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cellar import logs
+from cellar.errors import AgentError, AgentTimeout
+from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+@dataclasses.dataclass(frozen=True)
+class NewUser:
+    name: str
+    password: str
+    databases: tuple[str, ...] = ()
+    host: str = ""
+
+
+class AgentClient:
+    """A connection to one instance's agent at ``host:port``."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
+        self.address = f"{host}:{port}"
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(self.address)
+        self._stub = agent_pb2_grpc.GuestAgentStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, name: str, fn: Callable[..., T], request: Any, timeout: float | None) -> T:
+        metadata = (("x-request-id", logs.request_id.get()),)
+        try:
+            return fn(request, timeout=timeout or self.timeout, metadata=metadata)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+            detail = exc.details() if hasattr(exc, "details") else str(exc)
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise AgentTimeout(
+                    f"agent at {self.address} did not answer {name} in time"
+                ) from exc
+            raise AgentError(
+                f"agent {name} failed: {detail or code.name}", retryable=code in RETRYABLE
+            ) from exc
+
+    def is_serving(self, timeout: float = 1.0) -> bool:
+        """True once the agent's gRPC server answers its health check."""
+        try:
+            reply = self._call(
+                "health check", self._health.Check, health_pb2.HealthCheckRequest(), timeout
+            )
+        except AgentError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def prepare(
+        self, databases: Sequence[str], users: Sequence[NewUser], memory_mb: int, timeout: float
+    ) -> str:
+        request = agent_pb2.PrepareRequest(
+            databases=[agent_pb2.Database(name=name) for name in databases],
+            users=[_user(u) for u in users],
+            memory_mb=memory_mb,
+        )
+        reply = self._call("Prepare", self._stub.Prepare, request, timeout)
+        return str(agent_pb2.ServiceStatus.Name(reply.status))
+
+    def status(self, timeout: float | None = None) -> tuple[str, str]:
+        reply = self._call("GetStatus", self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout)
+        return str(agent_pb2.ServiceStatus.Name(reply.status)), str(reply.detail)
+
+    def create_database(self, name: str, character_set: str = "", collate: str = "") -> bool:
+        request = agent_pb2.CreateDatabaseRequest(
+            database=agent_pb2.Database(name=name, character_set=character_set, collate=collate)
+        )
+        return bool(self._call("CreateDatabase", self._stub.CreateDatabase, request, None).created)
+
+    def list_databases(self) -> list[dict[str, str]]:
+        reply = self._call(
+            "ListDatabases", self._stub.ListDatabases, agent_pb2.ListDatabasesRequest(), None
+        )
+        return [
+            {"name": d.name, "character_set": d.character_set, "collate": d.collate}
+            for d in reply.databases
+        ]
+
+    def delete_database(self, name: str) -> bool:
+        request = agent_pb2.DeleteDatabaseRequest(name=name)
+        return bool(self._call("DeleteDatabase", self._stub.DeleteDatabase, request, None).deleted)
+
+    def create_user(self, user: NewUser) -> bool:
+        request = agent_pb2.CreateUserRequest(user=_user(user))
+        return bool(self._call("CreateUser", self._stub.CreateUser, request, None).created)
+
+    def list_users(self) -> list[dict[str, Any]]:
+        reply = self._call("ListUsers", self._stub.ListUsers, agent_pb2.ListUsersRequest(), None)
+        return [
+            {"name": u.name, "host": u.host or "%", "databases": list(u.databases)}
+            for u in reply.users
+        ]
+
+    def delete_user(self, name: str, host: str = "") -> bool:
+        request = agent_pb2.DeleteUserRequest(name=name, host=host)
+        return bool(self._call("DeleteUser", self._stub.DeleteUser, request, None).deleted)
+
+
+def _user(user: NewUser) -> Any:
+    return agent_pb2.User(
+        name=user.name, password=user.password, host=user.host, databases=list(user.databases)
+    )

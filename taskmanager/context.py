@@ -1,0 +1,62 @@
+"""What a step gets to work with: the services, its session, its task and instance."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from cellar.db import Database
+from cellar.models import Instance, Secret, Task
+from cellar.secrets import SecretBox
+from cellar.settings import Settings
+from taskmanager.agent_client import AgentClient
+from taskmanager.drivers.base import ComputeDriver
+
+
+class Enqueue(Protocol):
+    def __call__(self, task_id: str, countdown: float, request_id: str) -> None: ...
+
+
+@dataclasses.dataclass
+class Services:
+    """Everything a worker shares between steps; fakes go in here in unit tests."""
+
+    settings: Settings
+    db: Database
+    compute: ComputeDriver
+    agent_for: Callable[[Instance], AgentClient]
+    secrets: SecretBox
+    enqueue: Enqueue
+
+
+@dataclasses.dataclass
+class StepContext:
+    services: Services
+    session: Session
+    task: Task
+
+    @property
+    def instance(self) -> Instance:
+        if self.task.instance_id is None:
+            raise LookupError(f"task {self.task.id} has no instance")
+        instance = self.session.get(Instance, self.task.instance_id)
+        if instance is None:
+            raise LookupError(f"instance {self.task.instance_id} is gone")
+        return instance
+
+    @property
+    def agent(self) -> AgentClient:
+        return self.services.agent_for(self.instance)
+
+    def secret(self) -> dict[str, str]:
+        """The task's decrypted secrets ({} when it has none)."""
+        row = self.session.get(Secret, self.task.id)
+        return self.services.secrets.open(row.ciphertext) if row else {}
+
+    def forget_secret(self) -> None:
+        row = self.session.get(Secret, self.task.id)
+        if row is not None:
+            self.session.delete(row)

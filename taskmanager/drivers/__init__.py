@@ -1,0 +1,1 @@
+"""Compute drivers: where instance containers run."""

@@ -1,0 +1,190 @@
+"""The Docker compute driver: one container, one volume per instance, one network per project.
+
+Every resource is named after its owner's id and looked up before it is made, so
+a step that runs twice finds its own earlier work. Errors of the Docker SDK are
+translated into ``ComputeError`` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests
+
+from cellar.errors import ComputeError
+from taskmanager.drivers.base import ContainerSpec, Ports
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+LABEL = "cellar.instance"
+
+
+class ImageMissing(ComputeError):
+    """The engine image is not built on this Docker host."""
+
+
+def container_name(instance_id: str) -> str:
+    return f"cellar-{instance_id}"
+
+
+def volume_name(instance_id: str) -> str:
+    return f"cellar-data-{instance_id}"
+
+
+def network_name(project_id: str) -> str:
+    return f"cellar-net-{project_id}"
+
+
+class DockerDriver:
+    """Talks to the Docker Engine API (``DOCKER_HOST`` honoured)."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._call("connect to the Docker engine", docker.from_env)
+        return self._client
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except docker.errors.ImageNotFound as exc:
+            raise ImageMissing(f"cannot {what}: image not found ({exc.explanation})") from exc
+        except docker.errors.APIError as exc:
+            raise ComputeError(f"cannot {what}: {exc.explanation or exc}") from exc
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise ComputeError(f"cannot {what}: {exc}") from exc
+
+    def _find(self, kind: str, name: str) -> Any | None:
+        collection = getattr(self.client, kind)
+        try:
+            return self._call(f"look up {name}", lambda: collection.get(name))
+        except ComputeError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return None
+            raise
+
+    def ensure_network(self, project_id: str) -> str:
+        name = network_name(project_id)
+        if self._find("networks", name) is None:
+            logger.info("creating network %s", name)
+            self._call(
+                f"create network {name}",
+                lambda: self.client.networks.create(
+                    name, driver="bridge", labels={"cellar.project": project_id}
+                ),
+            )
+        return name
+
+    def ensure_volume(self, instance_id: str, project_id: str, size_gb: int) -> str:
+        name = volume_name(instance_id)
+        if self._find("volumes", name) is None:
+            logger.info("creating volume %s", name)
+            labels = {
+                LABEL: instance_id,
+                "cellar.project": project_id,
+                "cellar.size_gb": str(size_gb),
+            }
+            self._call(
+                f"create volume {name}", lambda: self.client.volumes.create(name, labels=labels)
+            )
+        return name
+
+    def ensure_container(self, spec: ContainerSpec) -> Ports:
+        name = container_name(spec.instance_id)
+        container = self._find("containers", name)
+        if container is None:
+            logger.info("creating container %s from %s", name, spec.image)
+            container = self._call(f"create container {name}", lambda: self._create(spec))
+        if container.status != "running":
+            self._call(f"start container {name}", container.start)
+            self._call(f"inspect container {name}", container.reload)
+        return self._ports(container, spec)
+
+    def _create(self, spec: ContainerSpec) -> Any:
+        memory = f"{spec.memory_mb}m"
+        return self.client.containers.create(
+            spec.image,
+            name=container_name(spec.instance_id),
+            detach=True,
+            init=True,
+            labels={
+                LABEL: spec.instance_id,
+                "cellar.project": spec.project_id,
+                "cellar.request_id": spec.request_id,
+            },
+            environment={"CELLAR_INSTANCE_ID": spec.instance_id},
+            mem_limit=memory,
+            memswap_limit=memory,
+            nano_cpus=int(spec.vcpus * 1_000_000_000),
+            ports={
+                f"{spec.engine_port}/tcp": (spec.publish_host, None),
+                f"{spec.agent_port}/tcp": ("127.0.0.1", None),
+            },
+            volumes={volume_name(spec.instance_id): {"bind": spec.data_path, "mode": "rw"}},
+            network=network_name(spec.project_id),
+            restart_policy={"Name": "unless-stopped"},
+            log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+        )
+
+    def _ports(self, container: Any, spec: ContainerSpec) -> Ports:
+        ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+
+        def host_port(port: int) -> int:
+            bindings = ports.get(f"{port}/tcp") or []
+            if not bindings:
+                raise ComputeError(f"container {container.name} publishes no port for {port}")
+            return int(bindings[0]["HostPort"])
+
+        return Ports(engine=host_port(spec.engine_port), agent=host_port(spec.agent_port))
+
+    def container_state(self, instance_id: str) -> str | None:
+        container = self._find("containers", container_name(instance_id))
+        return None if container is None else str(container.status)
+
+    def remove_container(self, instance_id: str) -> bool:
+        name = container_name(instance_id)
+        container = self._find("containers", name)
+        if container is None:
+            return False
+        logger.info("removing container %s", name)
+        try:
+            self._call(f"remove container {name}", lambda: container.remove(force=True, v=False))
+        except ComputeError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return False
+            raise
+        return True
+
+    def remove_volume(self, instance_id: str) -> bool:
+        name = volume_name(instance_id)
+        volume = self._find("volumes", name)
+        if volume is None:
+            return False
+        logger.info("removing volume %s", name)
+        self._call(f"remove volume {name}", lambda: volume.remove(force=True))
+        return True
+
+    def remove_network_if_unused(self, project_id: str) -> bool:
+        name = network_name(project_id)
+        network = self._find("networks", name)
+        if network is None:
+            return False
+        self._call(f"inspect network {name}", network.reload)
+        if network.attrs.get("Containers"):
+            return False
+        logger.info("removing network %s", name)
+        try:
+            self._call(f"remove network {name}", network.remove)
+        except ComputeError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return False
+            raise
+        return True

@@ -1,0 +1,54 @@
+"""Builds the task manager's shared services once per process."""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+from cellar import settings as settings_module
+from cellar.db import Database
+from cellar.models import Instance
+from cellar.secrets import SecretBox, load_key
+from cellar.settings import Settings
+from taskmanager.agent_client import AgentClient
+from taskmanager.context import Enqueue, Services
+from taskmanager.drivers.docker import DockerDriver
+
+
+class AgentPool:
+    """One gRPC channel per agent address, reused across steps."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._clients: dict[str, AgentClient] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, instance: Instance) -> AgentClient:
+        if instance.agent_port is None:
+            raise LookupError(f"instance {instance.id} has no agent port yet")
+        address = f"127.0.0.1:{instance.agent_port}"
+        with self._lock:
+            client = self._clients.get(address)
+            if client is None:
+                client = AgentClient("127.0.0.1", instance.agent_port, self.timeout)
+                self._clients[address] = client
+            return client
+
+
+def build(settings: Settings, enqueue: Enqueue) -> Services:
+    return Services(
+        settings=settings,
+        db=Database(settings.database_url),
+        compute=DockerDriver(),
+        agent_for=AgentPool(settings.agent_call_timeout),
+        secrets=SecretBox(load_key(settings.home)),
+        enqueue=enqueue,
+    )
+
+
+@functools.cache
+def current() -> Services:
+    """This process's services, from the environment's settings."""
+    from taskmanager.celery_app import enqueue
+
+    return build(settings_module.load(), enqueue)

@@ -1,0 +1,3 @@
+"""Every workflow the task manager runs; importing this package registers them."""
+
+from taskmanager.workflows import delete, provision, users  # noqa: F401

@@ -1,0 +1,131 @@
+"""Provisioning: from an instance row to a running, prepared engine container."""
+
+from __future__ import annotations
+
+import logging
+
+from cellar import catalog
+from cellar.models import utcnow
+from cellar.status import InstanceStatus, OperatingStatus
+from taskmanager.agent_client import NewUser
+from taskmanager.context import StepContext
+from taskmanager.drivers.base import ContainerSpec
+from taskmanager.drivers.docker import ImageMissing
+from taskmanager.workflow import NEXT, Decision, Nap, Step, StepFailed, Workflow, register
+from taskmanager.workflows.common import agent_call, poll, seconds_left
+
+logger = logging.getLogger(__name__)
+
+DATA_PATH = "/var/lib/cellar/data"
+AGENT_WAIT_SLICE = 10.0
+
+
+def create_volume(ctx: StepContext) -> Decision:
+    instance = ctx.instance
+    compute = ctx.services.compute
+    compute.ensure_network(instance.project_id)
+    compute.ensure_volume(instance.id, instance.project_id, instance.volume_size)
+    return NEXT
+
+
+def start_container(ctx: StepContext) -> Decision:
+    instance = ctx.instance
+    settings = ctx.services.settings
+    version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
+    flavor = catalog.FLAVORS[instance.flavor_id]
+    if version is None:
+        raise StepFailed(f"datastore version {instance.datastore_version} is no longer offered")
+    spec = ContainerSpec(
+        instance_id=instance.id,
+        project_id=instance.project_id,
+        image=f"{settings.image_prefix}/{version.image}:{version.name}",
+        memory_mb=flavor.ram_mb,
+        vcpus=flavor.vcpus,
+        engine_port=version.port,
+        agent_port=catalog.AGENT_PORT,
+        data_path=DATA_PATH,
+        publish_host=settings.publish_host,
+        request_id=ctx.task.request_id,
+    )
+    ctx.services.compute.ensure_network(instance.project_id)
+    try:
+        ports = ctx.services.compute.ensure_container(spec)
+    except ImageMissing as exc:
+        raise StepFailed(f"{exc.message}; build it with `make images`") from exc
+    instance.host = settings.advertise_host
+    instance.port = ports.engine
+    instance.agent_port = ports.agent
+    return NEXT
+
+
+def wait_for_agent(ctx: StepContext) -> Decision:
+    agent = ctx.agent
+    if poll(lambda: agent.is_serving(timeout=0.5), within=AGENT_WAIT_SLICE):
+        return NEXT
+    state = ctx.services.compute.container_state(ctx.instance.id)
+    if state is None:
+        raise StepFailed("the instance's container disappeared while starting")
+    logger.info("agent of %s not serving yet (container %s)", ctx.instance.id, state)
+    return Nap(0.1)
+
+
+def prepare(ctx: StepContext) -> Decision:
+    instance = ctx.instance
+    params = ctx.task.params
+    secret = ctx.secret()
+    users = [
+        NewUser(
+            name=u["name"],
+            password=secret[f"user:{u['name']}"],
+            databases=tuple(u.get("databases", ())),
+            host=u.get("host", ""),
+        )
+        for u in params.get("users", [])
+    ]
+    left = seconds_left(ctx.task.step_started_at, ctx.services.settings.build_deadline)
+    timeout = min(left, 120.0)
+    status = agent_call(
+        lambda: ctx.agent.prepare(
+            [d["name"] for d in params.get("databases", [])],
+            users,
+            catalog.FLAVORS[instance.flavor_id].ram_mb,
+            timeout,
+        )
+    )
+    if status == "HEALTHY":
+        return NEXT
+    state, detail = agent_call(ctx.agent.status)
+    if state == "FAILED":
+        raise StepFailed(f"the engine could not be prepared: {detail}")
+    return Nap(0.2)
+
+
+def mark_active(ctx: StepContext) -> Decision:
+    instance = ctx.instance
+    instance.status = InstanceStatus.ACTIVE.value
+    instance.operating_status = OperatingStatus.HEALTHY.value
+    instance.fault = None
+    return NEXT
+
+
+def _failed(ctx: StepContext, reason: str) -> None:
+    instance = ctx.instance
+    if instance.deleted_at is None and instance.status == InstanceStatus.BUILD.value:
+        instance.status = InstanceStatus.ERROR.value
+        instance.fault = reason
+        instance.fault_at = utcnow()
+
+
+PROVISION = register(
+    Workflow(
+        "provision",
+        (
+            Step("create_volume", create_volume, 60, "creating the data volume"),
+            Step("start_container", start_container, 120, "starting the container"),
+            Step("wait_for_agent", wait_for_agent, "build_deadline", "waiting for the guest agent"),
+            Step("prepare", prepare, "build_deadline", "preparing the database engine"),
+            Step("mark_active", mark_active, 30, "marking the instance active"),
+        ),
+        on_failure=_failed,
+    )
+)
