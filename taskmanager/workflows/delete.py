@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 
 from cellar.errors import ComputeError
-from cellar.models import Task, utcnow
+from cellar.models import Secret, Task, utcnow
 from cellar.status import InstanceStatus, TaskState
 from taskmanager.context import StepContext
 from taskmanager.workflow import NEXT, Decision, Nap, Step, Workflow, register
@@ -30,6 +30,9 @@ def stop_other_tasks(ctx: StepContext) -> Decision:
         other.state = TaskState.CANCELLED.value
         other.error = "cancelled: the instance is being deleted"
         other.finished_at = now
+        secret = ctx.session.get(Secret, other.id)
+        if secret is not None:
+            ctx.session.delete(secret)
         if other.lease_until is not None and other.lease_until > now:
             busy = True
     held = ctx.session.scalars(
