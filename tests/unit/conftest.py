@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import taskmanager.workflows  # noqa: F401  (registers the workflows)
-from tests.unit.fakes import FakeAgent, FakeCompute, Queue, make_services
+from tests.unit.fakes import make_services
 
 
 @pytest.fixture

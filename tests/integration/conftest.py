@@ -1,0 +1,59 @@
+"""Integration fixtures: one real Cellar stack per test session.
+
+``CELLAR_TEST_PROFILE=production`` runs the same tests with the metadata in a real
+PostgreSQL and the broker a real RabbitMQ, both started here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.services import PostgresServer, RabbitServer
+from tests.integration.stack import Api, Stack, leftovers, remove_leftovers, start_stack
+
+PROFILE = os.environ.get("CELLAR_TEST_PROFILE", "embedded")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("cellar")
+    extra: dict[str, str] = {}
+    servers: list[PostgresServer | RabbitServer] = []
+    saved = {k: v for k, v in os.environ.items() if k.startswith("CELLAR_")}
+    try:
+        if PROFILE == "production":
+            postgres, rabbit = PostgresServer(root / "pg"), RabbitServer(root / "rabbit")
+            for server in (postgres, rabbit):
+                servers.append(server)
+                server.start()
+            extra = {"CELLAR_DATABASE_URL": postgres.url, "CELLAR_BROKER_URL": rabbit.url}
+        home = root / "home"
+        home.mkdir()
+        running = start_stack(home, extra)
+        try:
+            yield running
+        finally:
+            running.stop()
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        for key in [k for k in os.environ if k.startswith("CELLAR_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[Api]:
+    client = Api(stack.url)
+    yield client
+    left = leftovers(client.project)
+    remove_leftovers(client.project)
+    assert not left, f"the test left Docker resources behind: {left}"

@@ -1,0 +1,161 @@
+"""A real Cellar stack for the integration tests: API, worker and beat as separate processes.
+
+The processes are started with the same command lines as ``cellar serve``, so the
+tests can kill one of them (the worker) and start it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+import requests
+
+from cellar import settings as settings_module
+from cellar.db import Database
+from cellar.serve import commands
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Stack:
+    home: Path
+    env: dict[str, str]
+    url: str
+    processes: dict[str, subprocess.Popen[bytes]] = dataclasses.field(default_factory=dict)
+    logs: dict[str, IO[bytes]] = dataclasses.field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        settings = settings_module.load()
+        argv = commands(settings)[name]
+        log = open(self.home / f"{name}.log", "ab")
+        self.logs[name] = log
+        self.processes[name] = subprocess.Popen(
+            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill(self, name: str) -> None:
+        """Kill a process at once, as a crash would."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for name, process in list(self.processes.items()):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+            self.processes.pop(name)
+        for log in self.logs.values():
+            log.close()
+
+    def log_text(self, name: str) -> str:
+        return (self.home / f"{name}.log").read_text(errors="replace")
+
+    def wait_for_api(self, within: float = 60.0) -> None:
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            try:
+                if requests.get(self.url + "/", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the API did not answer within {within} s:\n{self.log_text('api')}")
+
+
+def start_stack(home: Path, extra_env: dict[str, str]) -> Stack:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CELLAR_HOME": str(home),
+        "CELLAR_API_PORT": str(port),
+        "CELLAR_STEP_LEASE": "8",
+        **extra_env,
+    }
+    os.environ.update({k: v for k, v in env.items() if k.startswith("CELLAR_")})
+    Database(settings_module.load().database_url).upgrade()
+    stack = Stack(home=home, env=env, url=f"http://127.0.0.1:{port}")
+    for name in ("api", "worker", "beat"):
+        stack.start(name)
+    stack.wait_for_api()
+    return stack
+
+
+class Api:
+    """A thin client of one project's API, with helpers to wait for states."""
+
+    def __init__(self, url: str, project: str | None = None) -> None:
+        self.project = project or f"it-{uuid.uuid4().hex[:12]}"
+        self.base = f"{url}/v1.0/{self.project}"
+        self.session = requests.Session()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.request(method, self.base + path, timeout=30, **kwargs)
+
+    def wait_instance(
+        self, instance_id: str, states: set[str], within: float = 180.0
+    ) -> dict[str, Any]:
+        end = time.monotonic() + within
+        view: dict[str, Any] = {}
+        while time.monotonic() < end:
+            reply = self.call("GET", f"/instances/{instance_id}")
+            if reply.status_code == 404 and "GONE" in states:
+                return {"status": "GONE"}
+            view = reply.json()["instance"]
+            if view["status"] in states and not (view["status"] == "ACTIVE" and view.get("task")):
+                return view
+            time.sleep(0.2)
+        raise AssertionError(f"instance {instance_id} did not reach {states}: {view}")
+
+    def wait_task(self, task_id: str, within: float = 60.0) -> dict[str, Any]:
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            task = self.call("GET", f"/tasks/{task_id}").json()["task"]
+            if task["state"] != "RUNNING":
+                return task
+            time.sleep(0.1)
+        raise AssertionError(f"task {task_id} still running after {within} s")
+
+    def instance_tasks(self, instance_id: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", f"/instances/{instance_id}/tasks").json()["tasks"])
+
+
+def leftovers(project: str) -> list[str]:
+    """Names of containers and volumes that Cellar made for ``project`` and left behind."""
+    client = docker.from_env()
+    label = f"cellar.project={project}"
+    names = [c.name for c in client.containers.list(all=True, filters={"label": label})]
+    names += [v.name for v in client.volumes.list(filters={"label": label})]
+    client.close()
+    return names
+
+
+def remove_leftovers(project: str) -> None:
+    client = docker.from_env()
+    label = f"cellar.project={project}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+    client.close()

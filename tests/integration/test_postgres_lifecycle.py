@@ -1,0 +1,90 @@
+"""A PostgreSQL instance from the REST API to a real container and back."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+
+from tests.integration.stack import Api, Stack, leftovers
+
+PASSWORD = "Sup3r-secret-pw"
+
+
+def test_create_use_change_and_delete(api: Api, stack: Stack) -> None:
+    body = {
+        "instance": {
+            "name": "orders",
+            "flavorRef": "2",
+            "volume": {"size": 1},
+            "datastore": {"type": "postgresql", "version": "15"},
+            "databases": [{"name": "shop"}, {"name": "stats"}],
+            "users": [{"name": "alice", "password": PASSWORD, "databases": [{"name": "shop"}]}],
+        }
+    }
+    reply = api.call("POST", "/instances", json=body, headers={"X-Request-ID": "req-lifecycle-1"})
+    assert reply.status_code == 202, reply.text
+    instance_id = reply.json()["instance"]["id"]
+    view = api.wait_instance(instance_id, {"ACTIVE", "ERROR"})
+    assert view["status"] == "ACTIVE", view.get("fault")
+    assert view["operating_status"] == "HEALTHY"
+    host, port = view["connection"]["host"], view["connection"]["port"]
+
+    with psycopg.connect(
+        host=host, port=port, user="alice", password=PASSWORD, dbname="shop", connect_timeout=10
+    ) as conn:
+        conn.execute("CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL)")
+        conn.execute("INSERT INTO orders (item) VALUES ('apples'), ('pears')")
+        conn.commit()
+        rows = conn.execute("SELECT item FROM orders ORDER BY id").fetchall()
+    assert rows == [("apples",), ("pears",)]
+
+    databases = api.call("GET", f"/instances/{instance_id}/databases").json()["databases"]
+    assert {d["name"] for d in databases} == {"shop", "stats"}
+    users = api.call("GET", f"/instances/{instance_id}/users").json()["users"]
+    assert [(u["name"], [d["name"] for d in u["databases"]]) for u in users] == [
+        ("alice", ["shop"])
+    ]
+
+    assert (
+        api.call(
+            "POST", f"/instances/{instance_id}/databases", json={"databases": [{"name": "extra"}]}
+        ).status_code
+        == 202
+    )
+    new_user = {
+        "users": [{"name": "bob", "password": "b0b-pass", "databases": [{"name": "extra"}]}]
+    }
+    assert api.call("POST", f"/instances/{instance_id}/users", json=new_user).status_code == 202
+    for task in api.instance_tasks(instance_id):
+        if task["state"] == "RUNNING":
+            assert api.wait_task(task["id"])["state"] == "COMPLETED"
+    with psycopg.connect(
+        host=host, port=port, user="bob", password="b0b-pass", dbname="extra", connect_timeout=10
+    ) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("extra",)
+
+    assert api.call("DELETE", f"/instances/{instance_id}/users/bob").status_code == 202
+    assert api.call("DELETE", f"/instances/{instance_id}/databases/extra").status_code == 202
+    for task in api.instance_tasks(instance_id):
+        if task["state"] == "RUNNING":
+            assert api.wait_task(task["id"])["state"] == "COMPLETED"
+    names = {
+        d["name"]
+        for d in api.call("GET", f"/instances/{instance_id}/databases").json()["databases"]
+    }
+    assert names == {"shop", "stats"}
+
+    # one request id followed from the API through the worker into the agent
+    logs = subprocess.run(
+        ["docker", "logs", f"cellar-{instance_id}"], capture_output=True, text=True, check=True
+    )
+    assert "req-lifecycle-1" in logs.stdout + logs.stderr
+    assert "req-lifecycle-1" in stack.log_text("worker")
+    assert PASSWORD not in logs.stdout + logs.stderr
+    for name in ("api", "worker", "beat"):
+        assert PASSWORD not in stack.log_text(name)
+
+    assert api.call("DELETE", f"/instances/{instance_id}").status_code == 202
+    assert api.wait_instance(instance_id, {"GONE", "ERROR"})["status"] == "GONE"
+    assert leftovers(api.project) == []

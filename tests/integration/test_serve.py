@@ -1,0 +1,70 @@
+"""``cellar serve`` (what ``make up`` runs) starts everything and stops all of it on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.integration.stack import free_port
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(os.environ.get("CELLAR_TEST_PROFILE") == "production", reason="embedded only")
+def test_serve_starts_and_stops_its_children(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLAR_")}
+    env.update({"CELLAR_HOME": str(tmp_path / "home"), "CELLAR_API_PORT": str(port)})
+    log = open(tmp_path / "serve.log", "wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cellar.cli.main", "serve"], env=env, stdout=log, stderr=log
+    )
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v1.0/demo/flavors", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        reply = requests.get(f"http://127.0.0.1:{port}/v1.0/demo/flavors", timeout=5)
+        assert len(reply.json()["flavors"]) == 4
+        children = children_of(serve.pid)
+        assert len(children) == 3
+        assert (tmp_path / "home" / "cellar.db").exists()
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=40) == 0
+        assert not [pid for pid in children if alive(pid)]
+        output = (tmp_path / "serve.log").read_text()
+        assert f"http://127.0.0.1:{port}" in output
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        log.close()

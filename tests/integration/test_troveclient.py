@@ -1,0 +1,51 @@
+"""The stock python-troveclient drives Cellar unchanged."""
+
+from __future__ import annotations
+
+import time
+
+from keystoneauth1 import noauth
+from keystoneauth1 import session as ks_session
+from troveclient.v1 import client as trove_client
+
+from tests.integration.stack import Api, Stack
+
+
+def test_stock_client(api: Api, stack: Stack) -> None:
+    endpoint = f"{stack.url}/v1.0/{api.project}"
+    auth = noauth.NoAuth(endpoint=endpoint)
+    trove = trove_client.Client(session=ks_session.Session(auth=auth), endpoint_override=endpoint)
+
+    instance = trove.instances.create(
+        "via-troveclient",
+        "1",
+        volume={"size": 1},
+        datastore="postgresql",
+        datastore_version="15",
+        databases=[{"name": "first"}],
+    )
+    assert instance.status == "BUILD"
+    assert [i.id for i in trove.instances.list()] == [instance.id]
+    view = api.wait_instance(instance.id, {"ACTIVE", "ERROR"})
+    assert view["status"] == "ACTIVE", view.get("fault")
+    shown = trove.instances.get(instance.id)
+    assert (shown.name, shown.status) == ("via-troveclient", "ACTIVE")
+
+    trove.databases.create(instance.id, [{"name": "second"}])
+    trove.users.create(
+        instance.id,
+        [{"name": "carol", "password": "c4rol-pass", "databases": [{"name": "second"}]}],
+    )
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        dbs = {d.name for d in trove.databases.list(instance.id)}
+        users = {u.name for u in trove.users.list(instance.id)}
+        if {"first", "second"} <= dbs and "carol" in users:
+            break
+        time.sleep(0.3)
+    assert {"first", "second"} <= dbs
+    assert "carol" in users
+    assert {f.id for f in trove.flavors.list()} >= {1, 2, 3, 4}
+
+    trove.instances.delete(instance.id)
+    assert api.wait_instance(instance.id, {"GONE", "ERROR"})["status"] == "GONE"
