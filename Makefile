@@ -47,7 +47,8 @@ integration: docker venv images
 	$(BIN)/pytest -q -m integration tests/integration
 
 integration-production: docker venv images
-	bash scripts/production-services.sh $(BIN)/pytest -q -m integration tests/integration
+	@bash scripts/production-deps.sh
+	CELLAR_TEST_PROFILE=production $(BIN)/pytest -q -m integration tests/integration
 
 clean:
 	rm -rf $(VENV) $(STAMPS)

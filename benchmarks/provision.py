@@ -1,0 +1,192 @@
+"""Time from POST /instances to ACTIVE, against the bare image's initdb-and-start.
+
+Usage: python benchmarks/provision.py [--runs 5] [--datastore postgresql] [--url URL]
+
+Without ``--url`` it starts a private Cellar (``cellar serve``) in a temporary
+home on a free port. Each run of Cellar is paired with a run of the raw baseline:
+``docker run`` of the same engine image doing initdb and start, until the engine
+accepts a connection. Prints one JSON object with medians, spreads and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+import psycopg
+import requests
+
+POLL = 0.05
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def private_cellar() -> Iterator[str]:
+    """A ``cellar serve`` of our own, stopped (with its children) on exit."""
+    with tempfile.TemporaryDirectory(prefix="cellar-bench-") as home:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CELLAR_")}
+        env.update({"CELLAR_HOME": home, "CELLAR_API_PORT": str(port)})
+        log = open(Path(home) / "serve.log", "wb")
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "cellar.cli.main", "serve"], env=env, stdout=log, stderr=log
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait(lambda: _answers(url), 90, "the private Cellar API")
+            yield url
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=60)
+            log.close()
+
+
+@contextmanager
+def given(url: str) -> Iterator[str]:
+    yield url
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url + "/", timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+def wait(check: Callable[[], bool], within: float, what: str) -> None:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(POLL)
+    raise TimeoutError(f"{what} not ready after {within} s")
+
+
+def cellar_run(base: str, datastore: str, version: str) -> float:
+    body = {
+        "instance": {
+            "name": "bench",
+            "flavorRef": "2",
+            "volume": {"size": 1},
+            "datastore": {"type": datastore, "version": version},
+        }
+    }
+    session = requests.Session()
+    started = time.monotonic()
+    reply = session.post(f"{base}/instances", json=body, timeout=30)
+    reply.raise_for_status()
+    instance_id = reply.json()["instance"]["id"]
+    try:
+        while True:
+            view = session.get(f"{base}/instances/{instance_id}", timeout=30).json()["instance"]
+            if view["status"] == "ACTIVE":
+                return time.monotonic() - started
+            if view["status"] == "ERROR":
+                raise RuntimeError(f"instance failed: {view.get('fault')}")
+            if time.monotonic() - started > 300:
+                raise TimeoutError("instance not ACTIVE after 300 s")
+            time.sleep(POLL)
+    finally:
+        session.delete(f"{base}/instances/{instance_id}", timeout=30)
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            if session.get(f"{base}/instances/{instance_id}", timeout=30).status_code == 404:
+                break
+            time.sleep(0.2)
+
+
+def raw_run(client: docker.DockerClient, image: str) -> float:
+    started = time.monotonic()
+    container = client.containers.run(
+        image,
+        entrypoint="/usr/local/bin/cellar-raw-postgres",
+        detach=True,
+        ports={"5432/tcp": ("127.0.0.1", None)},
+        name=f"cellar-bench-raw-{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        port = 0
+        while not port:
+            container.reload()
+            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("5432/tcp")
+            port = int(bindings[0]["HostPort"]) if bindings else 0
+            if not port:
+                time.sleep(0.01)
+
+        def connects() -> bool:
+            try:
+                with psycopg.connect(
+                    host="127.0.0.1", port=port, user="postgres", dbname="postgres",
+                    connect_timeout=1,
+                ):  # fmt: skip
+                    return True
+            except psycopg.OperationalError:
+                return False
+
+        wait(connects, 120, "the raw engine")
+        return time.monotonic() - started
+    finally:
+        container.remove(force=True)
+
+
+def summary(samples: list[float]) -> dict[str, object]:
+    return {
+        "median_s": round(statistics.median(samples), 3),
+        "min_s": round(min(samples), 3),
+        "max_s": round(max(samples), 3),
+        "stdev_s": round(statistics.stdev(samples), 3) if len(samples) > 1 else 0.0,
+        "samples_s": [round(s, 3) for s in samples],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--datastore", default="postgresql")
+    parser.add_argument("--version", default="15")
+    parser.add_argument("--url", help="an already running Cellar (default: start one)")
+    parser.add_argument("--project", default=f"bench-{uuid.uuid4().hex[:8]}")
+    args = parser.parse_args()
+    client = docker.from_env()
+    image = f"cellar/{args.datastore}:{args.version}"
+    cellar: list[float] = []
+    raw: list[float] = []
+    with given(args.url) if args.url else private_cellar() as url:
+        base = f"{url}/v1.0/{args.project}"
+        raw_run(client, image)  # warm the page cache for both sides
+        for _ in range(args.runs):
+            cellar.append(cellar_run(base, args.datastore, args.version))
+            raw.append(raw_run(client, image))
+    result = {
+        "benchmark": "provision",
+        "datastore": args.datastore,
+        "version": args.version,
+        "runs": args.runs,
+        "cellar_post_to_active": summary(cellar),
+        "raw_docker_run_to_connect": summary(raw),
+        "ratio_median": round(statistics.median(cellar) / statistics.median(raw), 2),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
