@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from cellar.cli import main as cli
+from cellar.cli.output import Progress
+
+
+class FakeClient:
+    def __init__(self, views: list[dict[str, Any]]) -> None:
+        self.views = views
+        self.sent: list[tuple[str, str, Any]] = []
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        self.sent.append((method, path, body))
+        if method == "POST":
+            return {"instance": self.views[0]}
+        return {"instance": self.views.pop(0) if len(self.views) > 1 else self.views[0]}
+
+
+def test_progress_prints_each_step_once_when_not_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream)
+    task = {"step": "prepare", "step_number": 4, "steps": 5, "description": "preparing the engine"}
+    progress.show("BUILD", task)
+    progress.show("BUILD", task)
+    progress.show("ACTIVE", None)
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "[" + "#" * 14 + "-" * 10 + "] BUILD 3/5: preparing the engine",
+        "[########################] ACTIVE",
+    ]
+
+
+def test_create_wait_sends_the_trove_body_and_ends_on_active(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli.time, "sleep", lambda _s: None)
+    building = {
+        "id": "i1",
+        "status": "BUILD",
+        "task": {"step": "prepare", "step_number": 4, "steps": 5},
+    }
+    active = {"id": "i1", "status": "ACTIVE", "connection": {"host": "127.0.0.1", "port": 5}}
+    client = FakeClient([building, building, active])
+    args = cli.parser().parse_args(
+        [
+            "-f",
+            "json",
+            "instance",
+            "create",
+            "db1",
+            "--database",
+            "shop",
+            "--user",
+            "al:pw",
+            "--wait",
+        ]
+    )
+    assert cli.cmd_instance(args, client) == 0  # type: ignore[arg-type]
+    method, path, body = client.sent[0]
+    assert (method, path) == ("POST", "/instances")
+    assert body["instance"]["users"] == [
+        {"name": "al", "password": "pw", "databases": [{"name": "shop"}]}
+    ]
+    assert json.loads(capsys.readouterr().out)["status"] == "ACTIVE"
+
+
+def test_wait_returns_1_with_the_fault_on_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli.time, "sleep", lambda _s: None)
+    failed = {"id": "i1", "status": "ERROR", "fault": {"message": "image not found"}}
+    assert cli.wait_for(FakeClient([failed]), "i1", 10) == 1  # type: ignore[arg-type]
+    assert "image not found" in capsys.readouterr().err
