@@ -1,0 +1,71 @@
+"""The Docker driver against the real engine: every ensure_* finds its own earlier work."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from cellar import catalog
+from taskmanager.drivers.base import ContainerSpec
+from taskmanager.drivers.docker import DockerDriver, ImageMissing, container_name, volume_name
+from tests.integration.stack import leftovers, remove_leftovers
+
+
+@pytest.fixture
+def project() -> Iterator[str]:
+    name = f"drv-{uuid.uuid4().hex[:10]}"
+    yield name
+    remove_leftovers(name)
+
+
+def spec(project: str, image: str = "cellar/postgresql:15") -> ContainerSpec:
+    return ContainerSpec(
+        instance_id=str(uuid.uuid4()),
+        project_id=project,
+        image=image,
+        memory_mb=256,
+        vcpus=0.5,
+        engine_port=5432,
+        agent_port=catalog.AGENT_PORT,
+        data_path="/var/lib/cellar/data",
+        publish_host="127.0.0.1",
+    )
+
+
+def test_ensure_is_idempotent_and_remove_cleans_up(project: str) -> None:
+    driver = DockerDriver()
+    wanted = spec(project)
+    assert driver.ensure_network(project) == driver.ensure_network(project)
+    driver.ensure_volume(wanted.instance_id, project, 1)
+    driver.ensure_volume(wanted.instance_id, project, 1)
+    first = driver.ensure_container(wanted)
+    again = driver.ensure_container(wanted)
+    assert first == again
+    assert first.engine != first.agent
+    container = docker.from_env().containers.get(container_name(wanted.instance_id))
+    host_config = container.attrs["HostConfig"]
+    assert host_config["Memory"] == 256 * 1024 * 1024
+    assert host_config["NanoCpus"] == 500_000_000
+    assert container.labels["cellar.project"] == project
+    agent_binding = container.attrs["NetworkSettings"]["Ports"][f"{catalog.AGENT_PORT}/tcp"][0]
+    assert agent_binding["HostIp"] == "127.0.0.1"
+    assert driver.container_state(wanted.instance_id) == "running"
+
+    assert driver.remove_container(wanted.instance_id) is True
+    assert driver.remove_container(wanted.instance_id) is False
+    assert driver.remove_volume(wanted.instance_id) is True
+    assert driver.remove_volume(wanted.instance_id) is False
+    assert driver.remove_network_if_unused(project) is True
+    assert leftovers(project) == []
+    assert volume_name(wanted.instance_id) not in [v.name for v in docker.from_env().volumes.list()]
+
+
+def test_a_missing_image_is_reported_as_such(project: str) -> None:
+    driver = DockerDriver()
+    wanted = spec(project, image="cellar/no-such-image:0")
+    driver.ensure_network(project)
+    with pytest.raises(ImageMissing, match="image not found"):
+        driver.ensure_container(wanted)
