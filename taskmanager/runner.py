@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 EARLY_SLACK = dt.timedelta(milliseconds=50)
 RECONCILE_GRACE = dt.timedelta(seconds=5)
 MAX_BACKOFF = 5.0
+QUEUED_NAP = 0.2
 
 
 def owner_name() -> str:
@@ -92,7 +93,32 @@ def run_step(services: Services, task_id: str) -> None:
         if task is None:
             return
         with logs.bound_request_id(task.request_id):
+            if _behind_earlier_task(session, task):
+                _apply(services, StepContext(services, session, task), WORKFLOWS[task.workflow],
+                       Nap(QUEUED_NAP), 0.0)  # fmt: skip
+                return
             _run_leased(services, StepContext(services, session, task))
+
+
+def _behind_earlier_task(session: Session, task: Task) -> bool:
+    """True while an earlier task of the same instance still runs (tasks go in order)."""
+    if task.instance_id is None or not WORKFLOWS[task.workflow].waits_for_earlier:
+        return False
+    earlier = session.scalars(
+        select(Task.id).where(
+            Task.instance_id == task.instance_id,
+            Task.state == TaskState.RUNNING.value,
+            Task.id != task.id,
+            or_(
+                Task.created < task.created,
+                (Task.created == task.created) & (Task.id < task.id),
+            ),
+        )
+    ).first()
+    if earlier is not None:
+        task.attempt -= 1
+        logger.info("task %s waits for earlier task %s", task.id, earlier)
+    return earlier is not None
 
 
 def _run_leased(services: Services, ctx: StepContext) -> None:

@@ -68,6 +68,7 @@ class Workflow:
     steps: tuple[Step, ...]
     on_failure: Callable[[StepContext, str], None] | None = None
     on_success: Callable[[StepContext], None] | None = None
+    waits_for_earlier: bool = True  # run only after the instance's earlier tasks end
 
     def step(self, label: str) -> Step:
         for step in self.steps:

@@ -91,5 +91,6 @@ DELETE = register(
             Step("mark_deleted", mark_deleted, 30, "marking the instance deleted"),
         ),
         on_failure=_failed,
+        waits_for_earlier=False,
     )
 )

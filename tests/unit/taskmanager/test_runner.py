@@ -155,3 +155,28 @@ def test_delete_cancels_provisioning_and_removes_everything(world: Any) -> None:
     assert compute.containers == {} and compute.volumes == set()
     with services.db.session() as session:
         assert session.scalars(select(Secret)).all() == []
+
+
+def test_tasks_of_one_instance_run_in_the_order_they_were_asked(world: Any) -> None:
+    services, _compute, agent, queue = world
+    instance_id, provision_id = provision(services)
+    with services.db.session() as session:
+        later = runner.start_task(
+            services,
+            session,
+            project_id="p1",
+            workflow="create_databases",
+            request_id="r3",
+            instance_id=instance_id,
+            params={"databases": [{"name": "late"}]},
+        ).id
+    runner.run_step(services, later)
+    assert agent.databases == []
+    assert load(services, Task, later).state == "RUNNING"
+    queue.items.clear()
+    queue(provision_id, 0, "req-1")
+    queue(later, 0, "r3")
+    queue.drain(services)
+    assert load(services, Task, provision_id).state == "COMPLETED"
+    assert load(services, Task, later).state == "COMPLETED"
+    assert agent.databases == ["late"]
