@@ -52,6 +52,7 @@ class Stack:
         process = self.processes.pop(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+        self.logs.pop(name).close()
 
     def stop(self) -> None:
         for process in self.processes.values():

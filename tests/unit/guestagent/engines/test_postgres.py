@@ -1,0 +1,343 @@
+"""PostgresEngine against a real PostgreSQL 15 server in a temporary data directory."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from cellar.errors import InvalidInput
+from guestagent.engines.base import (
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    PrepareRequest,
+    ServiceStatus,
+    User,
+)
+from guestagent.engines.postgres import PostgresEngine
+from guestagent.errors import EngineError, NotPrepared
+from tests.unit.guestagent.support import postgres_engine
+
+ALICE_PASSWORD = "alice-Pw-9f2e'; DROP ROLE x; --"
+SHOP = PrepareRequest(
+    databases=(Database("shop"),),
+    users=(User("alice", ALICE_PASSWORD, databases=("shop",)),),
+    memory_mb=256,
+)
+BAD_NAMES = ['bad"name', "x;drop", "a b", "1abc", "", "x" * 64, "postgres", "pg_secret"]
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresEngine]:
+    with postgres_engine() as engine:
+        assert engine.prepare(SHOP) is ServiceStatus.HEALTHY
+        yield engine
+
+
+@pytest.fixture
+def fresh() -> Iterator[PostgresEngine]:
+    with postgres_engine() as engine:
+        yield engine
+
+
+def login(engine: PostgresEngine, user: str, password: str, dbname: str) -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=engine.options.port,
+        user=user,
+        password=password,
+        dbname=dbname,
+        connect_timeout=5,
+    )
+
+
+def test_prepare_creates_the_databases_and_users(pg: PostgresEngine) -> None:
+    assert pg.status().status is ServiceStatus.HEALTHY
+    assert "shop" in [d.name for d in pg.list_databases()]
+    assert User("alice", databases=("shop",)) in pg.list_users()
+    assert (pg.data_dir / "pgdata" / "PG_VERSION").read_text().strip() == "15"
+
+
+def test_listings_leave_out_the_engines_own_databases_and_roles(pg: PostgresEngine) -> None:
+    databases = {d.name for d in pg.list_databases()}
+    users = {u.name for u in pg.list_users()}
+
+    assert databases.isdisjoint({"postgres", "template0", "template1"})
+    assert "postgres" not in users
+    assert not [name for name in users if name.startswith("pg_")]
+    assert all(u.password == "" for u in pg.list_users())
+
+
+def test_user_logs_in_over_tcp_and_creates_a_table(pg: PostgresEngine) -> None:
+    with login(pg, "alice", ALICE_PASSWORD, "shop") as conn:
+        conn.execute("CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL)")
+        conn.execute("INSERT INTO orders (item) VALUES ('apples'), ('pears')")
+        conn.commit()
+        rows = conn.execute("SELECT item FROM orders ORDER BY id").fetchall()
+
+    assert rows == [("apples",), ("pears",)]
+
+
+def test_wrong_password_and_ungranted_database_are_refused(pg: PostgresEngine) -> None:
+    assert pg.create_database(Database("private_db")) is True
+
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        login(pg, "alice", "not-the-password", "shop")
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        login(pg, "alice", ALICE_PASSWORD, "private_db")
+
+
+def test_create_list_and_delete_a_database_idempotently(pg: PostgresEngine) -> None:
+    assert pg.create_database(Database("reports")) is True
+    assert pg.create_database(Database("reports")) is False
+    assert "reports" in [d.name for d in pg.list_databases()]
+
+    assert pg.delete_database(DeleteDatabaseRequest("reports")) is True
+    assert pg.delete_database(DeleteDatabaseRequest("reports")) is False
+    assert "reports" not in [d.name for d in pg.list_databases()]
+
+
+def test_database_with_encoding_and_collation(pg: PostgresEngine) -> None:
+    assert pg.create_database(Database("legacy", character_set="LATIN1", collate="C")) is True
+
+    assert Database("legacy", "LATIN1", "C") in pg.list_databases()
+    with pytest.raises(InvalidInput, match="not a valid encoding"):
+        pg.create_database(Database("broken", character_set="no_such_encoding"))
+    with pytest.raises(InvalidInput, match="not allowed"):
+        pg.create_database(Database("broken", collate="C'; DROP"))
+    assert "broken" not in [d.name for d in pg.list_databases()]
+
+
+def test_database_with_open_connections_is_dropped(pg: PostgresEngine) -> None:
+    pg.create_database(Database("busy"))
+    pg.create_user(User("busy_user", "busy-pw-1", databases=("busy",)))
+    conn = login(pg, "busy_user", "busy-pw-1", "busy")
+    try:
+        assert pg.delete_database(DeleteDatabaseRequest("busy")) is True
+    finally:
+        conn.close()
+
+    assert "busy" not in [d.name for d in pg.list_databases()]
+
+
+def test_create_list_and_delete_a_user_idempotently(pg: PostgresEngine) -> None:
+    pg.create_database(Database("crm"))
+    bob = User("bob", "b0b-pass", databases=("crm",))
+
+    assert pg.create_user(bob) is True
+    assert pg.create_user(bob) is False
+    assert User("bob", databases=("crm",)) in pg.list_users()
+
+    assert pg.delete_user(DeleteUserRequest("bob")) is True
+    assert pg.delete_user(DeleteUserRequest("bob")) is False
+    assert "bob" not in [u.name for u in pg.list_users()]
+    with pytest.raises(psycopg.OperationalError):
+        login(pg, "bob", "b0b-pass", "crm")
+
+
+def test_deleting_a_user_keeps_the_tables_it_owned(pg: PostgresEngine) -> None:
+    pg.create_database(Database("ledger"))
+    pg.create_user(User("carol", "carol-pw", databases=("ledger",)))
+    with login(pg, "carol", "carol-pw", "ledger") as conn:
+        conn.execute("CREATE TABLE entries (amount int)")
+        conn.execute("INSERT INTO entries VALUES (42)")
+        conn.commit()
+
+    assert pg.delete_user(DeleteUserRequest("carol")) is True
+
+    with psycopg.connect(**pg.process.conninfo("ledger")) as conn:
+        owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'entries'")
+        assert owner.fetchone() == ("postgres",)
+        assert conn.execute("SELECT amount FROM entries").fetchall() == [(42,)]
+
+
+def test_user_for_a_missing_database_is_refused(pg: PostgresEngine) -> None:
+    with pytest.raises(InvalidInput, match="does not exist"):
+        pg.create_user(User("dave", "dave-pw", databases=("nowhere",)))
+
+    assert "dave" not in [u.name for u in pg.list_users()]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_names_are_rejected_before_any_sql(pg: PostgresEngine, name: str) -> None:
+    before = (pg.list_databases(), pg.list_users())
+
+    with pytest.raises(InvalidInput):
+        pg.create_database(Database(name))
+    with pytest.raises(InvalidInput):
+        pg.create_user(User(name, "some-password"))
+    with pytest.raises(InvalidInput):
+        pg.create_user(User("erin", "some-password", databases=(name,)))
+    with pytest.raises(InvalidInput):
+        pg.delete_database(DeleteDatabaseRequest(name))
+    with pytest.raises(InvalidInput):
+        pg.delete_user(DeleteUserRequest(name))
+    with pytest.raises(InvalidInput):
+        pg.prepare(PrepareRequest(databases=(Database(name),)))
+
+    assert (pg.list_databases(), pg.list_users()) == before
+    assert pg.status().status is ServiceStatus.HEALTHY
+
+
+@pytest.mark.parametrize("name", ["template0", "template1"])
+def test_reserved_database_names_are_rejected(pg: PostgresEngine, name: str) -> None:
+    with pytest.raises(InvalidInput, match="reserved"):
+        pg.create_database(Database(name))
+    with pytest.raises(InvalidInput, match="reserved"):
+        pg.delete_database(DeleteDatabaseRequest(name))
+
+
+@pytest.mark.parametrize("name", ["root", "cellar", "public"])
+def test_reserved_user_names_are_rejected(pg: PostgresEngine, name: str) -> None:
+    with pytest.raises(InvalidInput, match="reserved"):
+        pg.create_user(User(name, "some-password"))
+    with pytest.raises(InvalidInput, match="reserved"):
+        pg.delete_user(DeleteUserRequest(name))
+    assert name not in [u.name for u in pg.list_users()]
+
+
+@pytest.mark.parametrize("password", ["", "tab\tinside", "x" * 129])
+def test_bad_passwords_are_rejected_without_echoing_them(pg: PostgresEngine, password: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        pg.create_user(User("frank", password))
+
+    assert password == "" or password not in caught.value.message
+    assert "frank" not in [u.name for u in pg.list_users()]
+
+
+def test_passwords_never_reach_the_logs(
+    pg: PostgresEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "Gr4pe-s3cret-value"
+    caplog.set_level(logging.DEBUG)
+
+    pg.create_user(User("grace", secret, databases=("shop",)))
+    pg.create_user(User("grace", secret, databases=("shop",)))
+    with pytest.raises(psycopg.OperationalError):
+        login(pg, "grace", secret + "-wrong", "shop")
+    with login(pg, "grace", secret, "shop") as conn:
+        conn.execute("SELECT 1")
+    pg.delete_user(DeleteUserRequest("grace"))
+    refused = 'password authentication failed for user "grace"'
+    deadline = time.monotonic() + 5
+    while refused not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server's own log lines arrive through the relay thread
+
+    assert "created user grace" in caplog.text
+    assert refused in caplog.text
+    assert secret not in caplog.text
+    assert ALICE_PASSWORD not in caplog.text
+    assert secret not in repr(User("grace", secret))
+
+
+def test_calls_before_prepare_fail_with_not_prepared(fresh: PostgresEngine) -> None:
+    assert fresh.status().status is ServiceStatus.NEW
+
+    with pytest.raises(NotPrepared):
+        fresh.list_databases()
+    with pytest.raises(NotPrepared):
+        fresh.create_user(User("alice", "pw-alice"))
+    with pytest.raises(NotPrepared):
+        fresh.start()
+    fresh.stop()
+    assert fresh.status().status is ServiceStatus.NEW
+
+
+def test_concurrent_and_repeated_prepare_end_healthy_once(fresh: PostgresEngine) -> None:
+    results: list[ServiceStatus] = []
+    seen: set[ServiceStatus] = set()
+    threads = [threading.Thread(target=lambda: results.append(fresh.prepare(SHOP))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        seen.add(fresh.status().status)
+        time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+
+    assert results == [ServiceStatus.HEALTHY, ServiceStatus.HEALTHY]
+    assert ServiceStatus.BUILDING in seen
+    assert fresh.prepare(SHOP) is ServiceStatus.HEALTHY
+    assert [d.name for d in fresh.list_databases()] == ["shop"]
+    assert fresh.list_users() == [User("alice", databases=("shop",))]
+    assert fresh.marker.exists()
+
+
+def test_restart_after_stop_keeps_the_data(fresh: PostgresEngine) -> None:
+    fresh.prepare(SHOP)
+    with login(fresh, "alice", ALICE_PASSWORD, "shop") as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('still here')")
+        conn.commit()
+    fresh.stop()
+    assert fresh.status().status is ServiceStatus.SHUTDOWN
+
+    rebooted = PostgresEngine(fresh.data_dir, fresh.options)
+    assert rebooted.status().status is ServiceStatus.SHUTDOWN
+    rebooted.start()
+    try:
+        assert rebooted.status().status is ServiceStatus.HEALTHY
+        with login(rebooted, "alice", ALICE_PASSWORD, "shop") as conn:
+            assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
+    finally:
+        rebooted.stop()
+    assert rebooted.status().status is ServiceStatus.SHUTDOWN
+
+
+def test_stale_pid_file_does_not_block_a_start(fresh: PostgresEngine) -> None:
+    fresh.prepare(SHOP)
+    fresh.stop()
+    (fresh.pgdata / "postmaster.pid").write_text("999999999\n")
+
+    fresh.start()
+
+    assert fresh.status().status is ServiceStatus.HEALTHY
+
+
+def test_unexpected_exit_is_reported_and_prepare_recovers(fresh: PostgresEngine) -> None:
+    fresh.prepare(SHOP)
+    child = fresh.process._child
+    assert child is not None
+    child.terminate()
+    child.wait(timeout=10)
+
+    report = fresh.status()
+    assert report.status is ServiceStatus.FAILED
+    assert "postgres exited with code" in report.detail
+
+    assert fresh.prepare(SHOP) is ServiceStatus.HEALTHY
+    assert fresh.status().status is ServiceStatus.HEALTHY
+
+
+def test_leftovers_of_an_interrupted_initdb_are_replaced(fresh: PostgresEngine) -> None:
+    fresh.pgdata.mkdir(parents=True)
+    (fresh.pgdata / "half-written").write_text("junk")
+
+    assert fresh.prepare(SHOP) is ServiceStatus.HEALTHY
+    assert not (fresh.pgdata / "half-written").exists()
+
+
+def test_failed_prepare_is_reported_with_its_reason(fresh: PostgresEngine) -> None:
+    broken = PostgresEngine(
+        fresh.data_dir,
+        type(fresh.options)(
+            port=fresh.options.port,
+            socket_dir=fresh.options.socket_dir,
+            bin_dir=fresh.data_dir / "no-such-bin",
+            os_user=fresh.options.os_user,
+        ),
+    )
+
+    with pytest.raises(EngineError, match="initdb"):
+        broken.prepare(SHOP)
+
+    report = broken.status()
+    assert report.status is ServiceStatus.FAILED
+    assert "initdb" in report.detail
+    assert "No such file or directory" in report.detail
+    assert not broken.marker.exists()

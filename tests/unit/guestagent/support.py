@@ -1,0 +1,185 @@
+"""Helpers shared by the guest agent's tests: free ports, real PostgreSQL, a fake engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import pwd
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cellar.logs import JsonFormatter
+from guestagent.engines.base import (
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    Engine,
+    PrepareRequest,
+    ServiceStatus,
+    StatusReport,
+    User,
+)
+from guestagent.engines.postgres import PostgresEngine, PostgresOptions
+from guestagent.server import AgentServer
+
+logger = logging.getLogger(__name__)
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def postgres_os_user() -> str | None:
+    """The account to run PostgreSQL as here, or skip the test with the reason."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL 15 server binaries are not installed in {PG_BIN}")
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root, and there is no 'postgres' user to run PostgreSQL as")
+    return "postgres"
+
+
+@contextmanager
+def postgres_engine() -> Iterator[PostgresEngine]:
+    """A PostgresEngine on a fresh data dir, a free port and its own socket dir."""
+    os_user = postgres_os_user()
+    root = Path(tempfile.mkdtemp(prefix="cellar-agent-test-"))
+    root.chmod(0o755)
+    options = PostgresOptions(
+        port=free_port(),
+        socket_dir=root / "run",
+        listen_addresses="127.0.0.1",
+        bin_dir=PG_BIN,
+        os_user=os_user,
+    )
+    engine = PostgresEngine(root / "data", options)
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class Served:
+    """An AgentServer on a free localhost port with a client channel to it."""
+
+    server: AgentServer
+    port: int
+    channel: Any
+    stub: Any
+    health: Any
+
+
+class JsonLog:
+    """Captures the process's log lines as Cellar writes them (with the request id)."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        self.handler = logging.StreamHandler(self.stream)
+        self.handler.setFormatter(JsonFormatter("guestagent"))
+        self.handler.setLevel(logging.DEBUG)
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+
+@contextmanager
+def json_log() -> Iterator[JsonLog]:
+    log = JsonLog()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(log.handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield log
+    finally:
+        root.removeHandler(log.handler)
+        root.setLevel(previous)
+
+
+class FakeEngine(Engine):
+    """An engine that records its calls and raises what a test asks it to."""
+
+    name = "fake"
+    version = "1"
+
+    def __init__(self, data_dir: Path = Path("/nonexistent")) -> None:
+        super().__init__(data_dir)
+        self.report = StatusReport(ServiceStatus.NEW)
+        self.failures: dict[str, BaseException] = {}
+        self.calls: list[tuple[str, object]] = []
+        self.databases: list[Database] = []
+        self.users: list[User] = []
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+
+    def _call(self, method: str, request: object = None) -> None:
+        self.calls.append((method, request))
+        failure = self.failures.get(method)
+        if failure is not None:
+            raise failure
+
+    def prepare(self, request: PrepareRequest) -> ServiceStatus:
+        self._call("prepare", request)
+        self.report = StatusReport(ServiceStatus.HEALTHY)
+        return ServiceStatus.HEALTHY
+
+    def status(self) -> StatusReport:
+        self._call("status")
+        return self.report
+
+    def create_database(self, request: Database) -> bool:
+        self._call("create_database", request)
+        self.databases.append(request)
+        return True
+
+    def list_databases(self) -> list[Database]:
+        self._call("list_databases")
+        return list(self.databases)
+
+    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
+        self._call("delete_database", request)
+        return False
+
+    def create_user(self, request: User) -> bool:
+        self._call("create_user", request)
+        self.users.append(request)
+        return True
+
+    def list_users(self) -> list[User]:
+        self._call("list_users")
+        logger.info("fake listing users")
+        return list(self.users)
+
+    def delete_user(self, request: DeleteUserRequest) -> bool:
+        self._call("delete_user", request)
+        return True
+
+    def start(self) -> None:
+        self._call("start")
+        self.report = StatusReport(ServiceStatus.HEALTHY)
+        self.started.set()
+
+    def stop(self) -> None:
+        self._call("stop")
+        self.report = StatusReport(ServiceStatus.SHUTDOWN, "stopped")
+        self.stopped.set()

@@ -1,0 +1,36 @@
+"""The agent ships in the instance image with grpcio, protobuf and psycopg only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+ALLOWED_CELLAR = {
+    "cellar",
+    "cellar.catalog",
+    "cellar.errors",
+    "cellar.guestagent",
+    "cellar.guestagent.v1",
+    "cellar.guestagent.v1.agent_pb2",
+    "cellar.guestagent.v1.agent_pb2_grpc",
+    "cellar.logs",
+    "cellar.names",
+}
+FORBIDDEN = {"flask", "sqlalchemy", "celery", "docker", "requests", "alembic", "api", "taskmanager"}
+
+
+def test_agent_imports_only_what_the_image_holds() -> None:
+    probe = (
+        "import json, sys; import guestagent.__main__, guestagent.healthcheck; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    modules = set(json.loads(result.stdout))
+
+    assert {m for m in modules if m.split(".")[0] in FORBIDDEN} == set()
+    assert {m for m in modules if m.split(".")[0] == "cellar"} <= ALLOWED_CELLAR

@@ -1,0 +1,207 @@
+"""The gRPC server around a fake engine: conversions, error mapping, request ids, life cycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cellar.errors import InvalidInput
+from cellar.guestagent.v1 import agent_pb2
+from guestagent.engines.base import (
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    PrepareRequest,
+    ServiceStatus,
+    StatusReport,
+    User,
+)
+from guestagent.errors import EngineDown, EngineError, NotPrepared
+from guestagent.server import SERVICE_NAME, AgentServer, resume, run
+from tests.unit.guestagent.support import FakeEngine, JsonLog, Served, free_port
+
+SECRET = "Pa55-word-never-logged"
+
+
+def entries(log: JsonLog) -> list[dict[str, str]]:
+    return [json.loads(line) for line in log.text.splitlines()]
+
+
+def test_health_service_reports_serving(served: Served) -> None:
+    for service in ("", SERVICE_NAME):
+        reply = served.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_get_status_carries_status_detail_and_engine(served: Served, fake: FakeEngine) -> None:
+    fake.report = StatusReport(ServiceStatus.FAILED, "initdb failed")
+
+    reply = served.stub.GetStatus(agent_pb2.GetStatusRequest(), timeout=5)
+
+    assert reply.status == agent_pb2.FAILED
+    assert (reply.detail, reply.engine, reply.version) == ("initdb failed", "fake", "1")
+
+
+def test_prepare_hands_the_engine_one_typed_request(
+    served: Served, fake: FakeEngine, log: JsonLog
+) -> None:
+    request = agent_pb2.PrepareRequest(
+        databases=[agent_pb2.Database(name="shop", character_set="UTF8")],
+        users=[agent_pb2.User(name="alice", password=SECRET, databases=["shop"])],
+        memory_mb=512,
+    )
+
+    reply = served.stub.Prepare(request, timeout=5)
+
+    assert reply.status == agent_pb2.HEALTHY
+    assert fake.calls == [
+        (
+            "prepare",
+            PrepareRequest(
+                databases=(Database("shop", "UTF8"),),
+                users=(User("alice", SECRET, databases=("shop",)),),
+                memory_mb=512,
+            ),
+        )
+    ]
+    assert "Prepare OK" in log.text
+    assert SECRET not in log.text
+
+
+def test_database_and_user_calls_round_trip(served: Served, fake: FakeEngine) -> None:
+    stub = served.stub
+    created = stub.CreateDatabase(
+        agent_pb2.CreateDatabaseRequest(database=agent_pb2.Database(name="crm")), timeout=5
+    )
+    user = agent_pb2.User(name="bob", password=SECRET, host="%", databases=["crm"])
+    user_created = stub.CreateUser(agent_pb2.CreateUserRequest(user=user), timeout=5)
+    databases = stub.ListDatabases(agent_pb2.ListDatabasesRequest(), timeout=5).databases
+    users = stub.ListUsers(agent_pb2.ListUsersRequest(), timeout=5).users
+    db_deleted = stub.DeleteDatabase(agent_pb2.DeleteDatabaseRequest(name="crm"), timeout=5)
+    user_deleted = stub.DeleteUser(agent_pb2.DeleteUserRequest(name="bob", host="%"), timeout=5)
+
+    assert (created.created, user_created.created) == (True, True)
+    assert [d.name for d in databases] == ["crm"]
+    assert [(u.name, u.host, list(u.databases), u.password) for u in users] == [
+        ("bob", "%", ["crm"], "")
+    ]
+    assert (db_deleted.deleted, user_deleted.deleted) == (False, True)
+    assert ("delete_database", DeleteDatabaseRequest("crm")) in fake.calls
+    assert ("delete_user", DeleteUserRequest("bob", "%")) in fake.calls
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "details"),
+    [
+        (
+            InvalidInput("database name 'a;b' is not allowed"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "database name 'a;b' is not allowed",
+        ),
+        (NotPrepared("not prepared yet"), grpc.StatusCode.FAILED_PRECONDITION, "not prepared yet"),
+        (EngineDown("postgres is down"), grpc.StatusCode.UNAVAILABLE, "postgres is down"),
+        (EngineError("postgres refused: disk full"), grpc.StatusCode.INTERNAL, "disk full"),
+        (RuntimeError(f"boom {SECRET}"), grpc.StatusCode.INTERNAL, "internal error"),
+    ],
+)
+def test_engine_errors_become_grpc_statuses(
+    served: Served,
+    fake: FakeEngine,
+    log: JsonLog,
+    failure: Exception,
+    code: grpc.StatusCode,
+    details: str,
+) -> None:
+    fake.failures["list_databases"] = failure
+
+    with pytest.raises(grpc.RpcError) as caught:
+        served.stub.ListDatabases(agent_pb2.ListDatabasesRequest(), timeout=5)
+
+    assert caught.value.code() == code
+    assert details in caught.value.details()
+    assert SECRET not in caught.value.details()
+    assert f"ListDatabases failed with {code.name}" in log.text
+
+
+def test_request_id_from_metadata_is_on_every_log_line_of_the_call(
+    served: Served, fake: FakeEngine, log: JsonLog
+) -> None:
+    served.stub.ListUsers(
+        agent_pb2.ListUsersRequest(), timeout=5, metadata=(("x-request-id", "req-abc-1"),)
+    )
+    served.stub.ListUsers(agent_pb2.ListUsersRequest(), timeout=5)
+
+    lines = [e for e in entries(log) if e["msg"].startswith(("ListUsers", "fake listing"))]
+    assert [(e["request_id"], e["msg"].split(" in ")[0]) for e in lines] == [
+        ("req-abc-1", "fake listing users"),
+        ("req-abc-1", "ListUsers OK"),
+        ("-", "fake listing users"),
+        ("-", "ListUsers OK"),
+    ]
+
+
+def test_stop_stops_the_engine_then_the_server(served: Served, fake: FakeEngine) -> None:
+    served.server.stop(grace=0)
+
+    assert fake.stopped.is_set()
+    with pytest.raises(grpc.RpcError) as caught:
+        served.stub.GetStatus(agent_pb2.GetStatusRequest(), timeout=2)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("status", "calls"),
+    [(ServiceStatus.SHUTDOWN, ["status", "start"]), (ServiceStatus.NEW, ["status"])],
+)
+def test_resume_starts_only_a_prepared_engine(
+    fake: FakeEngine, status: ServiceStatus, calls: list[str]
+) -> None:
+    fake.report = StatusReport(status)
+
+    resume(fake)
+
+    assert [method for method, _ in fake.calls] == calls
+
+
+def test_server_start_resumes_a_prepared_engine(fake: FakeEngine) -> None:
+    fake.report = StatusReport(ServiceStatus.SHUTDOWN)
+    server = AgentServer(fake, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        assert fake.started.wait(timeout=5)
+        assert fake.status().status is ServiceStatus.HEALTHY
+    finally:
+        server.stop(grace=0)
+
+
+def test_run_serves_until_sigterm_then_stops_everything(fake: FakeEngine) -> None:
+    port = free_port()
+
+    def terminate_when_serving() -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                    break
+                except grpc.RpcError:
+                    time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_when_serving)
+    killer.start()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    assert run(fake, host="127.0.0.1", port=port) == 0
+
+    killer.join()
+    assert fake.stopped.is_set()
+    assert signal.getsignal(signal.SIGTERM) is previous
