@@ -7,7 +7,10 @@ PostgreSQL and the broker a real RabbitMQ, both started here.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,9 +31,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     extra: dict[str, str] = {}
     servers: list[PostgresServer | RabbitServer] = []
     saved = {k: v for k, v in os.environ.items() if k.startswith("CELLAR_")}
+    cleanup: list[Path] = []
     try:
         if PROFILE == "production":
-            postgres, rabbit = PostgresServer(root / "pg"), RabbitServer(root / "rabbit")
+            # the servers run as their own users, who cannot enter pytest's private folders
+            shared = Path(tempfile.mkdtemp(prefix="cellar-services-"))
+            shared.chmod(0o755)
+            cleanup.append(shared)
+            postgres, rabbit = PostgresServer(shared / "pg"), RabbitServer(shared / "rabbit")
             for server in (postgres, rabbit):
                 servers.append(server)
                 server.start()
@@ -45,6 +53,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for server in reversed(servers):
             server.stop()
+        for folder in cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
         for key in [k for k in os.environ if k.startswith("CELLAR_")]:
             del os.environ[key]
         os.environ.update(saved)

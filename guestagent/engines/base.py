@@ -1,0 +1,129 @@
+"""The common surface of every engine the guest agent can run.
+
+Each engine module (``postgres.py``, later ``mariadb.py``, ``redis.py``) subclasses
+:class:`Engine`; the server only ever talks to this class. Every call takes at most one
+request object, so adding a field never changes a signature.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+from pathlib import Path
+from typing import ClassVar
+
+
+@enum.unique
+class ServiceStatus(enum.Enum):
+    """What the engine is doing, as the agent sees it (the proto enum of the same names)."""
+
+    NEW = "NEW"
+    BUILDING = "BUILDING"
+    HEALTHY = "HEALTHY"
+    SHUTDOWN = "SHUTDOWN"
+    FAILED = "FAILED"
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusReport:
+    status: ServiceStatus
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Database:
+    """A database to create, or one found by ``list_databases``."""
+
+    name: str
+    character_set: str = ""
+    collate: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    """A user to create (with its password), or one found by ``list_users`` (without).
+
+    ``databases`` are the ones the user is granted, or can connect to when listed.
+    """
+
+    name: str
+    password: str = dataclasses.field(default="", repr=False)
+    host: str = ""
+    databases: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareRequest:
+    """Everything a fresh instance needs: its first databases and users, its memory."""
+
+    databases: tuple[Database, ...] = ()
+    users: tuple[User, ...] = ()
+    memory_mb: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteDatabaseRequest:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteUserRequest:
+    name: str
+    host: str = ""
+
+
+class Engine(abc.ABC):
+    """One database engine inside an instance container.
+
+    Constructed as ``EngineClass(data_dir)``, with engine-specific options as keywords.
+    Calls may arrive concurrently from the server's threads; an engine serialises
+    what must be serialised (``prepare``, ``start``, ``stop``) itself. Methods raise
+    ``cellar.errors.InvalidInput`` for bad names and ``guestagent.errors`` otherwise.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+
+    @abc.abstractmethod
+    def prepare(self, request: PrepareRequest) -> ServiceStatus:
+        """Set up the engine on first use, or make sure it is set up; returns when healthy."""
+
+    @abc.abstractmethod
+    def status(self) -> StatusReport:
+        """Report what the engine is doing now; cheap, never blocks on ``prepare``."""
+
+    @abc.abstractmethod
+    def create_database(self, request: Database) -> bool:
+        """Create a database; False when it already existed."""
+
+    @abc.abstractmethod
+    def list_databases(self) -> list[Database]:
+        """The users' databases, without the engine's own."""
+
+    @abc.abstractmethod
+    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
+        """Drop a database even with open connections; False when it did not exist."""
+
+    @abc.abstractmethod
+    def create_user(self, request: User) -> bool:
+        """Create a user and grant it its databases; False when it already existed."""
+
+    @abc.abstractmethod
+    def list_users(self) -> list[User]:
+        """The users' accounts, without the engine's own, passwords left empty."""
+
+    @abc.abstractmethod
+    def delete_user(self, request: DeleteUserRequest) -> bool:
+        """Drop a user and what it owns; False when it did not exist."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start a prepared engine (after a container restart); no-op when running."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop the engine quickly and cleanly; no-op when it is not running."""

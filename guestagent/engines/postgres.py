@@ -1,0 +1,198 @@
+"""PostgreSQL 15 as a Cellar engine.
+
+:class:`PostgresEngine` is the RPC-facing facade: it orders the work and keeps the
+service status; the process and its files are handled by ``postgres_process`` and
+``postgres_config``, databases and users by ``postgres_admin``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from cellar.errors import CellarError
+from guestagent.engines import postgres_admin
+from guestagent.engines.base import (
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    Engine,
+    PrepareRequest,
+    ServiceStatus,
+    StatusReport,
+    User,
+)
+from guestagent.engines.os_user import OsUser
+from guestagent.engines.postgres_admin import PostgresAdmin
+from guestagent.engines.postgres_config import ServerSettings, write_config
+from guestagent.engines.postgres_process import PostgresProcess
+from guestagent.errors import EngineError, NotPrepared
+
+logger = logging.getLogger(__name__)
+
+MARKER = ".cellar-prepared"
+
+
+@dataclasses.dataclass(frozen=True)
+class PostgresOptions:
+    """Where and as whom PostgreSQL runs; the defaults are the instance image's."""
+
+    port: int = 5432
+    socket_dir: Path = Path("/run/postgresql")
+    listen_addresses: str = "*"
+    bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
+    os_user: str | None = "postgres"
+    start_timeout: float = 60.0
+
+
+class PostgresEngine(Engine):
+    """One PostgreSQL cluster in ``<data_dir>/pgdata``: prepared once, restarted on boot."""
+
+    name = "postgresql"
+    version = "15"
+
+    def __init__(self, data_dir: Path, options: PostgresOptions | None = None) -> None:
+        super().__init__(data_dir)
+        self.options = options or PostgresOptions()
+        self.owner = OsUser(self.options.os_user)
+        self.pgdata = self.data_dir / "pgdata"
+        self.marker = self.data_dir / MARKER
+        self.process = PostgresProcess(
+            bin_dir=self.options.bin_dir,
+            pgdata=self.pgdata,
+            socket_dir=self.options.socket_dir,
+            port=self.options.port,
+            owner=self.owner,
+            start_timeout=self.options.start_timeout,
+        )
+        self.admin = PostgresAdmin(self.process)
+        self._lifecycle = threading.Lock()
+        self._preparing = False
+        self._failure: str | None = None
+
+    def prepared(self) -> bool:
+        return self.marker.exists()
+
+    def prepare(self, request: PrepareRequest) -> ServiceStatus:
+        databases = [postgres_admin.checked_database(d) for d in request.databases]
+        users = [postgres_admin.checked_user(u) for u in request.users]
+        with self._lifecycle:
+            self._preparing = True
+            self._failure = None
+            started = time.monotonic()
+            try:
+                self._ensure_running(request.memory_mb)
+                created_dbs = sum(self.admin.create_database(d) for d in databases)
+                created_users = sum(self.admin.create_user(u) for u in users)
+                self._write_marker()
+            except CellarError as exc:
+                self._failure = exc.message
+                raise
+            except Exception as exc:
+                self._failure = f"prepare failed: {type(exc).__name__}"
+                logger.exception("prepare failed")
+                raise EngineError(self._failure) from exc
+            finally:
+                self._preparing = False
+        logger.info(
+            "prepared in %.0f ms (%d new databases, %d new users)",
+            (time.monotonic() - started) * 1000,
+            created_dbs,
+            created_users,
+        )
+        return ServiceStatus.HEALTHY
+
+    def _ensure_running(self, memory_mb: int) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.process.initialized():
+            self.owner.own(self.data_dir)
+            if self.pgdata.exists():
+                logger.warning("removing %s left by an interrupted initdb", self.pgdata)
+                shutil.rmtree(self.pgdata)
+            self.process.initdb()
+        settings = ServerSettings(
+            port=self.options.port,
+            socket_dir=self.options.socket_dir,
+            memory_mb=memory_mb,
+            listen_addresses=self.options.listen_addresses,
+        )
+        changed = write_config(self.pgdata, settings, self.owner)
+        if not self.process.running():
+            started = time.monotonic()
+            self.process.start()
+            logger.info("postgres ready in %.0f ms", (time.monotonic() - started) * 1000)
+        elif changed:
+            self.admin.reload()
+            logger.info("reloaded the configuration (memory settings apply at the next start)")
+
+    def _write_marker(self) -> None:
+        if self.marker.exists():
+            return
+        scratch = self.marker.with_name(MARKER + ".new")
+        scratch.write_text(json.dumps({"engine": self.name, "version": self.version}) + "\n")
+        os.replace(scratch, self.marker)
+
+    def status(self) -> StatusReport:
+        if self._preparing:
+            return StatusReport(ServiceStatus.BUILDING, "prepare is running")
+        if self._failure is not None:
+            return StatusReport(ServiceStatus.FAILED, self._failure)
+        if not self.prepared():
+            return StatusReport(ServiceStatus.NEW)
+        crashed = self.process.unexpected_exit()
+        if crashed is not None:
+            return StatusReport(ServiceStatus.FAILED, crashed)
+        if not self.process.running():
+            return StatusReport(ServiceStatus.SHUTDOWN, "postgres is not running")
+        try:
+            self.admin.ping()
+        except EngineError as exc:
+            return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
+        return StatusReport(ServiceStatus.HEALTHY)
+
+    def _require_prepared(self) -> None:
+        if not self.prepared():
+            raise NotPrepared("the instance is not prepared yet")
+
+    def create_database(self, request: Database) -> bool:
+        self._require_prepared()
+        return self.admin.create_database(request)
+
+    def list_databases(self) -> list[Database]:
+        self._require_prepared()
+        return self.admin.list_databases()
+
+    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
+        self._require_prepared()
+        return self.admin.delete_database(request.name)
+
+    def create_user(self, request: User) -> bool:
+        self._require_prepared()
+        return self.admin.create_user(request)
+
+    def list_users(self) -> list[User]:
+        self._require_prepared()
+        return self.admin.list_users()
+
+    def delete_user(self, request: DeleteUserRequest) -> bool:
+        self._require_prepared()
+        return self.admin.delete_user(request.name)
+
+    def start(self) -> None:
+        with self._lifecycle:
+            self._require_prepared()
+            try:
+                self.process.start()
+            except EngineError as exc:
+                self._failure = exc.message
+                raise
+            self._failure = None
+
+    def stop(self) -> None:
+        self.process.stop()

@@ -1,0 +1,236 @@
+"""Databases and users of a running PostgreSQL server, in SQL.
+
+Use :class:`PostgresAdmin` for anything that changes or reads databases and roles. Every
+name is checked again here (the caller is never trusted) and quoted with ``psycopg.sql``.
+Passwords are turned into SCRAM secrets by libpq before they reach the server, so no
+statement, log line or error ever holds one in clear. Databases created here are closed
+to ``PUBLIC``: a user reaches the databases it was granted, and ``list_users`` shows them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from cellar import catalog
+from cellar.errors import InvalidInput
+from cellar.names import check_identifier, check_password
+from guestagent.engines.base import Database, User
+from guestagent.engines.postgres_process import SUPERUSER, PostgresProcess
+from guestagent.errors import EngineDown, EngineError
+
+logger = logging.getLogger(__name__)
+
+VERSION = catalog.DATASTORES["postgresql"].versions[0]
+RESERVED_DATABASES = VERSION.reserved_databases
+RESERVED_USERS = VERSION.reserved_users
+DATABASE_OPTION = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+BAD_OPTIONS = ("22", "42")  # SQLSTATE classes: data exception, syntax or access rule
+
+
+def checked_database(database: Database) -> Database:
+    """``database`` if its name and options are acceptable, else InvalidInput."""
+    check_identifier("database", database.name, RESERVED_DATABASES)
+    for label, value in (
+        ("character set", database.character_set),
+        ("collation", database.collate),
+    ):
+        if value and not DATABASE_OPTION.fullmatch(value):
+            raise InvalidInput(f"database {label} {value!r} is not allowed")
+    return database
+
+
+def checked_user(user: User) -> User:
+    """``user`` if its name, password and database names are acceptable, else InvalidInput."""
+    check_identifier("user", user.name, RESERVED_USERS)
+    check_password(user.password)
+    for name in user.databases:
+        check_identifier("database", name, RESERVED_DATABASES)
+    return user
+
+
+def _public(exc: psycopg.Error) -> str:
+    """A short message for ``exc`` that never quotes the statement."""
+    diag = getattr(exc, "diag", None)
+    primary = diag.message_primary if diag is not None else None
+    return str(primary or type(exc).__name__)
+
+
+class PostgresAdmin:
+    """Runs the users' and databases' SQL as the superuser over the server's socket."""
+
+    def __init__(self, process: PostgresProcess) -> None:
+        self.process = process
+
+    @contextlib.contextmanager
+    def connect(self, dbname: str = "postgres") -> Iterator[psycopg.Connection[TupleRow]]:
+        """An autocommit superuser connection; driver errors become engine errors."""
+        try:
+            conn = psycopg.connect(**self.process.conninfo(dbname), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise EngineDown(f"postgres is not accepting connections: {_public(exc)}") from exc
+        try:
+            with conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise EngineError(f"postgres refused: {_public(exc)}") from exc
+
+    def ping(self) -> None:
+        with self.connect() as conn:
+            conn.execute("SELECT 1")
+
+    def reload(self) -> None:
+        with self.connect() as conn:
+            conn.execute("SELECT pg_reload_conf()")
+
+    def create_database(self, database: Database) -> bool:
+        database = checked_database(database)
+        name = sql.Identifier(database.name)
+        options: list[sql.Composable] = []
+        if database.character_set:
+            options.append(sql.SQL("ENCODING {}").format(sql.Literal(database.character_set)))
+        if database.collate:
+            collate = sql.Literal(database.collate)
+            options.append(sql.SQL("LC_COLLATE {} LC_CTYPE {}").format(collate, collate))
+        if options:
+            options.append(sql.SQL("TEMPLATE template0"))
+        with self.connect() as conn:
+            created = not self._database_exists(conn, database.name)
+            if created:
+                statement = sql.SQL("CREATE DATABASE {} {}").format(
+                    name, sql.SQL(" ").join(options)
+                )
+                try:
+                    conn.execute(statement)
+                except psycopg.errors.DuplicateDatabase:
+                    created = False
+                except psycopg.Error as exc:
+                    if (exc.sqlstate or "")[:2] not in BAD_OPTIONS:
+                        raise
+                    raise InvalidInput(f"database {database.name!r}: {_public(exc)}") from exc
+            conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(name))
+        if created:
+            logger.info("created database %s", database.name)
+        return created
+
+    def list_databases(self) -> list[Database]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT datname, pg_encoding_to_char(encoding), datcollate FROM pg_database"
+                " WHERE NOT datistemplate AND datallowconn ORDER BY datname"
+            ).fetchall()
+        return [
+            Database(name=str(name), character_set=str(charset), collate=str(collate))
+            for name, charset, collate in rows
+            if not _reserved(str(name), RESERVED_DATABASES)
+        ]
+
+    def delete_database(self, name: str) -> bool:
+        check_identifier("database", name, RESERVED_DATABASES)
+        with self.connect() as conn:
+            if not self._database_exists(conn, name):
+                return False
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        logger.info("dropped database %s", name)
+        return True
+
+    def create_user(self, user: User) -> bool:
+        user = checked_user(user)
+        role = sql.Identifier(user.name)
+        with self.connect() as conn:
+            for dbname in user.databases:
+                if not self._database_exists(conn, dbname):
+                    raise InvalidInput(f"database {dbname!r} does not exist")
+            created = not self._role_exists(conn, user.name)
+            if created:
+                secret = conn.pgconn.encrypt_password(
+                    user.password.encode(), user.name.encode(), b"scram-sha-256"
+                )
+                statement = sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
+                    role, sql.Literal(secret.decode())
+                )
+                try:
+                    conn.execute(statement)
+                except psycopg.errors.DuplicateObject:
+                    created = False
+            for dbname in user.databases:
+                conn.execute(
+                    sql.SQL("GRANT ALL PRIVILEGES ON DATABASE {} TO {}").format(
+                        sql.Identifier(dbname), role
+                    )
+                )
+        for dbname in user.databases:
+            with self.connect(dbname) as conn:
+                conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
+        if created:
+            logger.info("created user %s with access to %s", user.name, list(user.databases))
+        return created
+
+    def list_users(self) -> list[User]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT r.rolname, d.datname FROM pg_roles r"
+                " LEFT JOIN pg_database d ON NOT d.datistemplate AND d.datallowconn"
+                "  AND has_database_privilege(r.oid, d.oid, 'CONNECT')"
+                " WHERE r.rolname !~ '^pg_' ORDER BY r.rolname, d.datname"
+            ).fetchall()
+        grants: dict[str, list[str]] = {}
+        for role, dbname in rows:
+            if _reserved(str(role), RESERVED_USERS):
+                continue
+            names = grants.setdefault(str(role), [])
+            if dbname is not None and not _reserved(str(dbname), RESERVED_DATABASES):
+                names.append(str(dbname))
+        return [User(name=name, databases=tuple(dbs)) for name, dbs in grants.items()]
+
+    def delete_user(self, name: str) -> bool:
+        check_identifier("user", name, RESERVED_USERS)
+        role = sql.Identifier(name)
+        with self.connect() as conn:
+            if not self._role_exists(conn, name):
+                return False
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (name,),
+            )
+            dbnames = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"
+                )
+            ]
+        for dbname in dbnames:
+            with self.connect(dbname) as conn:
+                conn.execute(
+                    sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, sql.Identifier(SUPERUSER))
+                )
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+        with self.connect() as conn:
+            try:
+                conn.execute(sql.SQL("DROP ROLE {}").format(role))
+            except psycopg.errors.UndefinedObject:
+                return False
+        logger.info("dropped user %s", name)
+        return True
+
+    @staticmethod
+    def _database_exists(conn: psycopg.Connection[TupleRow], name: str) -> bool:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        return row is not None
+
+    @staticmethod
+    def _role_exists(conn: psycopg.Connection[TupleRow], name: str) -> bool:
+        row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        return row is not None
+
+
+def _reserved(name: str, reserved: frozenset[str]) -> bool:
+    return name.lower() in reserved or name.lower().startswith("pg_")

@@ -1,0 +1,92 @@
+"""The GuestAgent gRPC service: proto messages in, engine calls, proto messages out.
+
+Nothing here knows an engine's internals or handles errors; the interceptor does that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
+from guestagent.engines.base import (
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    Engine,
+    PrepareRequest,
+    ServiceStatus,
+    User,
+)
+
+
+def _status(status: ServiceStatus) -> Any:
+    return agent_pb2.ServiceStatus.Value(status.value)
+
+
+def _database(message: Any) -> Database:
+    return Database(name=message.name, character_set=message.character_set, collate=message.collate)
+
+
+def _user(message: Any) -> User:
+    return User(
+        name=message.name,
+        password=message.password,
+        host=message.host,
+        databases=tuple(message.databases),
+    )
+
+
+class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
+    """Serves the v1 contract with one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def Prepare(self, request: Any, context: Any) -> Any:
+        status = self.engine.prepare(
+            PrepareRequest(
+                databases=tuple(_database(d) for d in request.databases),
+                users=tuple(_user(u) for u in request.users),
+                memory_mb=request.memory_mb,
+            )
+        )
+        return agent_pb2.PrepareResponse(status=_status(status))
+
+    def GetStatus(self, request: Any, context: Any) -> Any:
+        report = self.engine.status()
+        return agent_pb2.GetStatusResponse(
+            status=_status(report.status),
+            detail=report.detail,
+            engine=self.engine.name,
+            version=self.engine.version,
+        )
+
+    def CreateDatabase(self, request: Any, context: Any) -> Any:
+        created = self.engine.create_database(_database(request.database))
+        return agent_pb2.CreateDatabaseResponse(created=created)
+
+    def ListDatabases(self, request: Any, context: Any) -> Any:
+        databases = [
+            agent_pb2.Database(name=d.name, character_set=d.character_set, collate=d.collate)
+            for d in self.engine.list_databases()
+        ]
+        return agent_pb2.ListDatabasesResponse(databases=databases)
+
+    def DeleteDatabase(self, request: Any, context: Any) -> Any:
+        deleted = self.engine.delete_database(DeleteDatabaseRequest(name=request.name))
+        return agent_pb2.DeleteDatabaseResponse(deleted=deleted)
+
+    def CreateUser(self, request: Any, context: Any) -> Any:
+        created = self.engine.create_user(_user(request.user))
+        return agent_pb2.CreateUserResponse(created=created)
+
+    def ListUsers(self, request: Any, context: Any) -> Any:
+        users = [
+            agent_pb2.User(name=u.name, host=u.host, databases=list(u.databases))
+            for u in self.engine.list_users()
+        ]
+        return agent_pb2.ListUsersResponse(users=users)
+
+    def DeleteUser(self, request: Any, context: Any) -> Any:
+        deleted = self.engine.delete_user(DeleteUserRequest(name=request.name, host=request.host))
+        return agent_pb2.DeleteUserResponse(deleted=deleted)
