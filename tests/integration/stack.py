@@ -93,7 +93,9 @@ def start_stack(home: Path, extra_env: dict[str, str]) -> Stack:
         **extra_env,
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith("CELLAR_")})
-    Database(settings_module.load().database_url).upgrade()
+    database = Database(settings_module.load().database_url)
+    database.upgrade()
+    database.engine.dispose()
     stack = Stack(home=home, env=env, url=f"http://127.0.0.1:{port}")
     for name in ("api", "worker", "beat"):
         stack.start(name)
