@@ -45,7 +45,7 @@ class Settings:
 
     @property
     def embedded_broker(self) -> bool:
-        return self.broker_url.startswith("filesystem://")
+        return self.broker_url.startswith(("filesystem://", "cellarfs://"))
 
     @property
     def broker_dir(self) -> Path:

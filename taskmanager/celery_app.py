@@ -14,6 +14,7 @@ from celery import Celery, signals
 from cellar import logs
 from cellar import settings as settings_module
 from cellar.settings import Settings
+from taskmanager import broker
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule_filename": str(settings.home / "beat-schedule"),
     }
     if settings.embedded_broker:
+        config["broker_url"] = f"{broker.ALIAS}://"
         queue = settings.broker_dir / "queue"
         processed = settings.broker_dir / "processed"
         control = settings.broker_dir / "control"
@@ -46,7 +48,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_out": str(queue),
             "processed_folder": str(processed),
             "control_folder": str(control),
-            "store_processed": False,
+            "store_processed": True,
             "polling_interval": 0.05,
         }
         config["worker_enable_remote_control"] = False
