@@ -13,7 +13,6 @@ from pathlib import Path
 from cellar import logs
 from cellar.catalog import AGENT_PORT
 from guestagent.engines import ENGINES
-from guestagent.server import run
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("guestagent", getattr(logging, args.log_level))
     engine = ENGINES[args.engine](args.data_dir)
+    engine.warm_up()
+    from guestagent.server import run  # gRPC is loaded after the early work has started
+
     try:
         return run(engine, host=args.host, port=args.port)
     except RuntimeError:

@@ -23,6 +23,14 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# An agent that is still starting refuses connections; retry quickly rather than
+# backing off for seconds, so a new instance is seen as soon as it serves.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
@@ -40,7 +48,7 @@ class AgentClient:
     def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
         self.address = f"{host}:{port}"
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = agent_pb2_grpc.GuestAgentStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 

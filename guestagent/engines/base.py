@@ -88,6 +88,9 @@ class Engine(abc.ABC):
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
 
+    def warm_up(self) -> None:  # noqa: B027  (optional hook: most engines need none)
+        """Start slow, input-independent work early (called once, before serving)."""
+
     @abc.abstractmethod
     def prepare(self, request: PrepareRequest) -> ServiceStatus:
         """Set up the engine on first use, or make sure it is set up; returns when healthy."""

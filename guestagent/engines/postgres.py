@@ -108,13 +108,32 @@ class PostgresEngine(Engine):
         )
         return ServiceStatus.HEALTHY
 
-    def _ensure_running(self, memory_mb: int) -> None:
+    def warm_up(self) -> None:
+        """Start initdb at once on a new volume, so it overlaps the agent's own start."""
+        with self._lifecycle:
+            if self.prepared() or self.process.initialized() or self.process.initdb_pending():
+                return
+            try:
+                self._clear_data_dir()
+                self.process.start_initdb()
+            except (OSError, CellarError) as exc:
+                logger.warning("early initdb not started (prepare will run it): %s", exc)
+
+    def _clear_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.owner.own(self.data_dir)
+        if self.pgdata.exists():
+            logger.warning("removing %s left by an interrupted initdb", self.pgdata)
+            shutil.rmtree(self.pgdata)
+
+    def _ensure_running(self, memory_mb: int) -> None:
+        if self.process.initdb_pending():
+            try:
+                self.process.finish_initdb()
+            except CellarError as exc:
+                logger.warning("early initdb failed, running it again: %s", exc.message)
         if not self.process.initialized():
-            self.owner.own(self.data_dir)
-            if self.pgdata.exists():
-                logger.warning("removing %s left by an interrupted initdb", self.pgdata)
-                shutil.rmtree(self.pgdata)
+            self._clear_data_dir()
             self.process.initdb()
         settings = ServerSettings(
             port=self.options.port,

@@ -50,6 +50,8 @@ class PostgresProcess:
         self.start_timeout = start_timeout
         self._lock = threading.Lock()
         self._child: subprocess.Popen[bytes] | None = None
+        self._initdb: subprocess.Popen[bytes] | None = None
+        self._initdb_started = 0.0
         self._relay: threading.Thread | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
         self._stopped_on_purpose = False
@@ -69,6 +71,11 @@ class PostgresProcess:
 
     def initdb(self) -> None:
         """Create the cluster in ``pgdata`` (its parent must belong to the engine's user)."""
+        self.start_initdb()
+        self.finish_initdb()
+
+    def start_initdb(self) -> None:
+        """Begin ``initdb`` in the background; :meth:`finish_initdb` waits for it."""
         argv = [
             str(self.bin_dir / "initdb"),
             "-D", str(self.pgdata),
@@ -79,23 +86,32 @@ class PostgresProcess:
             "--locale=C.UTF-8",
             "--no-sync",
         ]  # fmt: skip
-        started = time.monotonic()
+        self._initdb_started = time.monotonic()
         try:
-            result = subprocess.run(
+            self._initdb = subprocess.Popen(
                 self.owner.command(argv),
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                check=False,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 cwd=self.pgdata.parent,
                 **self.owner.popen_kwargs(),
             )
         except OSError as exc:
             raise EngineError(f"cannot run initdb: {exc.strerror or exc}") from exc
-        if result.returncode != 0:
-            tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
-            raise EngineError(f"initdb failed (exit {result.returncode}): {tail}")
-        logger.info("initdb done in %.0f ms", (time.monotonic() - started) * 1000)
+
+    def initdb_pending(self) -> bool:
+        return self._initdb is not None
+
+    def finish_initdb(self) -> None:
+        """Wait for the background ``initdb``; raise EngineError if it failed."""
+        child, self._initdb = self._initdb, None
+        if child is None:
+            return
+        output, _ = child.communicate()
+        if child.returncode != 0:
+            text = output.decode("utf-8", "replace").strip().splitlines()[-3:]
+            raise EngineError(f"initdb failed (exit {child.returncode}): {' | '.join(text)}")
+        logger.info("initdb done in %.0f ms", (time.monotonic() - self._initdb_started) * 1000)
 
     def running(self) -> bool:
         """True while a postmaster serves ``pgdata`` (ours, or one started by pg_ctl)."""

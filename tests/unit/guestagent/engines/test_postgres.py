@@ -341,3 +341,20 @@ def test_failed_prepare_is_reported_with_its_reason(fresh: PostgresEngine) -> No
     assert "initdb" in report.detail
     assert "No such file or directory" in report.detail
     assert not broken.marker.exists()
+
+
+def test_warm_up_runs_initdb_once_before_prepare(
+    fresh: PostgresEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="guestagent")
+    fresh.warm_up()
+    assert fresh.process.initdb_pending()
+    fresh.warm_up()  # a second call while initdb runs starts nothing new
+    assert fresh.prepare(SHOP) is ServiceStatus.HEALTHY
+    assert not fresh.process.initdb_pending()
+    initdb_runs = [r for r in caplog.records if r.getMessage().startswith("initdb done")]
+    assert len(initdb_runs) == 1
+    with login(fresh, "alice", ALICE_PASSWORD, "shop") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("alice",)
+    fresh.warm_up()  # once prepared, warming up does nothing
+    assert not fresh.process.initdb_pending()
