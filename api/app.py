@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
 from api import catalog_routes, databases, errors, instances, tasks
 from cellar import logs
@@ -24,13 +24,6 @@ logger = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_BODY = 1024 * 1024
-
-
-def services() -> Services:
-    """The services of the running app."""
-    found = current_app.extensions["cellar"]
-    assert isinstance(found, Services)
-    return found
 
 
 def create_app(svc: Services | None = None) -> Flask:

@@ -9,10 +9,12 @@ from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from api import audit, body, specs
-from api.instances import _services, busy_check, load_instance
+from api.instances import busy_check, load_instance
+from api.state import services
 from cellar import catalog, names
-from cellar.errors import AgentError, InvalidInput, NotFound, Unavailable
+from cellar.errors import AgentError, Busy, InvalidInput, NotFound, Unavailable
 from cellar.models import Instance
+from cellar.status import InstanceStatus
 from taskmanager.runner import start_task
 
 blueprint = Blueprint("databases", __name__)
@@ -31,15 +33,13 @@ def _version(instance: Instance) -> catalog.DatastoreVersion:
 def _live(instance: Instance, fn: Callable[[Any], T]) -> T:
     busy_check_read(instance)
     try:
-        return fn(_services().agent_for(instance))
+        return fn(services().agent_for(instance))
     except AgentError as exc:
         raise Unavailable(f"instance {instance.id} did not answer: {exc.message}") from exc
 
 
 def busy_check_read(instance: Instance) -> None:
-    from cellar.errors import Busy
-
-    if instance.status != "ACTIVE" or instance.agent_port is None:
+    if instance.status != InstanceStatus.ACTIVE.value or instance.agent_port is None:
         raise Busy(f"instance {instance.id} is {instance.status}; it can be read once ACTIVE")
 
 
@@ -52,7 +52,7 @@ def _start(
     secret: dict[str, str] | None = None,
     validate: Callable[[Instance], None] | None = None,
 ) -> ResponseReturnValue:
-    svc = _services()
+    svc = services()
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
@@ -85,7 +85,7 @@ def _items(wrapper: str) -> list[dict[str, Any]]:
 @blueprint.post(f"{BASE}/databases")
 def create_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
     items = _items("databases")
-    with _services().db.session() as session:
+    with services().db.session() as session:
         version = _version(load_instance(session, project_id, instance_id))
     dbs = specs.databases(items, version)
     return _start(
@@ -95,7 +95,7 @@ def create_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
 
 @blueprint.get(f"{BASE}/databases")
 def list_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
-    with _services().db.session() as session:
+    with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
     found = _live(instance, lambda agent: agent.list_databases())
     return jsonify({"databases": [{k: v for k, v in d.items() if v} for d in found], "links": []})
@@ -103,7 +103,7 @@ def list_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
 
 @blueprint.delete(f"{BASE}/databases/<name>")
 def delete_database(project_id: str, instance_id: str, name: str) -> ResponseReturnValue:
-    with _services().db.session() as session:
+    with services().db.session() as session:
         version = _version(load_instance(session, project_id, instance_id))
     names.check_identifier("database", name, version.reserved_databases)
     return _start(project_id, instance_id, "delete_database", {"name": name}, "database.delete")
@@ -112,7 +112,7 @@ def delete_database(project_id: str, instance_id: str, name: str) -> ResponseRet
 @blueprint.post(f"{BASE}/users")
 def create_users(project_id: str, instance_id: str) -> ResponseReturnValue:
     items = _items("users")
-    with _services().db.session() as session:
+    with services().db.session() as session:
         version = _version(load_instance(session, project_id, instance_id))
     users, passwords = specs.users(items, version)
     return _start(
@@ -122,7 +122,7 @@ def create_users(project_id: str, instance_id: str) -> ResponseReturnValue:
 
 @blueprint.get(f"{BASE}/users")
 def list_users(project_id: str, instance_id: str) -> ResponseReturnValue:
-    with _services().db.session() as session:
+    with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
     found = _live(instance, lambda agent: agent.list_users())
     return jsonify({"users": [_user_view(u) for u in found], "links": []})
@@ -144,7 +144,7 @@ def _split_user(raw: str) -> tuple[str, str]:
 @blueprint.get(f"{BASE}/users/<user>")
 def show_user(project_id: str, instance_id: str, user: str) -> ResponseReturnValue:
     name, _host = _split_user(user)
-    with _services().db.session() as session:
+    with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
     for found in _live(instance, lambda agent: agent.list_users()):
         if found["name"] == name:
@@ -155,7 +155,7 @@ def show_user(project_id: str, instance_id: str, user: str) -> ResponseReturnVal
 @blueprint.delete(f"{BASE}/users/<user>")
 def delete_user(project_id: str, instance_id: str, user: str) -> ResponseReturnValue:
     name, host = _split_user(user)
-    with _services().db.session() as session:
+    with services().db.session() as session:
         version = _version(load_instance(session, project_id, instance_id))
     names.check_identifier("user", name, version.reserved_users)
     if host not in ("", "%"):

@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import audit, body, specs
+from api.state import services
 from api.views import instance_view, links, running_task
 from cellar import catalog
-from cellar.errors import InvalidInput, NotFound
+from cellar.errors import Busy, InvalidInput, NotFound
 from cellar.models import Instance, Task, new_id
 from cellar.status import InstanceStatus, TaskState
 from taskmanager.runner import start_task
@@ -25,12 +26,6 @@ blueprint = Blueprint("instances", __name__)
 UNSUPPORTED = ("restorePoint", "replica_of", "replica_count", "configuration", "modules")
 MAX_VOLUME_GB = 1024
 PAGE_MAX = 1000
-
-
-def _services() -> Any:
-    from api.app import services
-
-    return services()
 
 
 def load_instance(session: Session, project_id: str, instance_id: str) -> Instance:
@@ -100,7 +95,7 @@ def create(project_id: str) -> ResponseReturnValue:
                 f"user {user['name']!r} is granted database {missing[0]!r}, "
                 "which is not in this request's databases"
             )
-    svc = _services()
+    svc = services()
     with svc.db.session() as session:
         instance = Instance(
             id=new_id(),
@@ -151,7 +146,7 @@ def create(project_id: str) -> ResponseReturnValue:
 def list_all(project_id: str) -> ResponseReturnValue:
     limit = body.integer(request.args.get("limit", PAGE_MAX), "limit", 1, PAGE_MAX)
     marker = request.args.get("marker")
-    svc = _services()
+    svc = services()
     with svc.db.session() as session:
         query = (
             select(Instance)
@@ -177,14 +172,14 @@ def list_all(project_id: str) -> ResponseReturnValue:
 
 @blueprint.get("/v1.0/<project_id>/instances/<instance_id>")
 def show(project_id: str, instance_id: str) -> ResponseReturnValue:
-    with _services().db.session() as session:
+    with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         return jsonify({"instance": instance_view(session, instance)})
 
 
 @blueprint.delete("/v1.0/<project_id>/instances/<instance_id>")
 def delete(project_id: str, instance_id: str) -> ResponseReturnValue:
-    svc = _services()
+    svc = services()
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         current = running_task(session, instance.id)
@@ -208,8 +203,6 @@ def delete(project_id: str, instance_id: str) -> ResponseReturnValue:
 
 def busy_check(session: Session, instance: Instance) -> None:
     """Refuse (422) a change while the instance is not ACTIVE or another task owns it."""
-    from cellar.errors import Busy
-
     if instance.status != InstanceStatus.ACTIVE.value:
         raise Busy(f"instance {instance.id} is {instance.status}; this action needs it ACTIVE")
     task = session.scalars(
