@@ -20,6 +20,8 @@ def emit(data: Any, fmt: str, columns: Sequence[str] = ()) -> None:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, dict) and set(value) == {"name"}:
+        return str(value["name"])
     if isinstance(value, dict):
         return ", ".join(f"{k}={_cell(v)}" for k, v in value.items() if k != "links")
     if isinstance(value, list):

@@ -176,3 +176,15 @@ def test_catalog(client: FlaskClient) -> None:
     versions = client.get(f"{BASE}/datastores/postgresql/versions").get_json()["versions"]
     assert [v["name"] for v in versions] == ["15"]
     assert client.get("/").get_json()["versions"][0]["id"] == "v1.0"
+
+
+def test_audit_lists_the_projects_changes_without_passwords(client: FlaskClient) -> None:
+    instance_id = create(client).get_json()["instance"]["id"]
+    assert client.delete(f"{BASE}/instances/{instance_id}").status_code == 202
+    reply = client.get(f"{BASE}/audit")
+    events = reply.get_json()["events"]
+    assert [e["action"] for e in events] == ["instance.delete", "instance.create"]
+    assert all(e["target_id"] == instance_id for e in events)
+    assert "pa55-word!" not in reply.get_data(as_text=True)
+    assert client.get("/v1.0/other/audit").get_json()["events"] == []
+    assert client.get(f"{BASE}/audit?limit=0").status_code == 400
