@@ -4,7 +4,8 @@
     ├── InvalidInput        a bad name or password            -> INVALID_ARGUMENT
     └── EngineError         the engine failed                 -> INTERNAL
         ├── NotPrepared     the call needs a prepared engine  -> FAILED_PRECONDITION
-        └── EngineDown      the engine is not running         -> UNAVAILABLE
+        ├── EngineDown      the engine is not running         -> UNAVAILABLE
+        └── Unsupported     the engine has no such thing      -> UNIMPLEMENTED
 
 Engines translate their driver's exceptions into these with ``raise ... from exc``.
 Messages are short, name no password and may be shown to the caller.
@@ -25,3 +26,7 @@ class NotPrepared(EngineError):
 
 class EngineDown(EngineError):
     """The engine is prepared but not accepting connections."""
+
+
+class Unsupported(EngineError):
+    """The engine has no such concept (for example named databases in Redis)."""

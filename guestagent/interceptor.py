@@ -18,7 +18,7 @@ import grpc
 
 from cellar.errors import CellarError, InvalidInput
 from cellar.logs import bound_request_id
-from guestagent.errors import EngineDown, NotPrepared
+from guestagent.errors import EngineDown, NotPrepared, Unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.FAILED_PRECONDITION, exc.message
     if isinstance(exc, EngineDown):
         return grpc.StatusCode.UNAVAILABLE, exc.message
+    if isinstance(exc, Unsupported):
+        return grpc.StatusCode.UNIMPLEMENTED, exc.message
     if isinstance(exc, CellarError):
         return grpc.StatusCode.INTERNAL, exc.message[:MESSAGE_MAX]
     return grpc.StatusCode.INTERNAL, "internal error in the guest agent"
