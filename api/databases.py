@@ -23,10 +23,13 @@ T = TypeVar("T")
 BASE = "/v1.0/<project_id>/instances/<instance_id>"
 
 
-def _version(instance: Instance) -> catalog.DatastoreVersion:
+def _version(instance: Instance, databases: bool = False) -> catalog.DatastoreVersion:
+    """The instance's datastore version; with ``databases``, one that has named databases."""
     version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
     if version is None:
         raise InvalidInput(f"datastore version {instance.datastore_version} is no longer offered")
+    if databases and not version.has_databases:
+        raise Busy(specs.no_databases(version))
     return version
 
 
@@ -86,7 +89,7 @@ def _items(wrapper: str) -> list[dict[str, Any]]:
 def create_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
     items = _items("databases")
     with services().db.session() as session:
-        version = _version(load_instance(session, project_id, instance_id))
+        version = _version(load_instance(session, project_id, instance_id), databases=True)
     dbs = specs.databases(items, version)
     return _start(
         project_id, instance_id, "create_databases", {"databases": dbs}, "database.create"
@@ -97,6 +100,7 @@ def create_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
 def list_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
+        _version(instance, databases=True)
     found = _live(instance, lambda agent: agent.list_databases())
     return jsonify({"databases": [{k: v for k, v in d.items() if v} for d in found], "links": []})
 
@@ -104,7 +108,7 @@ def list_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
 @blueprint.delete(f"{BASE}/databases/<name>")
 def delete_database(project_id: str, instance_id: str, name: str) -> ResponseReturnValue:
     with services().db.session() as session:
-        version = _version(load_instance(session, project_id, instance_id))
+        version = _version(load_instance(session, project_id, instance_id), databases=True)
     names.check_identifier("database", name, version.reserved_databases)
     return _start(project_id, instance_id, "delete_database", {"name": name}, "database.delete")
 
@@ -143,11 +147,11 @@ def _split_user(raw: str) -> tuple[str, str]:
 
 @blueprint.get(f"{BASE}/users/<user>")
 def show_user(project_id: str, instance_id: str, user: str) -> ResponseReturnValue:
-    name, _host = _split_user(user)
+    name, host = _split_user(user)
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
     for found in _live(instance, lambda agent: agent.list_users()):
-        if found["name"] == name:
+        if found["name"] == name and host in ("", found.get("host") or "%"):
             return jsonify({"user": _user_view(found)})
     raise NotFound(f"user {name!r} does not exist on instance {instance_id}")
 
@@ -158,8 +162,7 @@ def delete_user(project_id: str, instance_id: str, user: str) -> ResponseReturnV
     with services().db.session() as session:
         version = _version(load_instance(session, project_id, instance_id))
     names.check_identifier("user", name, version.reserved_users)
-    if host not in ("", "%"):
-        raise InvalidInput(f"host {host!r} is not supported by {version.datastore}; use '%'")
+    host = specs.user_host(host, name, version)
     return _start(
         project_id, instance_id, "delete_user", {"name": name, "host": host}, "user.delete"
     )

@@ -1,6 +1,6 @@
 """Time from POST /instances to ACTIVE, against the bare image's initdb-and-start.
 
-Usage: python benchmarks/provision.py [--runs 5] [--datastore postgresql] [--url URL]
+Usage: python benchmarks/provision.py [--runs 5] [--datastore postgresql|mariadb|redis] [--url URL]
 
 Without ``--url`` it starts a private Cellar (``cellar serve``) in a temporary
 home on a free port. Each run of Cellar is paired with a run of the raw baseline:
@@ -30,6 +30,7 @@ import psycopg
 import requests
 
 POLL = 0.05
+DEFAULT_VERSIONS = {"postgresql": "15", "mariadb": "10.11", "redis": "7.0"}
 
 
 def free_port() -> int:
@@ -113,35 +114,66 @@ def cellar_run(base: str, datastore: str, version: str) -> float:
             time.sleep(0.2)
 
 
-def raw_run(client: docker.DockerClient, image: str) -> float:
+def connects_postgresql(port: int) -> bool:
+    try:
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=1
+        ):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def connects_mariadb(port: int) -> bool:
+    import pymysql
+
+    try:
+        pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=1).close()
+        return True
+    except pymysql.err.MySQLError:
+        return False
+
+
+def connects_redis(port: int) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+RAW = {
+    "postgresql": (5432, connects_postgresql),
+    "mariadb": (3306, connects_mariadb),
+    "redis": (6379, connects_redis),
+}
+
+
+def raw_run(client: docker.DockerClient, image: str, datastore: str) -> float:
+    """``docker run`` of the engine image's bare start script, until a client gets in."""
+    engine_port, connects = RAW[datastore]
     started = time.monotonic()
     container = client.containers.run(
         image,
-        entrypoint="/usr/local/bin/cellar-raw-postgres",
+        entrypoint=f"/usr/local/bin/cellar-raw-{datastore}",
         detach=True,
-        ports={"5432/tcp": ("127.0.0.1", None)},
+        ports={f"{engine_port}/tcp": ("127.0.0.1", None)},
         name=f"cellar-bench-raw-{uuid.uuid4().hex[:8]}",
     )
     try:
         port = 0
         while not port:
             container.reload()
-            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("5432/tcp")
+            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{engine_port}/tcp")
             port = int(bindings[0]["HostPort"]) if bindings else 0
             if not port:
                 time.sleep(0.01)
-
-        def connects() -> bool:
-            try:
-                with psycopg.connect(
-                    host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                    connect_timeout=1,
-                ):  # fmt: skip
-                    return True
-            except psycopg.OperationalError:
-                return False
-
-        wait(connects, 120, "the raw engine")
+        wait(lambda: connects(port), 120, "the raw engine")
         return time.monotonic() - started
     finally:
         container.remove(force=True)
@@ -160,21 +192,22 @@ def summary(samples: list[float]) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--datastore", default="postgresql")
-    parser.add_argument("--version", default="15")
+    parser.add_argument("--datastore", default="postgresql", choices=sorted(RAW))
+    parser.add_argument("--version", help="default: the datastore's default version")
     parser.add_argument("--url", help="an already running Cellar (default: start one)")
     parser.add_argument("--project", default=f"bench-{uuid.uuid4().hex[:8]}")
     args = parser.parse_args()
+    args.version = args.version or DEFAULT_VERSIONS[args.datastore]
     client = docker.from_env()
     image = f"cellar/{args.datastore}:{args.version}"
     cellar: list[float] = []
     raw: list[float] = []
     with given(args.url) if args.url else private_cellar() as url:
         base = f"{url}/v1.0/{args.project}"
-        raw_run(client, image)  # warm the page cache for both sides
+        raw_run(client, image, args.datastore)  # warm the page cache for both sides
         for _ in range(args.runs):
             cellar.append(cellar_run(base, args.datastore, args.version))
-            raw.append(raw_run(client, image))
+            raw.append(raw_run(client, image, args.datastore))
     result = {
         "benchmark": "provision",
         "datastore": args.datastore,

@@ -33,6 +33,8 @@ class DatastoreVersion:
     port: int  # the engine's port inside the container
     reserved_databases: frozenset[str]
     reserved_users: frozenset[str]
+    has_databases: bool = True  # False where the engine has no named databases (Redis)
+    has_user_hosts: bool = False  # True where a user is bound to a client host (MariaDB)
 
     @property
     def id(self) -> str:

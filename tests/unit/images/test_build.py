@@ -83,7 +83,7 @@ def test_only_builds_the_image_and_what_it_is_built_on() -> None:
 def test_engine_context_holds_the_agent_code_without_caches(tmp_path: Path) -> None:
     build.stage(POSTGRESQL, tmp_path)
     assert (tmp_path / "Dockerfile").is_file()
-    assert (tmp_path / "cellar-raw-postgres").stat().st_mode & 0o111
+    assert (tmp_path / "cellar-raw-postgresql").stat().st_mode & 0o111
     assert (tmp_path / "app/cellar/__init__.py").is_file()
     assert (tmp_path / "app/guestagent").is_dir()
     assert not list(tmp_path.rglob("__pycache__"))
