@@ -155,13 +155,7 @@ class DockerDriver:
         if container is None:
             return False
         logger.info("removing container %s", name)
-        try:
-            self._call(f"remove container {name}", lambda: container.remove(force=True, v=False))
-        except ComputeError as exc:
-            if isinstance(exc.__cause__, docker.errors.NotFound):
-                return False
-            raise
-        return True
+        return self._remove(name, lambda: container.remove(force=True, v=False))
 
     def remove_volume(self, instance_id: str) -> bool:
         name = volume_name(instance_id)
@@ -169,8 +163,7 @@ class DockerDriver:
         if volume is None:
             return False
         logger.info("removing volume %s", name)
-        self._call(f"remove volume {name}", lambda: volume.remove(force=True))
-        return True
+        return self._remove(name, lambda: volume.remove(force=True))
 
     def remove_network_if_unused(self, project_id: str) -> bool:
         name = network_name(project_id)
@@ -181,8 +174,12 @@ class DockerDriver:
         if network.attrs.get("Containers"):
             return False
         logger.info("removing network %s", name)
+        return self._remove(name, network.remove)
+
+    def _remove(self, name: str, remove: Callable[[], object]) -> bool:
+        """Run ``remove``; False when the thing was already gone (someone else removed it)."""
         try:
-            self._call(f"remove network {name}", network.remove)
+            self._call(f"remove {name}", remove)
         except ComputeError as exc:
             if isinstance(exc.__cause__, docker.errors.NotFound):
                 return False
