@@ -42,6 +42,7 @@ class Instance(Base):
     host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     agent_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    health_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -42,6 +42,7 @@ class Settings:
     delete_deadline: float
     agent_call_timeout: float
     step_lease: float
+    health_grace: float
 
     @property
     def embedded_broker(self) -> bool:
@@ -72,4 +73,5 @@ def load() -> Settings:
         delete_deadline=_float("CELLAR_DELETE_DEADLINE", 120.0),
         agent_call_timeout=_float("CELLAR_AGENT_TIMEOUT", 30.0),
         step_lease=_float("CELLAR_STEP_LEASE", 60.0),
+        health_grace=_float("CELLAR_HEALTH_GRACE", 20.0),
     )

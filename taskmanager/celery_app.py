@@ -19,6 +19,7 @@ from taskmanager import broker
 logger = logging.getLogger(__name__)
 
 RECONCILE_EVERY = 2.0
+HEALTH_EVERY = 5.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -33,6 +34,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_schedule": {
             "reconcile": {"task": "cellar.reconcile", "schedule": RECONCILE_EVERY},
+            "check-health": {"task": "cellar.check_health", "schedule": HEALTH_EVERY},
         },
         "beat_schedule_filename": str(settings.home / "beat-schedule"),
     }
@@ -78,6 +80,13 @@ def reconcile() -> None:
     from taskmanager import runner, services
 
     runner.reconcile(services.current())
+
+
+@app.task(name="cellar.check_health", expires=HEALTH_EVERY)
+def check_health() -> None:
+    from taskmanager import monitor, services
+
+    monitor.check_health(services.current())
 
 
 def enqueue(task_id: str, countdown: float, request_id: str) -> None:

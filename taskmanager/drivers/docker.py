@@ -134,7 +134,17 @@ class DockerDriver:
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
         )
 
+    def published_ports(self, instance_id: str, engine_port: int, agent_port: int) -> Ports | None:
+        """Where a running container's ports are published now (they change on restart)."""
+        container = self._find("containers", container_name(instance_id))
+        if container is None or container.status != "running":
+            return None
+        return self._host_ports(container, engine_port, agent_port)
+
     def _ports(self, container: Any, spec: ContainerSpec) -> Ports:
+        return self._host_ports(container, spec.engine_port, spec.agent_port)
+
+    def _host_ports(self, container: Any, engine_port: int, agent_port: int) -> Ports:
         ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
 
         def host_port(port: int) -> int:
@@ -143,7 +153,7 @@ class DockerDriver:
                 raise ComputeError(f"container {container.name} publishes no port for {port}")
             return int(bindings[0]["HostPort"])
 
-        return Ports(engine=host_port(spec.engine_port), agent=host_port(spec.agent_port))
+        return Ports(engine=host_port(engine_port), agent=host_port(agent_port))
 
     def container_state(self, instance_id: str) -> str | None:
         container = self._find("containers", container_name(instance_id))

@@ -90,6 +90,7 @@ def start_stack(home: Path, extra_env: dict[str, str]) -> Stack:
         "CELLAR_HOME": str(home),
         "CELLAR_API_PORT": str(port),
         "CELLAR_STEP_LEASE": "8",
+        "CELLAR_HEALTH_GRACE": "4",
         **extra_env,
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith("CELLAR_")})

@@ -23,6 +23,7 @@ class FakeCompute:
         self.volumes: set[str] = set()
         self.containers: dict[str, ContainerSpec] = {}
         self.calls: list[str] = []
+        self.ports = Ports(engine=40000, agent=40001)
 
     def ensure_network(self, project_id: str) -> str:
         self.calls.append("ensure_network")
@@ -37,10 +38,13 @@ class FakeCompute:
     def ensure_container(self, spec: ContainerSpec) -> Ports:
         self.calls.append("ensure_container")
         self.containers[spec.instance_id] = spec
-        return Ports(engine=40000, agent=40001)
+        return self.ports
 
     def container_state(self, instance_id: str) -> str | None:
         return "running" if instance_id in self.containers else None
+
+    def published_ports(self, instance_id: str, engine_port: int, agent_port: int) -> Ports | None:
+        return self.ports if instance_id in self.containers else None
 
     def remove_container(self, instance_id: str) -> bool:
         self.calls.append("remove_container")
