@@ -8,6 +8,7 @@ translated into ``ComputeError`` here and nowhere else.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,6 +27,14 @@ LABEL = "cellar.instance"
 
 class ImageMissing(ComputeError):
     """The engine image is not built on this Docker host."""
+
+
+def free_port(host: str) -> int:
+    """A port that nothing listens on at ``host`` right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def container_name(instance_id: str) -> str:
@@ -104,7 +113,13 @@ class DockerDriver:
             logger.info("creating container %s from %s", name, spec.image)
             container = self._call(f"create container {name}", lambda: self._create(spec))
         if container.status != "running":
-            self._call(f"start container {name}", container.start)
+            try:
+                self._call(f"start container {name}", container.start)
+            except ComputeError as exc:
+                if "port is already allocated" in exc.message:
+                    # another process took one of the ports chosen for it: choose again
+                    self._remove(name, lambda: container.remove(force=True))
+                raise
             self._call(f"inspect container {name}", container.reload)
         return self._ports(container, spec)
 
@@ -124,9 +139,10 @@ class DockerDriver:
             mem_limit=memory,
             memswap_limit=memory,
             nano_cpus=int(spec.vcpus * 1_000_000_000),
+            # fixed host ports, chosen now, so that a restart keeps the instance's address
             ports={
-                f"{spec.engine_port}/tcp": (spec.publish_host, None),
-                f"{spec.agent_port}/tcp": ("127.0.0.1", None),
+                f"{spec.engine_port}/tcp": (spec.publish_host, free_port(spec.publish_host)),
+                f"{spec.agent_port}/tcp": ("127.0.0.1", free_port("127.0.0.1")),
             },
             volumes={volume_name(spec.instance_id): {"bind": spec.data_path, "mode": "rw"}},
             network=network_name(spec.project_id),

@@ -53,6 +53,8 @@ def test_ensure_is_idempotent_and_remove_cleans_up(project: str) -> None:
     agent_binding = container.attrs["NetworkSettings"]["Ports"][f"{catalog.AGENT_PORT}/tcp"][0]
     assert agent_binding["HostIp"] == "127.0.0.1"
     assert driver.container_state(wanted.instance_id) == "running"
+    container.restart(timeout=5)
+    assert driver.published_ports(wanted.instance_id, 5432, catalog.AGENT_PORT) == first
 
     assert driver.remove_container(wanted.instance_id) is True
     assert driver.remove_container(wanted.instance_id) is False
