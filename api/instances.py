@@ -214,3 +214,32 @@ def busy_check(session: Session, instance: Instance) -> None:
     ).first()
     if task is not None:
         raise Busy(f"instance {instance.id} is busy with task {task.id} ({task.workflow})")
+
+
+ACTIONS = ("restart",)
+
+
+@blueprint.post("/v1.0/<project_id>/instances/<instance_id>/action")
+def action(project_id: str, instance_id: str) -> ResponseReturnValue:
+    data = body.json_object()
+    if len(data) != 1 or next(iter(data)) not in ACTIONS:
+        allowed = ", ".join(ACTIONS)
+        raise InvalidInput(f'name one action, e.g. {{"restart": {{}}}}; actions: {allowed}')
+    svc = services()
+    with svc.db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        busy_check(session, instance)
+        instance.status = InstanceStatus.REBOOT.value
+        task = start_task(
+            svc,
+            session,
+            project_id=project_id,
+            workflow="restart",
+            request_id=g.request_id,
+            instance_id=instance.id,
+        )
+        audit.record(
+            session, project_id, "instance.restart", "instance", instance.id, {"task_id": task.id}
+        )
+    svc.enqueue(task.id, 0.0, g.request_id)
+    return "", 202

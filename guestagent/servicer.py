@@ -90,3 +90,6 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
     def DeleteUser(self, request: Any, context: Any) -> Any:
         deleted = self.engine.delete_user(DeleteUserRequest(name=request.name, host=request.host))
         return agent_pb2.DeleteUserResponse(deleted=deleted)
+
+    def Restart(self, request: Any, context: Any) -> Any:
+        return agent_pb2.RestartResponse(status=_status(self.engine.restart()))

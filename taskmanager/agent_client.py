@@ -91,6 +91,10 @@ class AgentClient:
         reply = self._call("Prepare", self._stub.Prepare, request, timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status))
 
+    def restart(self, timeout: float) -> str:
+        reply = self._call("Restart", self._stub.Restart, agent_pb2.RestartRequest(), timeout)
+        return str(agent_pb2.ServiceStatus.Name(reply.status))
+
     def status(self, timeout: float | None = None) -> tuple[str, str]:
         reply = self._call("GetStatus", self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status)), str(reply.detail)

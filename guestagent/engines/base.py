@@ -88,6 +88,12 @@ class Engine(abc.ABC):
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
 
+    def restart(self) -> ServiceStatus:
+        """Stop the engine cleanly and start it again (prepared engines only)."""
+        self.stop()
+        self.start()
+        return self.status().status
+
     def warm_up(self) -> None:  # noqa: B027  (optional hook: most engines need none)
         """Start slow, input-independent work early (called once, before serving)."""
 

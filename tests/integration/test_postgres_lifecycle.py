@@ -88,3 +88,36 @@ def test_create_use_change_and_delete(api: Api, stack: Stack) -> None:
     assert api.call("DELETE", f"/instances/{instance_id}").status_code == 202
     assert api.wait_instance(instance_id, {"GONE", "ERROR"})["status"] == "GONE"
     assert leftovers(api.project) == []
+
+
+def test_restart_keeps_data_and_address(api: Api) -> None:
+    body = {
+        "name": "restartme",
+        "flavorRef": "1",
+        "volume": {"size": 1},
+        "databases": [{"name": "keep"}],
+        "users": [{"name": "keeper", "password": PASSWORD, "databases": [{"name": "keep"}]}],
+    }
+    instance_id = api.call("POST", "/instances", json={"instance": body}).json()["instance"]["id"]
+    view = api.wait_instance(instance_id, {"ACTIVE", "ERROR"})
+    assert view["status"] == "ACTIVE", view.get("fault")
+    where = view["connection"]
+    login = {"host": where["host"], "port": where["port"], "user": "keeper", "password": PASSWORD}
+    with psycopg.connect(**login, dbname="keep", connect_timeout=10) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('still here')")
+    reply = api.call("POST", f"/instances/{instance_id}/action", json={"restart": {}})
+    assert reply.status_code == 202
+    assert api.call("GET", f"/instances/{instance_id}").json()["instance"]["status"] in (
+        "REBOOT",
+        "ACTIVE",
+    )
+    view = api.wait_instance(instance_id, {"ACTIVE", "ERROR"})
+    assert view["status"] == "ACTIVE", view.get("fault")
+    assert view["connection"] == where
+    tasks = [t for t in api.instance_tasks(instance_id) if t["workflow"] == "restart"]
+    assert [t["state"] for t in tasks] == ["COMPLETED"]
+    with psycopg.connect(**login, dbname="keep", connect_timeout=10) as conn:
+        assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
+    assert api.call("DELETE", f"/instances/{instance_id}").status_code == 202
+    assert api.wait_instance(instance_id, {"GONE", "ERROR"})["status"] == "GONE"

@@ -188,3 +188,25 @@ def test_audit_lists_the_projects_changes_without_passwords(client: FlaskClient)
     assert "pa55-word!" not in reply.get_data(as_text=True)
     assert client.get("/v1.0/other/audit").get_json()["events"] == []
     assert client.get(f"{BASE}/audit?limit=0").status_code == 400
+
+
+def test_restart_needs_an_active_instance_and_a_known_action(
+    client: FlaskClient, world: Any
+) -> None:
+    services = world[0]
+    instance_id = create(client).get_json()["instance"]["id"]
+    path = f"{BASE}/instances/{instance_id}/action"
+    assert client.post(path, json={"restart": {}}).status_code == 422
+    with services.db.session() as session:
+        from cellar.models import Instance
+
+        instance = session.get(Instance, instance_id)
+        instance.status = "ACTIVE"
+        session.get(Task, session.scalars(select(Task.id)).one()).state = "COMPLETED"
+    reply = client.post(path, json={"reboot": {}})
+    assert reply.status_code == 400
+    assert "restart" in reply.get_json()["badRequest"]["message"]
+    assert client.post(path, json={"restart": {}}).status_code == 202
+    view = client.get(f"{BASE}/instances/{instance_id}").get_json()["instance"]
+    assert view["status"] == "REBOOT"
+    assert view["task"]["workflow"] == "restart"
