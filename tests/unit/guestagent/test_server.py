@@ -205,3 +205,18 @@ def test_run_serves_until_sigterm_then_stops_everything(fake: FakeEngine) -> Non
     killer.join()
     assert fake.stopped.is_set()
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_restart_stops_then_starts_the_engine(served: Served, fake: FakeEngine) -> None:
+    reply = served.stub.Restart(agent_pb2.RestartRequest(), timeout=5)
+    assert reply.status == agent_pb2.HEALTHY
+    assert [name for name, _ in fake.calls if name in ("stop", "start")] == ["stop", "start"]
+
+
+def test_restart_of_an_unprepared_engine_is_a_failed_precondition(
+    served: Served, fake: FakeEngine
+) -> None:
+    fake.failures["start"] = NotPrepared("the engine is not prepared")
+    with pytest.raises(grpc.RpcError) as caught:
+        served.stub.Restart(agent_pb2.RestartRequest(), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
