@@ -216,30 +216,52 @@ def busy_check(session: Session, instance: Instance) -> None:
         raise Busy(f"instance {instance.id} is busy with task {task.id} ({task.workflow})")
 
 
-ACTIONS = ("restart",)
+ACTIONS = ("restart", "resize")
+
+
+def _resize_flavor(instance: Instance, spec: object) -> dict[str, object]:
+    if not isinstance(spec, dict) or set(spec) - {"flavorRef", "volume"} or not spec:
+        raise InvalidInput('resize takes {"flavorRef": ...} or {"volume": {"size": ...}}')
+    if "volume" in spec:
+        raise InvalidInput("volume resize is not supported by this Cellar release")
+    flavor = _flavor(spec.get("flavorRef"))
+    if flavor.id == instance.flavor_id:
+        raise InvalidInput(f"instance {instance.id} already has flavor {flavor.id}")
+    return {"flavor_id": flavor.id, "from_flavor_id": instance.flavor_id}
 
 
 @blueprint.post("/v1.0/<project_id>/instances/<instance_id>/action")
 def action(project_id: str, instance_id: str) -> ResponseReturnValue:
     data = body.json_object()
-    if len(data) != 1 or next(iter(data)) not in ACTIONS:
+    name = next(iter(data)) if len(data) == 1 else None
+    if name not in ACTIONS:
         allowed = ", ".join(ACTIONS)
         raise InvalidInput(f'name one action, e.g. {{"restart": {{}}}}; actions: {allowed}')
     svc = services()
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
-        instance.status = InstanceStatus.REBOOT.value
+        if name == "resize":
+            params, workflow, status = (
+                _resize_flavor(instance, data[name]),
+                "resize_flavor",
+                "RESIZE",
+            )
+        else:
+            params, workflow, status = {}, "restart", InstanceStatus.REBOOT.value
+        instance.status = status
         task = start_task(
             svc,
             session,
             project_id=project_id,
-            workflow="restart",
+            workflow=workflow,
             request_id=g.request_id,
             instance_id=instance.id,
+            params=params,
         )
         audit.record(
-            session, project_id, "instance.restart", "instance", instance.id, {"task_id": task.id}
-        )
+            session, project_id, f"instance.{name}", "instance", instance.id,
+            {**params, "task_id": task.id},
+        )  # fmt: skip
     svc.enqueue(task.id, 0.0, g.request_id)
     return "", 202

@@ -93,3 +93,8 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
 
     def Restart(self, request: Any, context: Any) -> Any:
         return agent_pb2.RestartResponse(status=_status(self.engine.restart()))
+
+    def Resize(self, request: Any, context: Any) -> Any:
+        restarted = self.engine.resize(int(request.memory_mb))
+        status = self.engine.status().status
+        return agent_pb2.ResizeResponse(status=_status(status), restarted=restarted)

@@ -95,6 +95,11 @@ class AgentClient:
         reply = self._call("Restart", self._stub.Restart, agent_pb2.RestartRequest(), timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status))
 
+    def resize(self, memory_mb: int, timeout: float) -> tuple[str, bool]:
+        request = agent_pb2.ResizeRequest(memory_mb=memory_mb)
+        reply = self._call("Resize", self._stub.Resize, request, timeout)
+        return str(agent_pb2.ServiceStatus.Name(reply.status)), bool(reply.restarted)
+
     def status(self, timeout: float | None = None) -> tuple[str, str]:
         reply = self._call("GetStatus", self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status)), str(reply.detail)

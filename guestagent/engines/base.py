@@ -13,6 +13,8 @@ import enum
 from pathlib import Path
 from typing import ClassVar
 
+from guestagent.errors import Unsupported
+
 
 @enum.unique
 class ServiceStatus(enum.Enum):
@@ -93,6 +95,10 @@ class Engine(abc.ABC):
         self.stop()
         self.start()
         return self.status().status
+
+    def resize(self, memory_mb: int) -> bool:
+        """Apply a new memory size to the derived settings; True if the engine restarted."""
+        raise Unsupported(f"{self.name} cannot be resized yet")
 
     def warm_up(self) -> None:  # noqa: B027  (optional hook: most engines need none)
         """Start slow, input-independent work early (called once, before serving)."""

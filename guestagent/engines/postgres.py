@@ -135,13 +135,7 @@ class PostgresEngine(Engine):
         if not self.process.initialized():
             self._clear_data_dir()
             self.process.initdb()
-        settings = ServerSettings(
-            port=self.options.port,
-            socket_dir=self.options.socket_dir,
-            memory_mb=memory_mb,
-            listen_addresses=self.options.listen_addresses,
-        )
-        changed = write_config(self.pgdata, settings, self.owner)
+        changed = write_config(self.pgdata, self._settings(memory_mb), self.owner)
         if not self.process.running():
             started = time.monotonic()
             self.process.start()
@@ -149,6 +143,14 @@ class PostgresEngine(Engine):
         elif changed:
             self.admin.reload()
             logger.info("reloaded the configuration (memory settings apply at the next start)")
+
+    def _settings(self, memory_mb: int) -> ServerSettings:
+        return ServerSettings(
+            port=self.options.port,
+            socket_dir=self.options.socket_dir,
+            memory_mb=memory_mb,
+            listen_addresses=self.options.listen_addresses,
+        )
 
     def _write_marker(self) -> None:
         if self.marker.exists():
@@ -215,3 +217,14 @@ class PostgresEngine(Engine):
 
     def stop(self) -> None:
         self.process.stop()
+
+    def resize(self, memory_mb: int) -> bool:
+        """Rewrite the memory settings; shared_buffers only changes with a restart."""
+        with self._lifecycle:
+            self._require_prepared()
+            if not write_config(self.pgdata, self._settings(memory_mb), self.owner):
+                return False
+            logger.info("restarting postgres for %d MB of memory", memory_mb)
+            self.process.stop()
+            self.process.start()
+            return True

@@ -29,6 +29,13 @@ class ImageMissing(ComputeError):
     """The engine image is not built on this Docker host."""
 
 
+CPU_PERIOD = 100_000  # microseconds; a flavor's vCPUs are a quota of this period
+
+
+def cpu_quota(vcpus: float) -> int:
+    return int(vcpus * CPU_PERIOD)
+
+
 def free_port(host: str) -> int:
     """A port that nothing listens on at ``host`` right now."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -138,7 +145,8 @@ class DockerDriver:
             environment={"CELLAR_INSTANCE_ID": spec.instance_id},
             mem_limit=memory,
             memswap_limit=memory,
-            nano_cpus=int(spec.vcpus * 1_000_000_000),
+            cpu_period=CPU_PERIOD,
+            cpu_quota=cpu_quota(spec.vcpus),
             # fixed host ports, chosen now, so that a restart keeps the instance's address
             ports={
                 f"{spec.engine_port}/tcp": (spec.publish_host, free_port(spec.publish_host)),
@@ -170,6 +178,24 @@ class DockerDriver:
             return int(bindings[0]["HostPort"])
 
         return Ports(engine=host_port(engine_port), agent=host_port(agent_port))
+
+    def update_limits(self, instance_id: str, memory_mb: int, vcpus: float) -> None:
+        """Change a running container's memory and CPU limits in place."""
+        name = container_name(instance_id)
+        container = self._find("containers", name)
+        if container is None:
+            raise ComputeError(f"container {name} does not exist")
+        memory = memory_mb * 1024 * 1024
+        logger.info("setting %s to %d MB and %.1f vCPU", name, memory_mb, vcpus)
+        self._call(
+            f"update the limits of {name}",
+            lambda: container.update(
+                mem_limit=memory,
+                memswap_limit=memory,
+                cpu_period=CPU_PERIOD,
+                cpu_quota=cpu_quota(vcpus),
+            ),
+        )
 
     def container_state(self, instance_id: str) -> str | None:
         container = self._find("containers", container_name(instance_id))

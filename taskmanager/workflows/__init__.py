@@ -1,3 +1,3 @@
 """Every workflow the task manager runs; importing this package registers them."""
 
-from taskmanager.workflows import delete, provision, restart, users  # noqa: F401
+from taskmanager.workflows import delete, provision, resize, restart, users  # noqa: F401

@@ -48,7 +48,7 @@ def test_ensure_is_idempotent_and_remove_cleans_up(project: str) -> None:
     container = docker.from_env().containers.get(container_name(wanted.instance_id))
     host_config = container.attrs["HostConfig"]
     assert host_config["Memory"] == 256 * 1024 * 1024
-    assert host_config["NanoCpus"] == 500_000_000
+    assert (host_config["CpuQuota"], host_config["CpuPeriod"]) == (50_000, 100_000)
     assert container.labels["cellar.project"] == project
     agent_binding = container.attrs["NetworkSettings"]["Ports"][f"{catalog.AGENT_PORT}/tcp"][0]
     assert agent_binding["HostIp"] == "127.0.0.1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import docker
 import psycopg
 
 from tests.integration.stack import Api, Stack, leftovers
@@ -119,5 +120,38 @@ def test_restart_keeps_data_and_address(api: Api) -> None:
     assert [t["state"] for t in tasks] == ["COMPLETED"]
     with psycopg.connect(**login, dbname="keep", connect_timeout=10) as conn:
         assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
+    assert api.call("DELETE", f"/instances/{instance_id}").status_code == 202
+    assert api.wait_instance(instance_id, {"GONE", "ERROR"})["status"] == "GONE"
+
+
+def test_flavor_resize_changes_limits_and_shared_buffers(api: Api) -> None:
+    body = {
+        "name": "growing",
+        "flavorRef": "1",
+        "volume": {"size": 1},
+        "databases": [{"name": "grow"}],
+        "users": [{"name": "grower", "password": PASSWORD, "databases": [{"name": "grow"}]}],
+    }
+    instance_id = api.call("POST", "/instances", json={"instance": body}).json()["instance"]["id"]
+    view = api.wait_instance(instance_id, {"ACTIVE", "ERROR"})
+    assert view["status"] == "ACTIVE", view.get("fault")
+    where = view["connection"]
+    login = {"host": where["host"], "port": where["port"], "user": "grower", "password": PASSWORD}
+    with psycopg.connect(**login, dbname="grow", connect_timeout=10) as conn:
+        assert conn.execute("SHOW shared_buffers").fetchone() == ("64MB",)
+        conn.execute("CREATE TABLE g (v int)")
+        conn.execute("INSERT INTO g VALUES (1), (2)")
+    reply = api.call(
+        "POST", f"/instances/{instance_id}/action", json={"resize": {"flavorRef": "3"}}
+    )
+    assert reply.status_code == 202
+    view = api.wait_instance(instance_id, {"ACTIVE", "ERROR"})
+    assert (view["status"], view["flavor"]["id"]) == ("ACTIVE", "3"), view.get("fault")
+    container = docker.from_env().containers.get(f"cellar-{instance_id}")
+    assert container.attrs["HostConfig"]["Memory"] == 1024 * 1024 * 1024
+    assert container.attrs["HostConfig"]["CpuQuota"] == 100_000
+    with psycopg.connect(**login, dbname="grow", connect_timeout=10) as conn:
+        assert conn.execute("SHOW shared_buffers").fetchone() == ("256MB",)
+        assert conn.execute("SELECT count(*) FROM g").fetchone() == (2,)
     assert api.call("DELETE", f"/instances/{instance_id}").status_code == 202
     assert api.wait_instance(instance_id, {"GONE", "ERROR"})["status"] == "GONE"

@@ -46,6 +46,9 @@ class FakeCompute:
     def published_ports(self, instance_id: str, engine_port: int, agent_port: int) -> Ports | None:
         return self.ports if instance_id in self.containers else None
 
+    def update_limits(self, instance_id: str, memory_mb: int, vcpus: float) -> None:
+        self.calls.append(f"update_limits {memory_mb} {vcpus}")
+
     def remove_container(self, instance_id: str) -> bool:
         self.calls.append("remove_container")
         return self.containers.pop(instance_id, None) is not None
@@ -70,6 +73,7 @@ class FakeAgent:
     prepared: list[tuple[list[str], list[NewUser], int]] = dataclasses.field(default_factory=list)
     databases: list[str] = dataclasses.field(default_factory=list)
     users: dict[str, NewUser] = dataclasses.field(default_factory=dict)
+    resized: list[int] = dataclasses.field(default_factory=list)
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         return self.serving
@@ -81,6 +85,10 @@ class FakeAgent:
             raise self.prepare_error
         self.prepared.append((list(databases), list(users), memory_mb))
         return self.prepare_status
+
+    def resize(self, memory_mb: int, timeout: float) -> tuple[str, bool]:
+        self.resized.append(memory_mb)
+        return "HEALTHY", True
 
     def status(self, timeout: float | None = None) -> tuple[str, str]:
         return ("FAILED", "initdb failed") if self.prepare_status == "FAILED" else ("HEALTHY", "")

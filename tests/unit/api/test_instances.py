@@ -210,3 +210,30 @@ def test_restart_needs_an_active_instance_and_a_known_action(
     view = client.get(f"{BASE}/instances/{instance_id}").get_json()["instance"]
     assert view["status"] == "REBOOT"
     assert view["task"]["workflow"] == "restart"
+
+
+def test_resize_validates_the_flavor_and_runs_the_resize_workflow(
+    client: FlaskClient, world: Any
+) -> None:
+    services, _compute, agent, queue = world
+    instance_id = create(client).get_json()["instance"]["id"]
+    queue.drain(services)
+    path = f"{BASE}/instances/{instance_id}/action"
+    for bad, word in (
+        ({"resize": {"flavorRef": "2"}}, "already has flavor 2"),
+        ({"resize": {"flavorRef": "99"}}, "flavorRef"),
+        ({"resize": {"volume": {"size": 5}}}, "volume resize is not supported"),
+        ({"resize": {}}, "flavorRef"),
+    ):
+        reply = client.post(path, json=bad)
+        assert reply.status_code == 400, bad
+        assert word in reply.get_json()["badRequest"]["message"]
+    assert client.post(path, json={"resize": {"flavorRef": "3"}}).status_code == 202
+    assert (
+        client.get(f"{BASE}/instances/{instance_id}").get_json()["instance"]["status"] == "RESIZE"
+    )
+    queue.drain(services)
+    view = client.get(f"{BASE}/instances/{instance_id}").get_json()["instance"]
+    assert (view["status"], view["flavor"]["id"]) == ("ACTIVE", "3")
+    assert agent.resized == [1024]
+    assert "update_limits 1024 1.0" in world[1].calls
