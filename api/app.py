@@ -13,7 +13,15 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from api import audit_routes, catalog_routes, databases, errors, instances, tasks
+from api import (
+    audit_routes,
+    catalog_routes,
+    databases,
+    engine_logs,
+    errors,
+    instances,
+    tasks,
+)
 from cellar import logs
 from cellar import settings as settings_module
 from cellar.errors import InvalidInput
@@ -70,6 +78,7 @@ def create_app(svc: Services | None = None) -> Flask:
     app.register_blueprint(databases.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(audit_routes.blueprint)
+    app.register_blueprint(engine_logs.blueprint)
     return app
 
 

@@ -33,7 +33,8 @@ def _version(instance: Instance, databases: bool = False) -> catalog.DatastoreVe
     return version
 
 
-def _live(instance: Instance, fn: Callable[[Any], T]) -> T:
+def live(instance: Instance, fn: Callable[[Any], T]) -> T:
+    """Ask the instance's agent now (a read the user asked for); 503 if it cannot answer."""
     busy_check_read(instance)
     try:
         return fn(services().agent_for(instance))
@@ -101,7 +102,7 @@ def list_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         _version(instance, databases=True)
-    found = _live(instance, lambda agent: agent.list_databases())
+    found = live(instance, lambda agent: agent.list_databases())
     return jsonify({"databases": [{k: v for k, v in d.items() if v} for d in found], "links": []})
 
 
@@ -128,7 +129,7 @@ def create_users(project_id: str, instance_id: str) -> ResponseReturnValue:
 def list_users(project_id: str, instance_id: str) -> ResponseReturnValue:
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
-    found = _live(instance, lambda agent: agent.list_users())
+    found = live(instance, lambda agent: agent.list_users())
     return jsonify({"users": [_user_view(u) for u in found], "links": []})
 
 
@@ -150,7 +151,7 @@ def show_user(project_id: str, instance_id: str, user: str) -> ResponseReturnVal
     name, host = _split_user(user)
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
-    for found in _live(instance, lambda agent: agent.list_users()):
+    for found in live(instance, lambda agent: agent.list_users()):
         if found["name"] == name and host in ("", found.get("host") or "%"):
             return jsonify({"user": _user_view(found)})
     raise NotFound(f"user {name!r} does not exist on instance {instance_id}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cellar.errors import InvalidInput
 from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
 from guestagent.engines.base import (
     Database,
@@ -17,6 +18,9 @@ from guestagent.engines.base import (
     ServiceStatus,
     User,
 )
+
+DEFAULT_LINES = 100
+MAX_LINES = 5000
 
 
 def _status(status: ServiceStatus) -> Any:
@@ -98,3 +102,19 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
         restarted = self.engine.resize(int(request.memory_mb))
         status = self.engine.status().status
         return agent_pb2.ResizeResponse(status=_status(status), restarted=restarted)
+
+    def ListLogs(self, request: Any, context: Any) -> Any:
+        logs = [
+            agent_pb2.LogInfo(name=name, size=log.size())
+            for name, log in sorted(self.engine.logs().items())
+        ]
+        return agent_pb2.ListLogsResponse(logs=logs)
+
+    def TailLog(self, request: Any, context: Any) -> Any:
+        logs = self.engine.logs()
+        log = logs.get(request.name)
+        if log is None:
+            known = ", ".join(sorted(logs)) or "none"
+            raise InvalidInput(f"no log named {request.name!r}; logs: {known}")
+        lines = max(1, min(int(request.lines or DEFAULT_LINES), MAX_LINES))
+        return agent_pb2.TailLogResponse(lines=log.tail(lines))

@@ -100,6 +100,14 @@ class AgentClient:
         reply = self._call("Resize", self._stub.Resize, request, timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status)), bool(reply.restarted)
 
+    def list_logs(self) -> list[dict[str, Any]]:
+        reply = self._call("ListLogs", self._stub.ListLogs, agent_pb2.ListLogsRequest(), None)
+        return [{"name": log.name, "size": int(log.size)} for log in reply.logs]
+
+    def tail_log(self, name: str, lines: int) -> list[str]:
+        request = agent_pb2.TailLogRequest(name=name, lines=lines)
+        return list(self._call("TailLog", self._stub.TailLog, request, None).lines)
+
     def status(self, timeout: float | None = None) -> tuple[str, str]:
         reply = self._call("GetStatus", self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status)), str(reply.detail)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from guestagent.errors import Unsupported
+from guestagent.logfile import LogFile
 
 
 @enum.unique
@@ -99,6 +100,10 @@ class Engine(abc.ABC):
     def resize(self, memory_mb: int) -> bool:
         """Apply a new memory size to the derived settings; True if the engine restarted."""
         raise Unsupported(f"{self.name} cannot be resized yet")
+
+    def logs(self) -> dict[str, LogFile]:
+        """The logs this engine keeps, by name (none unless an engine says so)."""
+        return {}
 
     def warm_up(self) -> None:  # noqa: B027  (optional hook: most engines need none)
         """Start slow, input-independent work early (called once, before serving)."""

@@ -33,6 +33,7 @@ from guestagent.engines.postgres_admin import PostgresAdmin
 from guestagent.engines.postgres_config import ServerSettings, write_config
 from guestagent.engines.postgres_process import PostgresProcess
 from guestagent.errors import EngineError, NotPrepared
+from guestagent.logfile import LogFile
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class PostgresEngine(Engine):
             port=self.options.port,
             owner=self.owner,
             start_timeout=self.options.start_timeout,
+            log_file=LogFile(self.data_dir / "log" / "postgresql.log"),
         )
         self.admin = PostgresAdmin(self.process)
         self._lifecycle = threading.Lock()
@@ -217,6 +219,10 @@ class PostgresEngine(Engine):
 
     def stop(self) -> None:
         self.process.stop()
+
+    def logs(self) -> dict[str, LogFile]:
+        log = self.process.log_file
+        return {} if log is None else {"postgresql": log}
 
     def resize(self, memory_mb: int) -> bool:
         """Rewrite the memory settings; shared_buffers only changes with a restart."""

@@ -22,6 +22,7 @@ import psycopg
 
 from guestagent.engines.os_user import OsUser
 from guestagent.errors import EngineError, NotPrepared
+from guestagent.logfile import LogFile
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ class PostgresProcess:
         port: int,
         owner: OsUser,
         start_timeout: float = 60.0,
+        log_file: LogFile | None = None,
     ) -> None:
+        self.log_file = log_file
         self.bin_dir = bin_dir
         self.pgdata = pgdata
         self.socket_dir = socket_dir
@@ -167,6 +170,8 @@ class PostgresProcess:
             if line:
                 self._tail.append(line)
                 logger.info("postgres: %s", line)
+                if self.log_file is not None:
+                    self.log_file.append(line)
         stream.close()
 
     def wait_until_ready(self, deadline: float) -> None:

@@ -118,6 +118,13 @@ def test_restart_keeps_data_and_address(api: Api) -> None:
     assert view["connection"] == where
     tasks = [t for t in api.instance_tasks(instance_id) if t["workflow"] == "restart"]
     assert [t["state"] for t in tasks] == ["COMPLETED"]
+    logs = api.call("GET", f"/instances/{instance_id}/log").json()["logs"]
+    assert [(log["name"], log["size"] > 0) for log in logs] == [("postgresql", True)]
+    tail = api.call("GET", f"/instances/{instance_id}/log/postgresql?lines=50").json()["log"]
+    assert 0 < len(tail["lines"]) <= 50
+    assert any("shut down" in line or "shutting down" in line for line in tail["lines"])
+    missing = api.call("GET", f"/instances/{instance_id}/log/nope")
+    assert missing.status_code == 404 and "postgresql" in missing.json()["itemNotFound"]["message"]
     with psycopg.connect(**login, dbname="keep", connect_timeout=10) as conn:
         assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
     assert api.call("DELETE", f"/instances/{instance_id}").status_code == 202

@@ -30,6 +30,7 @@ from guestagent.engines.base import (
     User,
 )
 from guestagent.engines.postgres import PostgresEngine, PostgresOptions
+from guestagent.logfile import LogFile
 from guestagent.server import AgentServer
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,10 @@ class FakeEngine(Engine):
         self.users: list[User] = []
         self.started = threading.Event()
         self.stopped = threading.Event()
+        self.log_files: dict[str, LogFile] = {}
+
+    def logs(self) -> dict[str, LogFile]:
+        return self.log_files
 
     def _call(self, method: str, request: object = None) -> None:
         self.calls.append((method, request))

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -220,3 +221,20 @@ def test_restart_of_an_unprepared_engine_is_a_failed_precondition(
     with pytest.raises(grpc.RpcError) as caught:
         served.stub.Restart(agent_pb2.RestartRequest(), timeout=5)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_logs_are_listed_and_tailed(served: Served, fake: FakeEngine, tmp_path: Path) -> None:
+    from guestagent.logfile import LogFile
+
+    log = LogFile(tmp_path / "engine.log")
+    for number in range(10):
+        log.append(f"message {number}")
+    fake.log_files = {"engine": log}
+    listed = served.stub.ListLogs(agent_pb2.ListLogsRequest(), timeout=5)
+    assert [(entry.name, entry.size > 0) for entry in listed.logs] == [("engine", True)]
+    tail = served.stub.TailLog(agent_pb2.TailLogRequest(name="engine", lines=2), timeout=5)
+    assert list(tail.lines) == ["message 8", "message 9"]
+    with pytest.raises(grpc.RpcError) as caught:
+        served.stub.TailLog(agent_pb2.TailLogRequest(name="other", lines=2), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "engine" in (caught.value.details() or "")
