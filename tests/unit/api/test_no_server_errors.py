@@ -1,0 +1,74 @@
+"""Odd input on every route answers 4xx in Trove's shape, never 500."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from api.app import create_app
+
+ODD_BODIES: list[Any] = [
+    None,
+    "text",
+    [],
+    [1, 2],
+    0,
+    {},
+    {"instance": None},
+    {"instance": []},
+    {"instance": {"name": 5, "flavorRef": {}, "volume": "x"}},
+    {"instance": {"name": "a", "flavorRef": "1", "volume": {"size": True}}},
+    {"instance": {"name": "a", "flavorRef": "1", "volume": {"size": 1}, "datastore": "pg"}},
+    {"instance": {"name": "a", "flavorRef": "1", "volume": {"size": 1}, "users": "bob"}},
+    {"instance": {"name": "a", "flavorRef": "1", "volume": {"size": 1}, "users": [{"name": None}]}},
+    {"instance": {"name": "a" * 300, "flavorRef": "1", "volume": {"size": 1}}},
+    {"instance": {"name": "a\x00b", "flavorRef": "1", "volume": {"size": 1}}},
+    {"databases": None},
+    {"databases": [None]},
+    {"databases": [{"name": ["x"]}]},
+    {"users": [{"name": "u", "password": 5}]},
+    {"users": [{"name": "u", "password": "p", "databases": "x"}]},
+    {"users": [{"name": "u", "password": "p", "host": 7}]},
+    {"restart": None, "resize": {}},
+    {"resize": "big"},
+    {"resize": {"flavorRef": None}},
+]
+ROUTES = [
+    ("POST", "/v1.0/p/instances"),
+    ("POST", "/v1.0/p/instances/{id}/databases"),
+    ("POST", "/v1.0/p/instances/{id}/users"),
+    ("POST", "/v1.0/p/instances/{id}/action"),
+    ("PUT", "/v1.0/p/instances/{id}"),
+    ("DELETE", "/v1.0/p/instances/{id}/users/a%27b"),
+    ("DELETE", "/v1.0/p/instances/{id}/databases/x;y"),
+    ("GET", "/v1.0/p/instances?limit=abc"),
+    ("GET", "/v1.0/p/instances?marker=nope"),
+    ("GET", "/v1.0/p/instances/{id}/log/x?lines=-5"),
+    ("GET", "/v1.0/p/audit?limit=x"),
+    ("GET", "/v1.0/p/tasks/nope"),
+    ("PATCH", "/v1.0/p/instances"),
+]
+
+
+@pytest.fixture
+def client(world: Any) -> FlaskClient:
+    return create_app(world[0]).test_client()
+
+
+def test_odd_input_never_causes_a_server_error(client: FlaskClient) -> None:
+    made = client.post(
+        "/v1.0/p/instances",
+        json={"instance": {"name": "a", "flavorRef": "1", "volume": {"size": 1}}},
+    )
+    instance_id = made.get_json()["instance"]["id"]
+    for (method, route), body in itertools.product(ROUTES, ODD_BODIES):
+        path = route.replace("{id}", instance_id)
+        reply = client.open(path, method=method, json=body)
+        assert 400 <= reply.status_code < 500, (method, path, body, reply.status_code)
+        error = reply.get_json()
+        assert isinstance(error, dict) and len(error) == 1, (method, path, error)
+        inner = next(iter(error.values()))
+        assert inner["code"] == reply.status_code and inner["message"]
