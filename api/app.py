@@ -16,6 +16,7 @@ from flask import Flask, Response, g, request
 from api import (
     audit_routes,
     catalog_routes,
+    configurations,
     databases,
     engine_logs,
     errors,
@@ -79,6 +80,7 @@ def create_app(svc: Services | None = None) -> Flask:
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(audit_routes.blueprint)
     app.register_blueprint(engine_logs.blueprint)
+    app.register_blueprint(configurations.blueprint)
     return app
 
 

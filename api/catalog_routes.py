@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from cellar import catalog
+from cellar import catalog, parameters
 from cellar.errors import NotFound
 
 blueprint = Blueprint("catalog", __name__)
@@ -126,3 +126,44 @@ def show_version_by_id(project_id: str, version_id: str) -> ResponseReturnValue:
         if found is not None:
             return jsonify({"version": version_view(project_id, found)})
     raise NotFound(f"datastore version {version_id!r} does not exist")
+
+
+def parameter_view(version: catalog.DatastoreVersion, rule: parameters.Rule) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "name": rule.name,
+        "type": rule.type,
+        "restart_required": not rule.dynamic,
+        "dynamic": rule.dynamic,
+        "datastore_version_id": version.id,
+    }
+    if rule.min is not None:
+        view["min"] = rule.min
+    if rule.max is not None:
+        view["max"] = rule.max
+    if rule.choices:
+        view["choices"] = list(rule.choices)
+    return view
+
+
+def _version_of(datastore: str, version: str) -> catalog.DatastoreVersion:
+    found = find(datastore).version(version)
+    if found is None:
+        raise NotFound(f"datastore {datastore!r} has no version {version!r}")
+    return found
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/<datastore>/versions/<version>/parameters")
+def list_parameters(project_id: str, datastore: str, version: str) -> ResponseReturnValue:
+    found = _version_of(datastore, version)
+    rules = parameters.rules_for(found.datastore, found.name)
+    views = [parameter_view(found, rule) for _, rule in sorted(rules.items())]
+    return jsonify({"configuration-parameters": views})
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/<datastore>/versions/<version>/parameters/<name>")
+def show_parameter(project_id: str, datastore: str, version: str, name: str) -> ResponseReturnValue:
+    found = _version_of(datastore, version)
+    rule = parameters.rules_for(found.datastore, found.name).get(name)
+    if rule is None:
+        raise NotFound(f"{found.datastore} {found.name} has no parameter {name!r} that Cellar sets")
+    return jsonify(parameter_view(found, rule))

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from api import audit, body, specs
 from api.state import services
 from api.views import instance_view, links, running_task
-from cellar import catalog
+from cellar import catalog, parameters
 from cellar.errors import Busy, InvalidInput, NotFound
-from cellar.models import Instance, Task, new_id
+from cellar.models import Configuration, Instance, Task, new_id
 from cellar.status import InstanceStatus, TaskState
 from taskmanager.runner import start_task
 
@@ -23,9 +23,10 @@ logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("instances", __name__)
 
-UNSUPPORTED = ("restorePoint", "replica_of", "replica_count", "configuration", "modules")
+UNSUPPORTED = ("restorePoint", "replica_of", "replica_count", "modules")
 MAX_VOLUME_GB = 1024
 PAGE_MAX = 1000
+READY = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
 
 
 def load_instance(session: Session, project_id: str, instance_id: str) -> Instance:
@@ -47,7 +48,7 @@ def _flavor(value: object) -> catalog.Flavor:
     return flavor
 
 
-def _datastore(value: object) -> catalog.DatastoreVersion:
+def datastore_version(value: object) -> catalog.DatastoreVersion:
     allowed = ", ".join(catalog.DATASTORES)
     if value is None:
         value = {}
@@ -69,6 +70,29 @@ def _datastore(value: object) -> catalog.DatastoreVersion:
     return version
 
 
+def _configuration_for(
+    session: Session, project_id: str, config_id: object, version: catalog.DatastoreVersion
+) -> Configuration | None:
+    """The configuration group ``config_id`` if it suits ``version`` (None for none)."""
+    if config_id in (None, ""):
+        return None
+    config = session.get(Configuration, str(config_id))
+    if config is None or config.project_id != project_id or config.deleted_at is not None:
+        raise NotFound(f"configuration {config_id} does not exist in project {project_id}")
+    if (config.datastore, config.datastore_version) != (version.datastore, version.name):
+        raise InvalidInput(
+            f"configuration {config.id} is for {config.datastore} {config.datastore_version}, "
+            f"not {version.datastore} {version.name}"
+        )
+    return config
+
+
+def configuration_values(config: Configuration | None) -> dict[str, str]:
+    if config is None:
+        return {}
+    return parameters.check_values(config.datastore, config.datastore_version, config.values)
+
+
 def _volume(value: object) -> int:
     if not isinstance(value, dict) or "size" not in value:
         raise InvalidInput(f'volume is required: {{"size": 1..{MAX_VOLUME_GB}}} (GB)')
@@ -83,7 +107,7 @@ def create(project_id: str) -> ResponseReturnValue:
             raise InvalidInput(f"{field} is not supported by this Cellar release")
     name = body.text(data, "name")
     flavor = _flavor(data.get("flavorRef"))
-    version = _datastore(data.get("datastore"))
+    version = datastore_version(data.get("datastore"))
     size = _volume(data.get("volume"))
     dbs = specs.databases(body.object_list(data, "databases"), version)
     users, passwords = specs.users(body.object_list(data, "users"), version)
@@ -97,8 +121,10 @@ def create(project_id: str) -> ResponseReturnValue:
             )
     svc = services()
     with svc.db.session() as session:
+        config = _configuration_for(session, project_id, data.get("configuration"), version)
         instance = Instance(
             id=new_id(),
+            configuration_id=config.id if config else None,
             project_id=project_id,
             name=name,
             flavor_id=flavor.id,
@@ -115,7 +141,11 @@ def create(project_id: str) -> ResponseReturnValue:
             workflow="provision",
             request_id=g.request_id,
             instance_id=instance.id,
-            params={"databases": dbs, "users": users},
+            params={
+                "databases": dbs,
+                "users": users,
+                "configuration": configuration_values(config),
+            },
             secret=passwords,
         )
         audit.record(
@@ -202,8 +232,8 @@ def delete(project_id: str, instance_id: str) -> ResponseReturnValue:
 
 
 def busy_check(session: Session, instance: Instance) -> None:
-    """Refuse (422) a change while the instance is not ACTIVE or another task owns it."""
-    if instance.status != InstanceStatus.ACTIVE.value:
+    """Refuse (422) a change while the instance is not ready or another task owns it."""
+    if instance.status not in READY:
         raise Busy(f"instance {instance.id} is {instance.status}; this action needs it ACTIVE")
     task = session.scalars(
         select(Task).where(
@@ -264,4 +294,44 @@ def action(project_id: str, instance_id: str) -> ResponseReturnValue:
             {**params, "task_id": task.id},
         )  # fmt: skip
     svc.enqueue(task.id, 0.0, g.request_id)
+    return "", 202
+
+
+@blueprint.put("/v1.0/<project_id>/instances/<instance_id>")
+def update(project_id: str, instance_id: str) -> ResponseReturnValue:
+    """Rename, or attach (``configuration``: id) or detach (``configuration``: null) a group."""
+    data = body.json_object("instance")
+    unknown = set(data) - {"name", "configuration"}
+    if unknown or not data:
+        raise InvalidInput(
+            f"an instance update takes name and configuration, not {sorted(unknown)}"
+        )
+    svc = services()
+    task_id = None
+    with svc.db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        if "name" in data:
+            instance.name = body.text(data, "name")
+        if "configuration" in data:
+            busy_check(session, instance)
+            version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
+            assert version is not None
+            config = _configuration_for(session, project_id, data["configuration"], version)
+            instance.configuration_id = config.id if config else None
+            task_id = start_task(
+                svc,
+                session,
+                project_id=project_id,
+                workflow="apply_configuration",
+                request_id=g.request_id,
+                instance_id=instance.id,
+                params={
+                    "values": configuration_values(config),
+                    "configuration_id": instance.configuration_id,
+                },
+            ).id
+        audit.record(session, project_id, "instance.update", "instance", instance.id,
+                     {**data, "task_id": task_id})  # fmt: skip
+    if task_id is not None:
+        svc.enqueue(task_id, 0.0, g.request_id)
     return "", 202

@@ -9,7 +9,7 @@ from flask import request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cellar.models import Instance, Task
+from cellar.models import Configuration, Instance, Task
 from cellar.status import InstanceStatus, TaskState
 from taskmanager.workflow import WORKFLOWS
 
@@ -79,6 +79,15 @@ def instance_view(session: Session, instance: Instance) -> dict[str, Any]:
             "message": instance.fault,
             "created": timestamp(instance.fault_at),
             "details": instance.fault,
+        }
+    if instance.configuration_id:
+        config = session.get(Configuration, instance.configuration_id)
+        view["configuration"] = {
+            "id": instance.configuration_id,
+            "name": config.name if config else None,
+            "links": links(
+                f"/v1.0/{instance.project_id}/configurations/{instance.configuration_id}"
+            ),
         }
     task = running_task(session, instance.id)
     if task is not None:

@@ -43,6 +43,25 @@ class Instance(Base):
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     agent_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     health_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    configuration_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Configuration(Base):
+    """A named set of engine parameters that instances of one datastore version share."""
+
+    __tablename__ = "configurations"
+    __table_args__ = (Index("ix_configurations_project", "project_id", "deleted_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    datastore: Mapped[str] = mapped_column(String(64))
+    datastore_version: Mapped[str] = mapped_column(String(64))
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

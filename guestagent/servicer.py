@@ -52,6 +52,7 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
                 databases=tuple(_database(d) for d in request.databases),
                 users=tuple(_user(u) for u in request.users),
                 memory_mb=request.memory_mb,
+                configuration=tuple(sorted(request.configuration.items())),
             )
         )
         return agent_pb2.PrepareResponse(status=_status(status))
@@ -118,3 +119,7 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
             raise InvalidInput(f"no log named {request.name!r}; logs: {known}")
         lines = max(1, min(int(request.lines or DEFAULT_LINES), MAX_LINES))
         return agent_pb2.TailLogResponse(lines=log.tail(lines))
+
+    def ApplyConfiguration(self, request: Any, context: Any) -> Any:
+        restart = self.engine.apply_configuration(dict(request.values))
+        return agent_pb2.ApplyConfigurationResponse(restart_required=restart)

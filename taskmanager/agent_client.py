@@ -81,12 +81,18 @@ class AgentClient:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def prepare(
-        self, databases: Sequence[str], users: Sequence[NewUser], memory_mb: int, timeout: float
+        self,
+        databases: Sequence[str],
+        users: Sequence[NewUser],
+        memory_mb: int,
+        timeout: float,
+        configuration: dict[str, str] | None = None,
     ) -> str:
         request = agent_pb2.PrepareRequest(
             databases=[agent_pb2.Database(name=name) for name in databases],
             users=[_user(u) for u in users],
             memory_mb=memory_mb,
+            configuration=configuration or {},
         )
         reply = self._call("Prepare", self._stub.Prepare, request, timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status))
@@ -107,6 +113,11 @@ class AgentClient:
     def tail_log(self, name: str, lines: int) -> list[str]:
         request = agent_pb2.TailLogRequest(name=name, lines=lines)
         return list(self._call("TailLog", self._stub.TailLog, request, None).lines)
+
+    def apply_configuration(self, values: dict[str, str], timeout: float) -> bool:
+        request = agent_pb2.ApplyConfigurationRequest(values=values)
+        reply = self._call("ApplyConfiguration", self._stub.ApplyConfiguration, request, timeout)
+        return bool(reply.restart_required)
 
     def status(self, timeout: float | None = None) -> tuple[str, str]:
         reply = self._call("GetStatus", self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout)

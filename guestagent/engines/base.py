@@ -63,6 +63,7 @@ class PrepareRequest:
     databases: tuple[Database, ...] = ()
     users: tuple[User, ...] = ()
     memory_mb: int = 0
+    configuration: tuple[tuple[str, str], ...] = ()  # user parameters (name, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +101,10 @@ class Engine(abc.ABC):
     def resize(self, memory_mb: int) -> bool:
         """Apply a new memory size to the derived settings; True if the engine restarted."""
         raise Unsupported(f"{self.name} cannot be resized yet")
+
+    def apply_configuration(self, values: dict[str, str]) -> bool:
+        """Make ``values`` the user parameters; True if some need a restart to apply."""
+        raise Unsupported(f"{self.name} has no configuration parameters yet")
 
     def logs(self) -> dict[str, LogFile]:
         """The logs this engine keeps, by name (none unless an engine says so)."""

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from cellar import parameters
 from cellar.errors import CellarError
 from guestagent.engines import postgres_admin
 from guestagent.engines.base import (
@@ -30,7 +31,7 @@ from guestagent.engines.base import (
 )
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.postgres_admin import PostgresAdmin
-from guestagent.engines.postgres_config import ServerSettings, write_config
+from guestagent.engines.postgres_config import ServerSettings, write_config, write_user_config
 from guestagent.engines.postgres_process import PostgresProcess
 from guestagent.errors import EngineError, NotPrepared
 from guestagent.logfile import LogFile
@@ -82,6 +83,9 @@ class PostgresEngine(Engine):
         return self.marker.exists()
 
     def prepare(self, request: PrepareRequest) -> ServiceStatus:
+        configuration = parameters.check_values(
+            self.name, self.version, dict(request.configuration)
+        )
         databases = [postgres_admin.checked_database(d) for d in request.databases]
         users = [postgres_admin.checked_user(u) for u in request.users]
         with self._lifecycle:
@@ -89,7 +93,7 @@ class PostgresEngine(Engine):
             self._failure = None
             started = time.monotonic()
             try:
-                self._ensure_running(request.memory_mb)
+                self._ensure_running(request.memory_mb, configuration)
                 created_dbs = sum(self.admin.create_database(d) for d in databases)
                 created_users = sum(self.admin.create_user(u) for u in users)
                 self._write_marker()
@@ -128,7 +132,7 @@ class PostgresEngine(Engine):
             logger.warning("removing %s left by an interrupted initdb", self.pgdata)
             shutil.rmtree(self.pgdata)
 
-    def _ensure_running(self, memory_mb: int) -> None:
+    def _ensure_running(self, memory_mb: int, configuration: dict[str, str]) -> None:
         if self.process.initdb_pending():
             try:
                 self.process.finish_initdb()
@@ -138,6 +142,7 @@ class PostgresEngine(Engine):
             self._clear_data_dir()
             self.process.initdb()
         changed = write_config(self.pgdata, self._settings(memory_mb), self.owner)
+        changed |= write_user_config(self.pgdata, configuration, self.owner)
         if not self.process.running():
             started = time.monotonic()
             self.process.start()
@@ -219,6 +224,18 @@ class PostgresEngine(Engine):
 
     def stop(self) -> None:
         self.process.stop()
+
+    def apply_configuration(self, values: dict[str, str]) -> bool:
+        """Write the user's parameters and reload; True if some wait for a restart."""
+        checked = parameters.check_values(self.name, self.version, values)
+        with self._lifecycle:
+            self._require_prepared()
+            if write_user_config(self.pgdata, checked, self.owner):
+                self.admin.reload()
+            pending = self.admin.pending_restart()
+        if pending:
+            logger.info("parameters waiting for a restart: %s", ", ".join(pending))
+        return bool(pending)
 
     def logs(self) -> dict[str, LogFile]:
         log = self.process.log_file

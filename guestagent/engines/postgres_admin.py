@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -31,6 +32,7 @@ VERSION = catalog.DATASTORES["postgresql"].versions[0]
 RESERVED_DATABASES = VERSION.reserved_databases
 RESERVED_USERS = VERSION.reserved_users
 DATABASE_OPTION = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+RELOAD_WAIT = 5.0
 BAD_OPTIONS = ("22", "42")  # SQLSTATE classes: data exception, syntax or access rule
 
 
@@ -86,8 +88,26 @@ class PostgresAdmin:
             conn.execute("SELECT 1")
 
     def reload(self) -> None:
+        """Reload the configuration and wait until new sessions see it."""
         with self.connect() as conn:
-            conn.execute("SELECT pg_reload_conf()")
+            row = conn.execute("SELECT pg_conf_load_time(), pg_reload_conf()").fetchone()
+        before = row[0] if row else None
+        deadline = time.monotonic() + RELOAD_WAIT
+        while time.monotonic() < deadline:
+            with self.connect() as conn:
+                loaded = conn.execute("SELECT pg_conf_load_time()").fetchone()
+            if loaded and loaded[0] != before:
+                return
+            time.sleep(0.02)
+        logger.warning("the configuration reload was not seen within %.0f s", RELOAD_WAIT)
+
+    def pending_restart(self) -> list[str]:
+        """Parameters whose new value waits for a restart (read after a reload)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name"
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def create_database(self, database: Database) -> bool:
         database = checked_database(database)

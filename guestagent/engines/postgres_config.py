@@ -17,7 +17,9 @@ from guestagent.engines.os_user import OsUser
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "cellar.conf"
+USER_FILE = "cellar-user.conf"
 INCLUDE_LINE = f"include_if_exists = '{SETTINGS_FILE}'"
+USER_INCLUDE_LINE = f"include_if_exists = '{USER_FILE}'"
 DEFAULT_MEMORY_MB = 512
 MIN_SHARED_BUFFERS_MB = 16
 
@@ -93,8 +95,22 @@ def write_config(pgdata: Path, settings: ServerSettings, owner: OsUser) -> bool:
     changed |= _write_if_changed(pgdata / "pg_hba.conf", render_hba(), owner)
     main = pgdata / "postgresql.conf"
     text = main.read_text()
-    if INCLUDE_LINE not in text.splitlines():
-        changed |= _write_if_changed(main, text.rstrip("\n") + "\n" + INCLUDE_LINE + "\n", owner)
+    missing = [line for line in (INCLUDE_LINE, USER_INCLUDE_LINE) if line not in text.splitlines()]
+    if missing:
+        text = text.rstrip("\n") + "\n" + "\n".join(missing) + "\n"
+        changed |= _write_if_changed(main, text, owner)
     if changed:
         logger.info("wrote the PostgreSQL configuration in %s", pgdata)
     return changed
+
+
+def render_user_settings(values: dict[str, str]) -> str:
+    """The user's parameters, one per line; each value was checked against its rule."""
+    lines = ["# Written by Cellar from the instance's configuration group."]
+    lines += [f"{name} = {_quote(value)}" for name, value in sorted(values.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_user_config(pgdata: Path, values: dict[str, str], owner: OsUser) -> bool:
+    """Write the user's parameters; True if the file changed."""
+    return _write_if_changed(pgdata / USER_FILE, render_user_settings(values), owner)

@@ -1,3 +1,10 @@
 """Every workflow the task manager runs; importing this package registers them."""
 
-from taskmanager.workflows import delete, provision, resize, restart, users  # noqa: F401
+from taskmanager.workflows import (  # noqa: F401
+    configure,
+    delete,
+    provision,
+    resize,
+    restart,
+    users,
+)

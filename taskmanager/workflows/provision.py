@@ -90,6 +90,7 @@ def prepare(ctx: StepContext) -> Decision:
             users,
             catalog.FLAVORS[instance.flavor_id].ram_mb,
             timeout,
+            params.get("configuration") or {},
         )
     )
     if status == "HEALTHY":

@@ -74,17 +74,28 @@ class FakeAgent:
     databases: list[str] = dataclasses.field(default_factory=list)
     users: dict[str, NewUser] = dataclasses.field(default_factory=dict)
     resized: list[int] = dataclasses.field(default_factory=list)
+    applied: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         return self.serving
 
     def prepare(
-        self, databases: list[str], users: list[NewUser], memory_mb: int, timeout: float
+        self,
+        databases: list[str],
+        users: list[NewUser],
+        memory_mb: int,
+        timeout: float,
+        configuration: dict[str, str] | None = None,
     ) -> str:
+        self.applied.append(dict(configuration or {}))
         if self.prepare_error is not None:
             raise self.prepare_error
         self.prepared.append((list(databases), list(users), memory_mb))
         return self.prepare_status
+
+    def apply_configuration(self, values: dict[str, str], timeout: float) -> bool:
+        self.applied.append(dict(values))
+        return "max_connections" in values
 
     def resize(self, memory_mb: int, timeout: float) -> tuple[str, bool]:
         self.resized.append(memory_mb)

@@ -18,6 +18,7 @@ ALLOWED_CELLAR = {
     "cellar.guestagent.v1.agent_pb2_grpc",
     "cellar.logs",
     "cellar.names",
+    "cellar.parameters",
 }
 FORBIDDEN = {"flask", "sqlalchemy", "celery", "docker", "requests", "alembic", "api", "taskmanager"}
 

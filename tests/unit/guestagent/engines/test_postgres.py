@@ -358,3 +358,28 @@ def test_warm_up_runs_initdb_once_before_prepare(
         assert conn.execute("SELECT current_user").fetchone() == ("alice",)
     fresh.warm_up()  # once prepared, warming up does nothing
     assert not fresh.process.initdb_pending()
+
+
+def test_configuration_applies_live_or_waits_for_a_restart(fresh: PostgresEngine) -> None:
+    request = PrepareRequest(
+        databases=SHOP.databases,
+        users=SHOP.users,
+        memory_mb=256,
+        configuration=(("work_mem", "8192"),),
+    )
+    assert fresh.prepare(request) is ServiceStatus.HEALTHY
+    with login(fresh, "alice", ALICE_PASSWORD, "shop") as conn:
+        assert conn.execute("SHOW work_mem").fetchone() == ("8MB",)
+    assert fresh.apply_configuration({"work_mem": "16384"}) is False
+    with login(fresh, "alice", ALICE_PASSWORD, "shop") as conn:
+        assert conn.execute("SHOW work_mem").fetchone() == ("16MB",)
+    assert fresh.apply_configuration({"max_connections": "150"}) is True
+    fresh.restart()
+    with login(fresh, "alice", ALICE_PASSWORD, "shop") as conn:
+        assert conn.execute("SHOW max_connections").fetchone() == ("150",)
+        assert conn.execute("SHOW work_mem").fetchone() == ("4MB",)
+    assert fresh.apply_configuration({"max_connections": "150"}) is False
+    with pytest.raises(InvalidInput, match="10 to 5000"):
+        fresh.apply_configuration({"max_connections": "5"})
+    with pytest.raises(InvalidInput, match="not a parameter"):
+        fresh.apply_configuration({"shared_buffers": "1GB"})
