@@ -75,7 +75,40 @@ DATASTORES: dict[str, Datastore] = {
             ),
         ),
     ),
+    "mariadb": Datastore(
+        "mariadb",
+        (
+            DatastoreVersion(
+                datastore="mariadb",
+                name="10.11",
+                image="mariadb",
+                port=3306,
+                reserved_databases=frozenset(
+                    {"mysql", "information_schema", "performance_schema", "sys", "lost_found"}
+                ),
+                reserved_users=frozenset({"root", "mysql", "mariadb_sys", "cellar", "public"}),
+                has_user_hosts=True,
+            ),
+        ),
+    ),
+    "redis": Datastore(
+        "redis",
+        (
+            DatastoreVersion(
+                datastore="redis",
+                name="7.0",
+                image="redis",
+                port=6379,
+                reserved_databases=frozenset(),
+                reserved_users=frozenset({"default", "cellar", "root"}),
+                has_databases=False,
+            ),
+        ),
+    ),
 }
+
+# The engine's superuser, as root enable names it.
+ROOT_USERS = {"postgresql": "postgres", "mariadb": "root", "redis": "default"}
 
 AGENT_PORT = 50051
 

@@ -6,7 +6,18 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cellar.status import InstanceStatus, OperatingStatus, TaskState
@@ -44,6 +55,9 @@ class Instance(Base):
     agent_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     health_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     configuration_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    volume_used_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    volume_total_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    root_enabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

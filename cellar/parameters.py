@@ -91,7 +91,60 @@ POSTGRESQL_15 = {
     )
 }
 
-RULES: dict[tuple[str, str], dict[str, Rule]] = {("postgresql", "15"): POSTGRESQL_15}
+MARIADB_10_11 = {
+    rule.name: rule
+    for rule in (
+        Rule("max_connections", "integer", True, 10, 5000),
+        Rule("wait_timeout", "integer", True, 1, 31_536_000),  # s
+        Rule("interactive_timeout", "integer", True, 1, 31_536_000),  # s
+        Rule("max_allowed_packet", "integer", True, 1024, 1_073_741_824),  # bytes
+        Rule("long_query_time", "float", True, 0, 31_536_000),  # s
+        Rule("slow_query_log", "boolean", True),
+        Rule("table_open_cache", "integer", True, 1, 1_048_576),
+        Rule("tmp_table_size", "integer", True, 1024, 4_294_967_295),  # bytes
+        Rule("max_heap_table_size", "integer", True, 16_384, 4_294_967_295),  # bytes
+        Rule("sort_buffer_size", "integer", True, 32_768, 1_073_741_824),  # bytes
+        Rule("join_buffer_size", "integer", True, 128, 1_073_741_824),  # bytes
+        Rule("innodb_lock_wait_timeout", "integer", True, 0, 1_073_741_824),  # s
+        Rule("innodb_flush_log_at_trx_commit", "integer", True, 0, 3),
+        Rule("character_set_server", "string", True, choices=("utf8mb4", "utf8mb3", "latin1")),
+        Rule("innodb_log_buffer_size", "integer", False, 262_144, 4_294_967_295),  # bytes
+        Rule("performance_schema", "boolean", False),
+    )
+}
+
+EVICTION_POLICIES = (
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+)
+
+REDIS_7_0 = {
+    rule.name: rule
+    for rule in (
+        Rule("maxmemory-policy", "string", True, choices=EVICTION_POLICIES),
+        Rule("timeout", "integer", True, 0, 2_147_483_647),  # s
+        Rule("maxclients", "integer", True, 1, 65_000),
+        Rule("appendonly", "boolean", True),
+        Rule("appendfsync", "string", True, choices=("always", "everysec", "no")),
+        Rule("hz", "integer", True, 1, 500),
+        Rule("slowlog-log-slower-than", "integer", True, -1, 2_147_483_647),  # µs
+        Rule("slowlog-max-len", "integer", True, 0, 1_000_000),
+        Rule("lazyfree-lazy-eviction", "boolean", True),
+        Rule("databases", "integer", False, 1, 10_000),
+    )
+}
+
+RULES: dict[tuple[str, str], dict[str, Rule]] = {
+    ("postgresql", "15"): POSTGRESQL_15,
+    ("mariadb", "10.11"): MARIADB_10_11,
+    ("redis", "7.0"): REDIS_7_0,
+}
 
 
 def rules_for(datastore: str, version: str) -> dict[str, Rule]:

@@ -44,7 +44,13 @@ MIRROR = os.environ.get("CELLAR_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get(
     "CELLAR_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security"
 )
-AGENT_REQUIREMENTS = ("grpcio", "grpcio-health-checking", "protobuf", "psycopg[binary]")
+AGENT_REQUIREMENTS = (
+    "grpcio",
+    "grpcio-health-checking",
+    "protobuf",
+    "psycopg[binary]",
+    "PyMySQL",
+)
 APP_PACKAGES = ("guestagent", "cellar")
 APP_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "tests")
 SLIM_EXCLUDES = (
@@ -86,6 +92,8 @@ class Image:
 IMAGE_LIST = (
     Image("base", "cellar/base:latest", wheelhouse=True),
     Image("postgresql", "cellar/postgresql:15", app=True),
+    Image("mariadb", "cellar/mariadb:10.11", app=True),
+    Image("redis", "cellar/redis:7.0", app=True),
 )
 
 

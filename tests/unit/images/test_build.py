@@ -72,7 +72,8 @@ def test_requirements_are_pinned_to_this_interpreter_with_their_dependencies() -
 
 def test_parents_come_from_the_dockerfiles() -> None:
     parents = {image.name: image.parent for image in build.IMAGE_LIST}
-    assert parents == {"base": build.ROOTFS_TAG, "postgresql": "cellar/base:latest"}
+    engines = {name: "cellar/base:latest" for name in ("postgresql", "mariadb", "redis")}
+    assert parents == {"base": build.ROOTFS_TAG, **engines}
 
 
 def test_only_builds_the_image_and_what_it_is_built_on() -> None:
