@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cellar import logs
 from cellar.catalog import AGENT_PORT
-from guestagent.engines import ENGINES
+from guestagent.engines import ENGINES, engine_class
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("guestagent", getattr(logging, args.log_level))
-    engine = ENGINES[args.engine](args.data_dir)
+    engine = engine_class(args.engine)(args.data_dir)
     engine.warm_up()
     from guestagent.server import run  # gRPC is loaded after the early work has started
 

@@ -14,7 +14,9 @@ from guestagent.engines.base import (
     DeleteDatabaseRequest,
     DeleteUserRequest,
     Engine,
+    GrantAccessRequest,
     PrepareRequest,
+    RevokeAccessRequest,
     ServiceStatus,
     User,
 )
@@ -59,11 +61,14 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
 
     def GetStatus(self, request: Any, context: Any) -> Any:
         report = self.engine.status()
+        usage = self.engine.volume_usage()
         return agent_pb2.GetStatusResponse(
             status=_status(report.status),
             detail=report.detail,
             engine=self.engine.name,
             version=self.engine.version,
+            volume_used_bytes=usage.used_bytes,
+            volume_total_bytes=usage.total_bytes,
         )
 
     def CreateDatabase(self, request: Any, context: Any) -> Any:
@@ -95,6 +100,27 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
     def DeleteUser(self, request: Any, context: Any) -> Any:
         deleted = self.engine.delete_user(DeleteUserRequest(name=request.name, host=request.host))
         return agent_pb2.DeleteUserResponse(deleted=deleted)
+
+    def ChangePassword(self, request: Any, context: Any) -> Any:
+        changed = self.engine.change_password(_user(request.user))
+        return agent_pb2.ChangePasswordResponse(changed=changed)
+
+    def GrantAccess(self, request: Any, context: Any) -> Any:
+        self.engine.grant_access(
+            GrantAccessRequest(
+                name=request.name, host=request.host, databases=tuple(request.databases)
+            )
+        )
+        return agent_pb2.GrantAccessResponse()
+
+    def RevokeAccess(self, request: Any, context: Any) -> Any:
+        revoked = self.engine.revoke_access(
+            RevokeAccessRequest(name=request.name, host=request.host, database=request.database)
+        )
+        return agent_pb2.RevokeAccessResponse(revoked=revoked)
+
+    def EnableRoot(self, request: Any, context: Any) -> Any:
+        return agent_pb2.EnableRootResponse(name=self.engine.enable_root(request.password))
 
     def Restart(self, request: Any, context: Any) -> Any:
         return agent_pb2.RestartResponse(status=_status(self.engine.restart()))

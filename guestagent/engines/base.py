@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -77,6 +78,28 @@ class DeleteUserRequest:
     host: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class GrantAccessRequest:
+    """Every right on each of ``databases`` for the user ``name`` (at ``host``)."""
+
+    name: str
+    host: str = ""
+    databases: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokeAccessRequest:
+    name: str
+    database: str
+    host: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeUsage:
+    used_bytes: int = 0
+    total_bytes: int = 0
+
+
 class Engine(abc.ABC):
     """One database engine inside an instance container.
 
@@ -105,6 +128,15 @@ class Engine(abc.ABC):
     def apply_configuration(self, values: dict[str, str]) -> bool:
         """Make ``values`` the user parameters; True if some need a restart to apply."""
         raise Unsupported(f"{self.name} has no configuration parameters yet")
+
+    def volume_usage(self) -> VolumeUsage:
+        """How full the file system of the data directory is (zeros if it cannot be read)."""
+        try:
+            stats = os.statvfs(self.data_dir)
+        except OSError:
+            return VolumeUsage()
+        total = stats.f_blocks * stats.f_frsize
+        return VolumeUsage(used_bytes=total - stats.f_bfree * stats.f_frsize, total_bytes=total)
 
     def logs(self) -> dict[str, LogFile]:
         """The logs this engine keeps, by name (none unless an engine says so)."""
@@ -144,6 +176,22 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def delete_user(self, request: DeleteUserRequest) -> bool:
         """Drop a user and what it owns; False when it did not exist."""
+
+    @abc.abstractmethod
+    def change_password(self, request: User) -> bool:
+        """Give an existing user a new password; False when the user does not exist."""
+
+    @abc.abstractmethod
+    def grant_access(self, request: GrantAccessRequest) -> None:
+        """Give a user every right on each database; InvalidInput if one does not exist."""
+
+    @abc.abstractmethod
+    def revoke_access(self, request: RevokeAccessRequest) -> bool:
+        """Take a user's rights on one database away; False when it had none."""
+
+    @abc.abstractmethod
+    def enable_root(self, password: str) -> str:
+        """Let the superuser log in over the network with ``password``; returns its name."""
 
     @abc.abstractmethod
     def start(self) -> None:

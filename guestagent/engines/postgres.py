@@ -24,7 +24,9 @@ from guestagent.engines.base import (
     DeleteDatabaseRequest,
     DeleteUserRequest,
     Engine,
+    GrantAccessRequest,
     PrepareRequest,
+    RevokeAccessRequest,
     ServiceStatus,
     StatusReport,
     User,
@@ -211,6 +213,22 @@ class PostgresEngine(Engine):
     def delete_user(self, request: DeleteUserRequest) -> bool:
         self._require_prepared()
         return self.admin.delete_user(request.name)
+
+    def change_password(self, request: User) -> bool:
+        self._require_prepared()
+        return self.admin.change_password(request)
+
+    def grant_access(self, request: GrantAccessRequest) -> None:
+        self._require_prepared()
+        self.admin.grant_access(request.name, request.databases)
+
+    def revoke_access(self, request: RevokeAccessRequest) -> bool:
+        self._require_prepared()
+        return self.admin.revoke_access(request.name, request.database)
+
+    def enable_root(self, password: str) -> str:
+        self._require_prepared()
+        return self.admin.enable_root(password)
 
     def start(self) -> None:
         with self._lifecycle:

@@ -171,11 +171,8 @@ class PostgresAdmin:
                     raise InvalidInput(f"database {dbname!r} does not exist")
             created = not self._role_exists(conn, user.name)
             if created:
-                secret = conn.pgconn.encrypt_password(
-                    user.password.encode(), user.name.encode(), b"scram-sha-256"
-                )
                 statement = sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
-                    role, sql.Literal(secret.decode())
+                    role, self._scram(conn, user.name, user.password)
                 )
                 try:
                     conn.execute(statement)
@@ -210,6 +207,86 @@ class PostgresAdmin:
             if dbname is not None and not _reserved(str(dbname), RESERVED_DATABASES):
                 names.append(str(dbname))
         return [User(name=name, databases=tuple(dbs)) for name, dbs in grants.items()]
+
+    def _scram(self, conn: psycopg.Connection[TupleRow], name: str, password: str) -> sql.Literal:
+        """The SCRAM secret of ``password``, made by libpq: the server never sees it in clear."""
+        secret = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256")
+        return sql.Literal(secret.decode())
+
+    def change_password(self, user: User) -> bool:
+        check_identifier("user", user.name, RESERVED_USERS)
+        check_password(user.password)
+        with self.connect() as conn:
+            if not self._role_exists(conn, user.name):
+                return False
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                    sql.Identifier(user.name), self._scram(conn, user.name, user.password)
+                )
+            )
+        logger.info("changed the password of user %s", user.name)
+        return True
+
+    def grant_access(self, name: str, databases: tuple[str, ...]) -> None:
+        check_identifier("user", name, RESERVED_USERS)
+        for dbname in databases:
+            check_identifier("database", dbname, RESERVED_DATABASES)
+        role = sql.Identifier(name)
+        with self.connect() as conn:
+            if not self._role_exists(conn, name):
+                raise InvalidInput(f"user {name!r} does not exist")
+            for dbname in databases:
+                if not self._database_exists(conn, dbname):
+                    raise InvalidInput(f"database {dbname!r} does not exist")
+            for dbname in databases:
+                conn.execute(
+                    sql.SQL("GRANT ALL PRIVILEGES ON DATABASE {} TO {}").format(
+                        sql.Identifier(dbname), role
+                    )
+                )
+        for dbname in databases:
+            with self.connect(dbname) as conn:
+                conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
+        logger.info("granted user %s access to %s", name, list(databases))
+
+    def revoke_access(self, name: str, database: str) -> bool:
+        check_identifier("user", name, RESERVED_USERS)
+        check_identifier("database", database, RESERVED_DATABASES)
+        role = sql.Identifier(name)
+        with self.connect() as conn:
+            if not self._role_exists(conn, name) or not self._database_exists(conn, database):
+                return False
+            row = conn.execute(
+                "SELECT has_database_privilege(%s, %s, 'CONNECT')", (name, database)
+            ).fetchone()
+            if not (row and row[0]):
+                return False
+            conn.execute(
+                sql.SQL("REVOKE ALL PRIVILEGES ON DATABASE {} FROM {}").format(
+                    sql.Identifier(database), role
+                )
+            )
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE usename = %s AND datname = %s",
+                (name, database),
+            )
+        with self.connect(database) as conn:
+            conn.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(role))
+        logger.info("revoked the access of user %s to %s", name, database)
+        return True
+
+    def enable_root(self, password: str) -> str:
+        """Give the superuser a password, so it can log in over TCP (SCRAM, as everyone)."""
+        check_password(password, "root")
+        with self.connect() as conn:
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                    sql.Identifier(SUPERUSER), self._scram(conn, SUPERUSER, password)
+                )
+            )
+        logger.info("enabled root: %s can log in with a password", SUPERUSER)
+        return SUPERUSER
 
     def delete_user(self, name: str) -> bool:
         check_identifier("user", name, RESERVED_USERS)

@@ -1,4 +1,4 @@
-"""The agent ships in the instance image with grpcio, protobuf and psycopg only."""
+"""The agent ships in the instance images with grpcio, protobuf, psycopg and PyMySQL only."""
 
 from __future__ import annotations
 
@@ -20,12 +20,16 @@ ALLOWED_CELLAR = {
     "cellar.names",
     "cellar.parameters",
 }
-FORBIDDEN = {"flask", "sqlalchemy", "celery", "docker", "requests", "alembic", "api", "taskmanager"}
+FORBIDDEN = {
+    "flask", "sqlalchemy", "celery", "docker", "requests", "alembic", "api", "taskmanager", "redis",
+}  # fmt: skip
 
 
 def test_agent_imports_only_what_the_image_holds() -> None:
     probe = (
         "import json, sys; import guestagent.__main__, guestagent.healthcheck; "
+        "from guestagent.engines import ENGINES, engine_class; "
+        "[engine_class(name) for name in ENGINES]; "
         "print(json.dumps(sorted(sys.modules)))"
     )
     result = subprocess.run(

@@ -15,7 +15,9 @@ from guestagent.engines.base import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
+    GrantAccessRequest,
     PrepareRequest,
+    RevokeAccessRequest,
     ServiceStatus,
     User,
 )
@@ -90,6 +92,52 @@ def test_wrong_password_and_ungranted_database_are_refused(pg: PostgresEngine) -
         login(pg, "alice", "not-the-password", "shop")
     with pytest.raises(psycopg.OperationalError, match="permission denied"):
         login(pg, "alice", ALICE_PASSWORD, "private_db")
+
+
+def test_a_new_password_replaces_the_old_one(pg: PostgresEngine) -> None:
+    pg.create_database(Database("pwdb"))
+    pg.create_user(User("pw_changer", "first-pass-1", databases=("pwdb",)))
+
+    assert pg.change_password(User("pw_changer", "second-pass-2")) is True
+    assert pg.change_password(User("nobody", "second-pass-2")) is False
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        login(pg, "pw_changer", "first-pass-1", "pwdb")
+    with login(pg, "pw_changer", "second-pass-2", "pwdb") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("pw_changer",)
+    with pytest.raises(InvalidInput, match="control characters"):
+        pg.change_password(User("pw_changer", "bad\npass"))
+
+
+def test_access_is_granted_and_revoked_per_database(pg: PostgresEngine) -> None:
+    for name in ("ga_one", "ga_two"):
+        pg.create_database(Database(name))
+    pg.create_user(User("granted_user", "dave-pass-1", databases=("ga_one",)))
+
+    pg.grant_access(GrantAccessRequest("granted_user", databases=("ga_two",)))
+    assert User("granted_user", databases=("ga_one", "ga_two")) in pg.list_users()
+    with login(pg, "granted_user", "dave-pass-1", "ga_two") as conn:
+        conn.execute("CREATE TABLE t (v int)")  # every right on the granted database
+        conn.commit()
+    assert pg.revoke_access(RevokeAccessRequest("granted_user", "ga_two")) is True
+    assert pg.revoke_access(RevokeAccessRequest("granted_user", "ga_two")) is False
+    assert User("granted_user", databases=("ga_one",)) in pg.list_users()
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        login(pg, "granted_user", "dave-pass-1", "ga_two")
+    with pytest.raises(InvalidInput, match="does not exist"):
+        pg.grant_access(GrantAccessRequest("granted_user", databases=("no_such_db",)))
+    with pytest.raises(InvalidInput, match="does not exist"):
+        pg.grant_access(GrantAccessRequest("nobody", databases=("ga_one",)))
+
+
+def test_root_enable_lets_the_superuser_in_over_tcp(pg: PostgresEngine) -> None:
+    with pytest.raises(psycopg.OperationalError):
+        login(pg, "postgres", "root-Pass-9", "postgres")
+
+    assert pg.enable_root("root-Pass-9") == "postgres"
+    with login(pg, "postgres", "root-Pass-9", "postgres") as conn:
+        assert conn.execute(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone() == (True,)
 
 
 def test_create_list_and_delete_a_database_idempotently(pg: PostgresEngine) -> None:

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from guestagent.engines import ENGINES
+from guestagent.engines import ENGINES, engine_class
 from guestagent.engines.base import Engine, ServiceStatus
 
 
 @pytest.mark.parametrize("name", sorted(ENGINES))
 def test_every_registered_engine_can_be_built_and_reports_new(name: str, tmp_path: Path) -> None:
-    engine = ENGINES[name](tmp_path / "data")
+    engine = engine_class(name)(tmp_path / "data")
 
     assert isinstance(engine, Engine)
     assert engine.name == name
