@@ -1,0 +1,327 @@
+"""MariaDB 10.11 as a Cellar engine.
+
+:class:`MariadbEngine` is the RPC-facing facade: it orders the work and keeps the
+service status; the process is handled by ``mariadb_process``, the option files by
+``mariadb_config``, databases, users and variables by ``mariadb_admin``. The server's
+files live in ``<data_dir>/mysql``, its option files and the marker next to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from cellar import parameters
+from cellar.errors import CellarError
+from guestagent.engines import mariadb_admin
+from guestagent.engines.base import (
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    Engine,
+    GrantAccessRequest,
+    PrepareRequest,
+    RevokeAccessRequest,
+    ServiceStatus,
+    StatusReport,
+    User,
+)
+from guestagent.engines.mariadb_admin import MariadbAdmin
+from guestagent.engines.mariadb_config import (
+    MB,
+    SETTINGS_FILE,
+    USER_FILE,
+    ServerSettings,
+    buffer_pool_mb,
+    read_user_settings,
+    write_config,
+    write_user_config,
+)
+from guestagent.engines.mariadb_process import MariadbProcess
+from guestagent.engines.os_user import OsUser
+from guestagent.errors import EngineError, NotPrepared
+from guestagent.logfile import LogFile
+
+logger = logging.getLogger(__name__)
+
+MARKER = ".cellar-prepared"
+RULES = parameters.rules_for("mariadb", "10.11")
+
+
+@dataclasses.dataclass(frozen=True)
+class MariadbOptions:
+    """Where and as whom MariaDB runs; the defaults are the instance image's."""
+
+    port: int = 3306
+    socket: Path = Path("/run/mysqld/mysqld.sock")
+    bind_address: str = "*"
+    basedir: Path = Path("/usr")  # holds sbin/mariadbd and bin/mariadb-install-db
+    os_user: str | None = "mysql"
+    start_timeout: float = 60.0
+
+
+class MariadbEngine(Engine):
+    """One MariaDB server in ``<data_dir>/mysql``: prepared once, restarted on boot."""
+
+    name = "mariadb"
+    version = "10.11"
+
+    def __init__(self, data_dir: Path, options: MariadbOptions | None = None) -> None:
+        super().__init__(data_dir)
+        self.options = options or MariadbOptions()
+        self.owner = OsUser(self.options.os_user)
+        self.datadir = self.data_dir / "mysql"
+        self.marker = self.data_dir / MARKER
+        self.process = MariadbProcess(
+            basedir=self.options.basedir,
+            datadir=self.datadir,
+            defaults_file=self.data_dir / SETTINGS_FILE,
+            socket=self.options.socket,
+            port=self.options.port,
+            owner=self.owner,
+            start_timeout=self.options.start_timeout,
+            log_file=LogFile(self.data_dir / "log" / "mariadb.log"),
+        )
+        self.admin = MariadbAdmin(self.process)
+        self._lifecycle = threading.Lock()
+        self._preparing = False
+        self._failure: str | None = None
+
+    def prepared(self) -> bool:
+        return self.marker.exists()
+
+    def prepare(self, request: PrepareRequest) -> ServiceStatus:
+        configuration = parameters.check_values(
+            self.name, self.version, dict(request.configuration)
+        )
+        databases = [mariadb_admin.checked_database(d) for d in request.databases]
+        users = [mariadb_admin.checked_user(u) for u in request.users]
+        with self._lifecycle:
+            self._preparing = True
+            self._failure = None
+            started = time.monotonic()
+            try:
+                self._ensure_running(request.memory_mb, configuration)
+                created_dbs = sum(self.admin.create_database(d) for d in databases)
+                created_users = sum(self.admin.create_user(u) for u in users)
+                self._write_marker()
+            except CellarError as exc:
+                self._failure = exc.message
+                raise
+            except Exception as exc:
+                self._failure = f"prepare failed: {type(exc).__name__}"
+                logger.exception("prepare failed")
+                raise EngineError(self._failure) from exc
+            finally:
+                self._preparing = False
+        logger.info(
+            "prepared in %.0f ms (%d new databases, %d new users)",
+            (time.monotonic() - started) * 1000,
+            created_dbs,
+            created_users,
+        )
+        return ServiceStatus.HEALTHY
+
+    def warm_up(self) -> None:
+        """Start mariadb-install-db at once on a new volume, overlapping the agent's start."""
+        with self._lifecycle:
+            if self.prepared() or self.process.initialized() or self.process.install_pending():
+                return
+            try:
+                self._clear_datadir()
+                self.process.start_install()
+            except (OSError, CellarError) as exc:
+                logger.warning("early install-db not started (prepare will run it): %s", exc)
+
+    def _clear_datadir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.owner.own(self.data_dir)
+        if self.datadir.exists():
+            logger.warning("removing %s left by an interrupted install-db", self.datadir)
+            shutil.rmtree(self.datadir)
+
+    def _ensure_running(self, memory_mb: int, configuration: dict[str, str]) -> None:
+        if self.process.install_pending():
+            try:
+                self.process.finish_install()
+            except CellarError as exc:
+                logger.warning("early install-db failed, running it again: %s", exc.message)
+        if not self.process.initialized():
+            self._clear_datadir()
+            self.process.install()
+        previous = read_user_settings(self.data_dir / USER_FILE)
+        write_config(self.data_dir, self._settings(memory_mb), self.owner)
+        write_user_config(self.data_dir, configuration, self.owner)
+        if not self.process.running():
+            started = time.monotonic()
+            self.process.start()
+            logger.info("mariadb ready in %.0f ms", (time.monotonic() - started) * 1000)
+        else:
+            self._apply_live(configuration, previous)
+            self._size_buffer_pool(memory_mb)
+
+    def _settings(self, memory_mb: int) -> ServerSettings:
+        return ServerSettings(
+            datadir=self.datadir,
+            socket=self.options.socket,
+            port=self.options.port,
+            bind_address=self.options.bind_address,
+            memory_mb=memory_mb,
+        )
+
+    def _write_marker(self) -> None:
+        if self.marker.exists():
+            return
+        scratch = self.marker.with_name(MARKER + ".new")
+        scratch.write_text(json.dumps({"engine": self.name, "version": self.version}) + "\n")
+        os.replace(scratch, self.marker)
+
+    def status(self) -> StatusReport:
+        if self._preparing:
+            return StatusReport(ServiceStatus.BUILDING, "prepare is running")
+        if self._failure is not None:
+            return StatusReport(ServiceStatus.FAILED, self._failure)
+        if not self.prepared():
+            return StatusReport(ServiceStatus.NEW)
+        crashed = self.process.unexpected_exit()
+        if crashed is not None:
+            return StatusReport(ServiceStatus.FAILED, crashed)
+        if not self.process.running():
+            return StatusReport(ServiceStatus.SHUTDOWN, "mariadb is not running")
+        try:
+            self.admin.ping()
+        except EngineError as exc:
+            return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
+        return StatusReport(ServiceStatus.HEALTHY)
+
+    def _require_prepared(self) -> None:
+        if not self.prepared():
+            raise NotPrepared("the instance is not prepared yet")
+
+    def create_database(self, request: Database) -> bool:
+        self._require_prepared()
+        return self.admin.create_database(request)
+
+    def list_databases(self) -> list[Database]:
+        self._require_prepared()
+        return self.admin.list_databases()
+
+    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
+        self._require_prepared()
+        return self.admin.delete_database(request.name)
+
+    def create_user(self, request: User) -> bool:
+        self._require_prepared()
+        return self.admin.create_user(request)
+
+    def list_users(self) -> list[User]:
+        self._require_prepared()
+        return self.admin.list_users()
+
+    def delete_user(self, request: DeleteUserRequest) -> bool:
+        self._require_prepared()
+        return self.admin.delete_user(request.name, request.host)
+
+    def change_password(self, request: User) -> bool:
+        self._require_prepared()
+        return self.admin.change_password(request)
+
+    def grant_access(self, request: GrantAccessRequest) -> None:
+        self._require_prepared()
+        self.admin.grant_access(request.name, request.host, request.databases)
+
+    def revoke_access(self, request: RevokeAccessRequest) -> bool:
+        self._require_prepared()
+        return self.admin.revoke_access(request.name, request.host, request.database)
+
+    def enable_root(self, password: str) -> str:
+        self._require_prepared()
+        return self.admin.enable_root(password)
+
+    def start(self) -> None:
+        with self._lifecycle:
+            self._require_prepared()
+            try:
+                self.process.start()
+            except EngineError as exc:
+                self._failure = exc.message
+                raise
+            self._failure = None
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def apply_configuration(self, values: dict[str, str]) -> bool:
+        """Write the user's parameters, set the dynamic ones live; True if a restart is due."""
+        checked = parameters.check_values(self.name, self.version, values)
+        with self._lifecycle:
+            self._require_prepared()
+            previous = read_user_settings(self.data_dir / USER_FILE)
+            write_user_config(self.data_dir, checked, self.owner)
+            if not self.process.running():
+                return False
+            pending = self._apply_live(checked, previous)
+        if pending:
+            logger.info("parameters waiting for a restart: %s", ", ".join(pending))
+        return bool(pending)
+
+    def _apply_live(self, values: dict[str, str], previous: dict[str, str]) -> list[str]:
+        """SET GLOBAL the dynamic values (defaults for dropped ones); the static ones pending."""
+        pending = []
+        for name in sorted(set(values) | set(previous)):
+            rule = RULES.get(name)
+            if rule is None:
+                continue
+            value = values.get(name)
+            if rule.dynamic:
+                self.admin.set_global(name, None if value is None else _sql_value(rule, value))
+            elif value is None or not _same(rule, value, self.admin.variable(name)):
+                pending.append(name)
+        return pending
+
+    def logs(self) -> dict[str, LogFile]:
+        log = self.process.log_file
+        return {} if log is None else {"mariadb": log}
+
+    def resize(self, memory_mb: int) -> bool:
+        """Size the buffer pool for ``memory_mb``, live and in the option file; never restarts."""
+        with self._lifecycle:
+            self._require_prepared()
+            write_config(self.data_dir, self._settings(memory_mb), self.owner)
+            if self.process.running():
+                self._size_buffer_pool(memory_mb)
+        return False
+
+    def _size_buffer_pool(self, memory_mb: int) -> None:
+        size = buffer_pool_mb(memory_mb) * MB
+        if self.admin.variable("innodb_buffer_pool_size") != str(size):
+            self.admin.set_global("innodb_buffer_pool_size", size)
+            logger.info("innodb_buffer_pool_size is now %d MB", size // MB)
+
+
+def _sql_value(rule: parameters.Rule, value: str) -> str | int | float:
+    if rule.type == "integer":
+        return int(value)
+    if rule.type == "float":
+        return float(value)
+    return value.upper() if rule.type == "boolean" else value
+
+
+def _same(rule: parameters.Rule, value: str, running: str | None) -> bool:
+    """True if the running value of a parameter already is ``value``."""
+    if running is None:
+        return False
+    if rule.type == "boolean":
+        return (value == "on") == (running.upper() in ("1", "ON"))
+    if rule.type in ("integer", "float"):
+        try:
+            return float(value) == float(running)
+        except ValueError:
+            return False
+    return value.lower() == running.lower()

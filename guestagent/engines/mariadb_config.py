@@ -1,0 +1,117 @@
+"""MariaDB's option files, as Cellar wants them.
+
+:func:`render_settings` and :func:`render_user_settings` are pure; :func:`write_config` and
+:func:`write_user_config` put them next to the data directory and report whether anything
+changed. The server reads only Cellar's file (``--defaults-file``), which includes the
+user's; the Debian files in ``/etc/mysql`` are never read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from guestagent.engines.os_user import OsUser
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILE = "cellar.cnf"
+USER_FILE = "cellar-user.cnf"
+PID_FILE = "mariadbd.pid"
+DEFAULT_MEMORY_MB = 512
+MIN_BUFFER_POOL_MB = 64
+BUFFER_POOL_STEP_MB = 32
+MB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """What Cellar decides about one MariaDB server."""
+
+    datadir: Path
+    socket: Path
+    port: int
+    bind_address: str = "*"
+    memory_mb: int = 0
+
+
+def buffer_pool_mb(memory_mb: int) -> int:
+    """Half the flavor's memory for InnoDB's buffer pool, in steps, never below a minimum."""
+    memory = memory_mb if memory_mb > 0 else DEFAULT_MEMORY_MB
+    half = memory // 2 // BUFFER_POOL_STEP_MB * BUFFER_POOL_STEP_MB
+    return max(MIN_BUFFER_POOL_MB, half)
+
+
+def render_settings(settings: ServerSettings, user_file: Path) -> str:
+    """The contents of ``cellar.cnf``; the user's file is included last."""
+    lines = [
+        "# Written by Cellar's guest agent; changes here are overwritten.",
+        "[mariadbd]",
+        f"datadir = {settings.datadir}",
+        f"socket = {settings.socket}",
+        f"pid-file = {settings.datadir / PID_FILE}",
+        f"port = {int(settings.port)}",
+        f"bind-address = {settings.bind_address}",
+        "skip-name-resolve",
+        "character-set-server = utf8mb4",
+        f"innodb_buffer_pool_size = {buffer_pool_mb(settings.memory_mb)}M",
+        # Statements may carry password hashes: the server never logs them.
+        "general_log = OFF",
+        "log_warnings = 2",
+        "",
+        f"!include {user_file}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_user_settings(values: dict[str, str]) -> str:
+    """The user's parameters, one per line; each value was checked against its rule."""
+    lines = ["# Written by Cellar from the instance's configuration group.", "[mariadbd]"]
+    lines += [f"{name} = {value}" for name, value in sorted(values.items())]
+    return "\n".join(lines) + "\n"
+
+
+def read_user_settings(path: Path) -> dict[str, str]:
+    """The parameters a user file written by :func:`render_user_settings` holds."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
+
+
+def _write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    scratch = path.with_name(path.name + ".cellar-new")
+    scratch.write_text(text)
+    os.chmod(scratch, 0o600)
+    owner.own(scratch)
+    os.replace(scratch, path)
+    return True
+
+
+def write_config(config_dir: Path, settings: ServerSettings, owner: OsUser) -> bool:
+    """Write Cellar's settings (and an empty user file if none); True if anything changed."""
+    user_file = config_dir / USER_FILE
+    changed = False
+    if not user_file.exists():
+        changed = _write_if_changed(user_file, render_user_settings({}), owner)
+    text = render_settings(settings, user_file)
+    changed |= _write_if_changed(config_dir / SETTINGS_FILE, text, owner)
+    if changed:
+        logger.info("wrote the MariaDB configuration in %s", config_dir)
+    return changed
+
+
+def write_user_config(config_dir: Path, values: dict[str, str], owner: OsUser) -> bool:
+    """Write the user's parameters; True if the file changed."""
+    return _write_if_changed(config_dir / USER_FILE, render_user_settings(values), owner)
