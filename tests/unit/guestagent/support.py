@@ -1,4 +1,4 @@
-"""Helpers shared by the guest agent's tests: free ports, real PostgreSQL, a fake engine."""
+"""Helpers shared by the guest agent's tests: free ports, real servers, a fake engine."""
 
 from __future__ import annotations
 
@@ -24,18 +24,24 @@ from guestagent.engines.base import (
     DeleteDatabaseRequest,
     DeleteUserRequest,
     Engine,
+    GrantAccessRequest,
     PrepareRequest,
+    RevokeAccessRequest,
     ServiceStatus,
     StatusReport,
     User,
 )
+from guestagent.engines.mariadb import MariadbEngine, MariadbOptions
 from guestagent.engines.postgres import PostgresEngine, PostgresOptions
+from guestagent.engines.redis import RedisEngine, RedisOptions
 from guestagent.logfile import LogFile
 from guestagent.server import AgentServer
 
 logger = logging.getLogger(__name__)
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+MARIADB_BASEDIR = Path("/usr")
+REDIS_SERVER = Path("/usr/bin/redis-server")
 
 
 def free_port() -> int:
@@ -71,6 +77,74 @@ def postgres_engine() -> Iterator[PostgresEngine]:
         os_user=os_user,
     )
     engine = PostgresEngine(root / "data", options)
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def redis_os_user() -> str | None:
+    """The account to run Redis as here, or skip the test with the reason."""
+    if not REDIS_SERVER.exists():
+        pytest.skip(f"{REDIS_SERVER} is not installed (scripts/test-deps.sh installs it)")
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("redis")
+    except KeyError:
+        pytest.skip("running as root, and there is no 'redis' user to run Redis as")
+    return "redis"
+
+
+@contextmanager
+def redis_engine() -> Iterator[RedisEngine]:
+    """A RedisEngine on a fresh data dir, a free port on 127.0.0.1 and its own socket."""
+    os_user = redis_os_user()
+    root = Path(tempfile.mkdtemp(prefix="cellar-redis-test-"))
+    root.chmod(0o755)
+    options = RedisOptions(
+        port=free_port(),
+        unix_socket=root / "run" / "redis.sock",
+        bind="127.0.0.1",
+        binary=REDIS_SERVER,
+        os_user=os_user,
+    )
+    engine = RedisEngine(root / "data", options)
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def mariadb_os_user() -> str | None:
+    """The account to run MariaDB as here, or skip the test with the reason."""
+    if not (MARIADB_BASEDIR / "sbin" / "mariadbd").exists():
+        pytest.skip(f"MariaDB 10.11 is not installed ({MARIADB_BASEDIR}/sbin/mariadbd missing)")
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("mysql")
+    except KeyError:
+        pytest.skip("running as root, and there is no 'mysql' user to run MariaDB as")
+    return "mysql"
+
+
+@contextmanager
+def mariadb_engine() -> Iterator[MariadbEngine]:
+    """A MariadbEngine on a fresh data dir, a free port and its own socket."""
+    os_user = mariadb_os_user()
+    root = Path(tempfile.mkdtemp(prefix="cellar-agent-test-"))
+    root.chmod(0o755)
+    options = MariadbOptions(
+        port=free_port(),
+        socket=root / "run" / "mysqld.sock",
+        bind_address="127.0.0.1",
+        basedir=MARIADB_BASEDIR,
+        os_user=os_user,
+    )
+    engine = MariadbEngine(root / "data", options)
     try:
         yield engine
     finally:
@@ -178,6 +252,21 @@ class FakeEngine(Engine):
     def delete_user(self, request: DeleteUserRequest) -> bool:
         self._call("delete_user", request)
         return True
+
+    def change_password(self, request: User) -> bool:
+        self._call("change_password", request)
+        return any(u.name == request.name for u in self.users)
+
+    def grant_access(self, request: GrantAccessRequest) -> None:
+        self._call("grant_access", request)
+
+    def revoke_access(self, request: RevokeAccessRequest) -> bool:
+        self._call("revoke_access", request)
+        return True
+
+    def enable_root(self, password: str) -> str:
+        self._call("enable_root", "***")
+        return "superuser"
 
     def start(self) -> None:
         self._call("start")

@@ -1,0 +1,278 @@
+"""Redis 7 as a Cellar engine.
+
+:class:`RedisEngine` is the RPC-facing facade: it orders the work and keeps the service
+status; the process is handled by ``redis_process``, the files by ``redis_config``, users
+and live settings by ``redis_admin``. Redis has no named databases: those calls answer
+Unsupported. Access is by ACL users only; the ``default`` user stays off until root is
+enabled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from cellar import parameters
+from cellar.errors import CellarError
+from guestagent.engines.base import (
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    Engine,
+    GrantAccessRequest,
+    PrepareRequest,
+    RevokeAccessRequest,
+    ServiceStatus,
+    StatusReport,
+    User,
+)
+from guestagent.engines.os_user import OsUser
+from guestagent.engines.redis_admin import RedisAdmin, checked_user, load_or_create_password
+from guestagent.engines.redis_config import (
+    CONFIG_FILE,
+    DEFAULTS,
+    RULES,
+    ServerSettings,
+    maxmemory_bytes,
+    redis_values,
+    write_admin_acl,
+    write_config,
+    write_user_config,
+)
+from guestagent.engines.redis_process import RedisProcess
+from guestagent.errors import EngineError, NotPrepared, Unsupported
+from guestagent.logfile import LogFile
+
+logger = logging.getLogger(__name__)
+
+MARKER = ".cellar-prepared"
+ADMIN_LOGIN_FILE = ".cellar-admin-password"
+NO_DATABASES = "redis has no named databases (use the numbered ones, SELECT 0-15)"
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisOptions:
+    """Where and as whom Redis runs; the defaults are the instance image's."""
+
+    port: int = 6379
+    unix_socket: Path = Path("/run/redis/redis.sock")
+    bind: str = "* -::*"  # every IPv4 address, and IPv6 ones where there are
+    binary: Path = Path("/usr/bin/redis-server")
+    os_user: str | None = "redis"
+    start_timeout: float = 30.0
+
+
+class RedisEngine(Engine):
+    """One Redis server whose files live in ``data_dir``: prepared once, restarted on boot."""
+
+    name = "redis"
+    version = "7.0"
+
+    def __init__(self, data_dir: Path, options: RedisOptions | None = None) -> None:
+        super().__init__(data_dir)
+        self.options = options or RedisOptions()
+        self.owner = OsUser(self.options.os_user)
+        self.redis_dir = self.data_dir / "redis"
+        self.marker = self.data_dir / MARKER
+        self.process = RedisProcess(
+            binary=self.options.binary,
+            config_file=self.data_dir / CONFIG_FILE,
+            pid_file=self.redis_dir / "redis.pid",
+            owner=self.owner,
+            start_timeout=self.options.start_timeout,
+            log_file=LogFile(self.data_dir / "log" / "redis.log"),
+        )
+        self.admin = RedisAdmin(self.options.unix_socket, self.data_dir / ADMIN_LOGIN_FILE)
+        self._lifecycle = threading.Lock()
+        self._preparing = False
+        self._failure: str | None = None
+
+    def prepared(self) -> bool:
+        return self.marker.exists()
+
+    def prepare(self, request: PrepareRequest) -> ServiceStatus:
+        if request.databases:
+            raise Unsupported(NO_DATABASES)
+        configuration = redis_values(
+            parameters.check_values(self.name, self.version, dict(request.configuration))
+        )
+        users = [checked_user(u) for u in request.users]
+        with self._lifecycle:
+            self._preparing = True
+            self._failure = None
+            started = time.monotonic()
+            try:
+                self._ensure_running(request.memory_mb, configuration)
+                created = sum(self.admin.create_user(u) for u in users)
+                self._write_marker()
+            except CellarError as exc:
+                self._failure = exc.message
+                raise
+            except Exception as exc:
+                self._failure = f"prepare failed: {type(exc).__name__}"
+                logger.exception("prepare failed")
+                raise EngineError(self._failure) from exc
+            finally:
+                self._preparing = False
+        logger.info(
+            "prepared in %.0f ms (%d new users)", (time.monotonic() - started) * 1000, created
+        )
+        return ServiceStatus.HEALTHY
+
+    def _ensure_running(self, memory_mb: int, configuration: dict[str, str]) -> None:
+        self._make_dirs()
+        write_config(self._settings(memory_mb), self.owner)
+        write_user_config(self.data_dir, configuration, self.owner)
+        if self.process.running():
+            self.admin.config_set({"maxmemory": str(maxmemory_bytes(memory_mb))})
+            self._apply_live(configuration)
+            return
+        self._start_server()
+
+    def _make_dirs(self) -> None:
+        """The data directory and Redis's own folders, owned by Redis's OS user."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.owner.own(self.data_dir)
+        self.redis_dir.mkdir(exist_ok=True)
+        self.owner.own(self.redis_dir)
+        socket_dir = self.options.unix_socket.parent
+        if not socket_dir.exists():
+            socket_dir.mkdir(parents=True)
+            self.owner.own(socket_dir)
+
+    def _start_server(self) -> None:
+        """Start the server with the agent's ACL user in place, and wait until it answers."""
+        password = load_or_create_password(self.data_dir / ADMIN_LOGIN_FILE)
+        write_admin_acl(self.data_dir, password, self.owner)
+        started = time.monotonic()
+        self.process.start(self.admin.ping)
+        logger.info("redis ready in %.0f ms", (time.monotonic() - started) * 1000)
+
+    def _settings(self, memory_mb: int) -> ServerSettings:
+        return ServerSettings(
+            port=self.options.port,
+            bind=self.options.bind,
+            unix_socket=self.options.unix_socket,
+            data_dir=self.data_dir,
+            redis_dir=self.redis_dir,
+            memory_mb=memory_mb,
+        )
+
+    def _write_marker(self) -> None:
+        if self.marker.exists():
+            return
+        scratch = self.marker.with_name(MARKER + ".new")
+        scratch.write_text(json.dumps({"engine": self.name, "version": self.version}) + "\n")
+        os.replace(scratch, self.marker)
+
+    def _apply_live(self, configuration: dict[str, str]) -> list[str]:
+        """Set the dynamic parameters that differ from the running ones; the static ones
+        that differ are returned (they wait for a restart)."""
+        wanted = DEFAULTS | configuration
+        running = self.admin.config_get(sorted(wanted))
+        changed = {name: value for name, value in wanted.items() if running[name] != value}
+        self.admin.config_set({n: v for n, v in changed.items() if RULES[n].dynamic})
+        return sorted(n for n in changed if not RULES[n].dynamic)
+
+    def status(self) -> StatusReport:
+        if self._preparing:
+            return StatusReport(ServiceStatus.BUILDING, "prepare is running")
+        if self._failure is not None:
+            return StatusReport(ServiceStatus.FAILED, self._failure)
+        if not self.prepared():
+            return StatusReport(ServiceStatus.NEW)
+        crashed = self.process.unexpected_exit()
+        if crashed is not None:
+            return StatusReport(ServiceStatus.FAILED, crashed)
+        if not self.process.running():
+            return StatusReport(ServiceStatus.SHUTDOWN, "redis is not running")
+        try:
+            self.admin.ping()
+        except EngineError as exc:
+            return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
+        return StatusReport(ServiceStatus.HEALTHY)
+
+    def _require_prepared(self) -> None:
+        if not self.prepared():
+            raise NotPrepared("the instance is not prepared yet")
+
+    def create_database(self, request: Database) -> bool:
+        raise Unsupported(NO_DATABASES)
+
+    def list_databases(self) -> list[Database]:
+        raise Unsupported(NO_DATABASES)
+
+    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
+        raise Unsupported(NO_DATABASES)
+
+    def grant_access(self, request: GrantAccessRequest) -> None:
+        raise Unsupported(NO_DATABASES)
+
+    def revoke_access(self, request: RevokeAccessRequest) -> bool:
+        raise Unsupported(NO_DATABASES)
+
+    def create_user(self, request: User) -> bool:
+        self._require_prepared()
+        return self.admin.create_user(request)
+
+    def list_users(self) -> list[User]:
+        self._require_prepared()
+        return self.admin.list_users()
+
+    def delete_user(self, request: DeleteUserRequest) -> bool:
+        self._require_prepared()
+        return self.admin.delete_user(request.name)
+
+    def change_password(self, request: User) -> bool:
+        self._require_prepared()
+        return self.admin.change_password(request)
+
+    def enable_root(self, password: str) -> str:
+        self._require_prepared()
+        return self.admin.enable_root(password)
+
+    def start(self) -> None:
+        with self._lifecycle:
+            self._require_prepared()
+            try:
+                if not self.process.running():
+                    self._make_dirs()
+                    self._start_server()
+            except EngineError as exc:
+                self._failure = exc.message
+                raise
+            self._failure = None
+
+    def stop(self) -> None:
+        self.process.stop(self.admin.shutdown)
+        self.admin.close()
+
+    def apply_configuration(self, values: dict[str, str]) -> bool:
+        """Write the user's parameters and set the dynamic ones live; True if some wait
+        for a restart."""
+        checked = redis_values(parameters.check_values(self.name, self.version, values))
+        with self._lifecycle:
+            self._require_prepared()
+            write_user_config(self.data_dir, checked, self.owner)
+            pending = self._apply_live(checked)
+        if pending:
+            logger.info("parameters waiting for a restart: %s", ", ".join(pending))
+        return bool(pending)
+
+    def resize(self, memory_mb: int) -> bool:
+        """Rewrite maxmemory and set it live; Redis never needs a restart for it."""
+        with self._lifecycle:
+            self._require_prepared()
+            write_config(self._settings(memory_mb), self.owner)
+            self.admin.config_set({"maxmemory": str(maxmemory_bytes(memory_mb))})
+        logger.info("maxmemory follows %d MB of memory", memory_mb)
+        return False
+
+    def logs(self) -> dict[str, LogFile]:
+        log = self.process.log_file
+        return {} if log is None else {"redis": log}

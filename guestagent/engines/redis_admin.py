@@ -1,0 +1,162 @@
+"""Users and settings of a running Redis server, through its ACL and CONFIG commands.
+
+Use :class:`RedisAdmin` for anything that reads or changes users or live settings. The
+agent connects over the server's unix socket (``redis_wire``) as its own ACL user
+(``cellar``), whose random password is kept in a 0600 file of the data directory. Every
+name is checked again here; passwords are sent as SHA-256 hashes (``#<hex>``), so no
+command, log line or error ever holds one in clear. Every ACL change is saved to the
+ACL file at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+
+from cellar import catalog
+from cellar.names import check_identifier, check_password
+from guestagent.engines.base import User
+from guestagent.engines.redis_config import ADMIN_USER, password_hash
+from guestagent.engines.redis_wire import RedisConnection, Reply, ReplyError
+from guestagent.errors import EngineDown, EngineError
+
+logger = logging.getLogger(__name__)
+
+VERSION = catalog.DATASTORES["redis"].versions[0]
+RESERVED_USERS = VERSION.reserved_users
+ROOT_USER = catalog.ROOT_USERS["redis"]
+APP_RIGHTS = ("on", "~*", "&*", "+@all", "-@admin")  # the data, not the server
+ROOT_RIGHTS = ("on", "~*", "&*", "+@all")
+
+
+def checked_user(user: User) -> User:
+    """``user`` if its name and password are acceptable, else InvalidInput."""
+    check_identifier("user", user.name, RESERVED_USERS)
+    check_password(user.password)
+    return user
+
+
+def load_or_create_password(path: Path) -> str:
+    """The agent's own password, made once and kept in ``path`` (mode 0600)."""
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(32)
+    scratch = path.with_name(path.name + ".new")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    os.replace(scratch, path)
+    return password
+
+
+def _text(reply: Reply) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+class RedisAdmin:
+    """Runs ACL and CONFIG commands as the agent's user over the unix socket."""
+
+    def __init__(self, unix_socket: Path, password_file: Path) -> None:
+        self.unix_socket = unix_socket
+        self.password_file = password_file
+        self._connection: RedisConnection | None = None
+        self._lock = threading.Lock()  # one command at a time on the shared connection
+
+    def run(self, *args: str) -> Reply:
+        """One command; transport errors become EngineDown, error replies EngineError."""
+        with self._lock:
+            try:
+                if self._connection is None:
+                    password = self.password_file.read_text().strip()
+                    self._connection = RedisConnection(self.unix_socket, ADMIN_USER, password)
+                return self._connection.command(*args)
+            except OSError as exc:
+                self._drop()  # a broken connection is made anew by the next command
+                reason = exc.strerror or str(exc) or type(exc).__name__
+                raise EngineDown(f"redis is not accepting connections: {reason}") from exc
+            except (ReplyError, ValueError) as exc:
+                raise EngineError(f"redis refused {args[0]}: {exc}") from exc
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def close(self) -> None:
+        """Drop the connection (for example after the server stopped)."""
+        with self._lock:
+            self._drop()
+
+    def ping(self) -> None:
+        self.run("PING")
+
+    def shutdown(self) -> None:
+        """Ask the server to save a snapshot and exit; EngineError if it refused."""
+        self.ping()  # EngineDown here means the command could not be sent
+        with contextlib.suppress(EngineDown):  # the server closes the connection as it exits
+            self.run("SHUTDOWN", "SAVE")
+
+    def config_get(self, names: list[str]) -> dict[str, str]:
+        values = {}
+        for name in names:
+            reply = self.run("CONFIG", "GET", name)
+            pairs = reply if isinstance(reply, list) else []
+            values[name] = _text(pairs[1]) if len(pairs) == 2 else ""
+        return values
+
+    def config_set(self, values: dict[str, str]) -> None:
+        """Set live values, all or none (one CONFIG SET)."""
+        if not values:
+            return
+        pairs = [item for pair in sorted(values.items()) for item in pair]
+        self.run("CONFIG", "SET", *pairs)
+        logger.info("set %s live", ", ".join(sorted(values)))
+
+    def _user_exists(self, name: str) -> bool:
+        return self.run("ACL", "GETUSER", name) is not None
+
+    def create_user(self, user: User) -> bool:
+        """An ACL user with every right on the data and none on the server."""
+        user = checked_user(user)
+        if self._user_exists(user.name):
+            return False
+        self.run("ACL", "SETUSER", user.name, "reset", password_hash(user.password), *APP_RIGHTS)
+        self.run("ACL", "SAVE")
+        logger.info("created user %s", user.name)
+        return True
+
+    def list_users(self) -> list[User]:
+        reply = self.run("ACL", "USERS")
+        names = sorted(_text(n) for n in reply) if isinstance(reply, list) else []
+        return [User(name=name) for name in names if name.lower() not in RESERVED_USERS]
+
+    def delete_user(self, name: str) -> bool:
+        """Drop the user; Redis closes its connections."""
+        check_identifier("user", name, RESERVED_USERS)
+        if not self.run("ACL", "DELUSER", name):
+            return False
+        self.run("ACL", "SAVE")
+        logger.info("dropped user %s", name)
+        return True
+
+    def change_password(self, user: User) -> bool:
+        """Replace every password of the user by the new one."""
+        user = checked_user(user)
+        if not self._user_exists(user.name):
+            return False
+        self.run("ACL", "SETUSER", user.name, "resetpass", password_hash(user.password))
+        self.run("ACL", "SAVE")
+        logger.info("changed the password of user %s", user.name)
+        return True
+
+    def enable_root(self, password: str) -> str:
+        """Turn the ``default`` user on with ``password`` and every right."""
+        check_password(password, "root")
+        self.run("ACL", "SETUSER", ROOT_USER, "reset", password_hash(password), *ROOT_RIGHTS)
+        self.run("ACL", "SAVE")
+        logger.info("enabled the %s user", ROOT_USER)
+        return ROOT_USER

@@ -1,0 +1,155 @@
+"""Redis's configuration files and ACL file, as Cellar wants them.
+
+``redis.conf`` holds what Cellar decides (addresses, files, persistence, memory) and ends
+by including ``redis-user.conf``, the user's parameters, so those win. :func:`render_config`
+and :func:`render_user_config` are pure; the ``write_*`` functions report whether a file
+changed. :func:`write_admin_acl` keeps the agent's own ACL user in the ACL file before the
+server starts, so no anonymous access is ever open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+
+from cellar import parameters
+from guestagent.engines.os_user import OsUser
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "redis.conf"
+USER_FILE = "redis-user.conf"
+ACL_FILE = "users.acl"
+ADMIN_USER = "cellar"
+DEFAULT_MEMORY_MB = 512
+MAXMEMORY_SHARE = 0.75
+BIND = re.compile(r"[0-9A-Fa-f.:*! -]{1,200}")
+# Redis's own values for the parameters users may set, with Cellar's persistence on:
+# removing a parameter from a configuration group brings its value back to these.
+DEFAULTS = {
+    "maxmemory-policy": "noeviction",
+    "timeout": "0",
+    "maxclients": "10000",
+    "appendonly": "yes",
+    "appendfsync": "everysec",
+    "hz": "10",
+    "slowlog-log-slower-than": "10000",
+    "slowlog-max-len": "128",
+    "lazyfree-lazy-eviction": "no",
+    "databases": "16",
+}
+RULES = parameters.REDIS_7_0
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """What Cellar decides about one Redis server."""
+
+    port: int
+    bind: str
+    unix_socket: Path
+    data_dir: Path  # holds redis.conf, the ACL file and the user's parameters
+    redis_dir: Path  # Redis's working directory: RDB snapshots and the append-only files
+    memory_mb: int = 0
+
+
+def maxmemory_bytes(memory_mb: int) -> int:
+    """The memory Redis may hold in data: a share of the flavor's memory."""
+    memory = memory_mb if memory_mb > 0 else DEFAULT_MEMORY_MB
+    return int(memory * MAXMEMORY_SHARE) * 1024 * 1024
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(settings: ServerSettings) -> str:
+    """The contents of ``redis.conf``."""
+    if not BIND.fullmatch(settings.bind):
+        raise ValueError(f"bind addresses {settings.bind!r} are not allowed")
+    lines = [
+        "# Written by Cellar's guest agent; changes here are overwritten.",
+        f"port {int(settings.port)}",
+        f"bind {settings.bind}",
+        f"unixsocket {_quote(str(settings.unix_socket))}",
+        "unixsocketperm 700",
+        # Every client authenticates as an ACL user; the default user is off.
+        "protected-mode no",
+        "daemonize no",
+        "supervised no",
+        'logfile ""',
+        f"pidfile {_quote(str(settings.redis_dir / 'redis.pid'))}",
+        f"dir {_quote(str(settings.redis_dir))}",
+        f"aclfile {_quote(str(settings.data_dir / ACL_FILE))}",
+        "save 3600 1 300 100 60 10000",
+        f"maxmemory {maxmemory_bytes(settings.memory_mb)}",
+        *(f"{name} {value}" for name, value in DEFAULTS.items()),
+        f"include {_quote(str(settings.data_dir / USER_FILE))}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def redis_values(checked: dict[str, str]) -> dict[str, str]:
+    """Checked parameter values as Redis spells them (booleans are yes/no)."""
+    spelled = {}
+    for name, value in checked.items():
+        if RULES[name].type == "boolean":
+            value = "yes" if value == "on" else "no"
+        spelled[name] = value
+    return spelled
+
+
+def render_user_config(values: dict[str, str]) -> str:
+    """The user's parameters, one per line; each value was checked against its rule."""
+    lines = ["# Written by Cellar from the instance's configuration group."]
+    lines += [f"{name} {value}" for name, value in sorted(values.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
+    """Replace ``path`` atomically with ``text`` (mode 0600, the engine's); True if it changed."""
+    if path.exists() and path.read_text() == text:
+        return False
+    scratch = path.with_name(path.name + ".cellar-new")
+    scratch.write_text(text)
+    os.chmod(scratch, 0o600)
+    owner.own(scratch)
+    os.replace(scratch, path)
+    return True
+
+
+def write_config(settings: ServerSettings, owner: OsUser) -> bool:
+    """Write ``redis.conf``; True if it changed."""
+    changed = write_if_changed(settings.data_dir / CONFIG_FILE, render_config(settings), owner)
+    if changed:
+        logger.info("wrote the Redis configuration in %s", settings.data_dir)
+    return changed
+
+
+def write_user_config(data_dir: Path, values: dict[str, str], owner: OsUser) -> bool:
+    """Write the user's parameters (Redis spelling); True if the file changed."""
+    return write_if_changed(data_dir / USER_FILE, render_user_config(values), owner)
+
+
+def password_hash(password: str) -> str:
+    """The form Redis keeps a password in (``#<sha256>``), so the clear text never travels."""
+    return "#" + hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+def write_admin_acl(data_dir: Path, admin_password: str, owner: OsUser) -> bool:
+    """Make the ACL file hold the agent's user; a new file also turns ``default`` off.
+
+    Only for a stopped server: a running one would overwrite the file at its next ACL SAVE.
+    """
+    path = data_dir / ACL_FILE
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if line.split()[:2] != ["user", ADMIN_USER]]
+    if not any(line.split()[:2] == ["user", "default"] for line in kept):
+        kept.insert(0, "user default off resetchannels -@all")
+    kept.append(f"user {ADMIN_USER} on {password_hash(admin_password)} ~* &* +@all")
+    return write_if_changed(path, "\n".join(kept) + "\n", owner)
