@@ -21,7 +21,9 @@ from api import (
     engine_logs,
     errors,
     instances,
+    root,
     tasks,
+    user_access,
 )
 from cellar import logs
 from cellar import settings as settings_module
@@ -77,6 +79,8 @@ def create_app(svc: Services | None = None) -> Flask:
     app.register_blueprint(catalog_routes.blueprint)
     app.register_blueprint(instances.blueprint)
     app.register_blueprint(databases.blueprint)
+    app.register_blueprint(user_access.blueprint)
+    app.register_blueprint(root.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(audit_routes.blueprint)
     app.register_blueprint(engine_logs.blueprint)

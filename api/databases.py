@@ -23,7 +23,7 @@ T = TypeVar("T")
 BASE = "/v1.0/<project_id>/instances/<instance_id>"
 
 
-def _version(instance: Instance, databases: bool = False) -> catalog.DatastoreVersion:
+def instance_version(instance: Instance, databases: bool = False) -> catalog.DatastoreVersion:
     """The instance's datastore version; with ``databases``, one that has named databases."""
     version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
     if version is None:
@@ -47,7 +47,7 @@ def busy_check_read(instance: Instance) -> None:
         raise Busy(f"instance {instance.id} is {instance.status}; it can be read once ACTIVE")
 
 
-def _start(
+def start_change(
     project_id: str,
     instance_id: str,
     workflow: str,
@@ -79,7 +79,7 @@ def _start(
     return "", 202
 
 
-def _items(wrapper: str) -> list[dict[str, Any]]:
+def items_of(wrapper: str) -> list[dict[str, Any]]:
     items = body.object_list(body.json_object(), wrapper)
     if not items:
         raise InvalidInput(f'the body must be {{"{wrapper}": [{{"name": ...}}, ...]}}')
@@ -88,11 +88,11 @@ def _items(wrapper: str) -> list[dict[str, Any]]:
 
 @blueprint.post(f"{BASE}/databases")
 def create_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
-    items = _items("databases")
+    items = items_of("databases")
     with services().db.session() as session:
-        version = _version(load_instance(session, project_id, instance_id), databases=True)
+        version = instance_version(load_instance(session, project_id, instance_id), databases=True)
     dbs = specs.databases(items, version)
-    return _start(
+    return start_change(
         project_id, instance_id, "create_databases", {"databases": dbs}, "database.create"
     )
 
@@ -101,7 +101,7 @@ def create_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
 def list_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
-        _version(instance, databases=True)
+        instance_version(instance, databases=True)
     found = live(instance, lambda agent: agent.list_databases())
     return jsonify({"databases": [{k: v for k, v in d.items() if v} for d in found], "links": []})
 
@@ -109,18 +109,20 @@ def list_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
 @blueprint.delete(f"{BASE}/databases/<name>")
 def delete_database(project_id: str, instance_id: str, name: str) -> ResponseReturnValue:
     with services().db.session() as session:
-        version = _version(load_instance(session, project_id, instance_id), databases=True)
+        version = instance_version(load_instance(session, project_id, instance_id), databases=True)
     names.check_identifier("database", name, version.reserved_databases)
-    return _start(project_id, instance_id, "delete_database", {"name": name}, "database.delete")
+    return start_change(
+        project_id, instance_id, "delete_database", {"name": name}, "database.delete"
+    )
 
 
 @blueprint.post(f"{BASE}/users")
 def create_users(project_id: str, instance_id: str) -> ResponseReturnValue:
-    items = _items("users")
+    items = items_of("users")
     with services().db.session() as session:
-        version = _version(load_instance(session, project_id, instance_id))
+        version = instance_version(load_instance(session, project_id, instance_id))
     users, passwords = specs.users(items, version)
-    return _start(
+    return start_change(
         project_id, instance_id, "create_users", {"users": users}, "user.create", secret=passwords
     )
 
@@ -130,10 +132,10 @@ def list_users(project_id: str, instance_id: str) -> ResponseReturnValue:
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
     found = live(instance, lambda agent: agent.list_users())
-    return jsonify({"users": [_user_view(u) for u in found], "links": []})
+    return jsonify({"users": [user_view(u) for u in found], "links": []})
 
 
-def _user_view(user: dict[str, Any]) -> dict[str, Any]:
+def user_view(user: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": user["name"],
         "host": user.get("host") or "%",
@@ -141,29 +143,29 @@ def _user_view(user: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _split_user(raw: str) -> tuple[str, str]:
+def split_user(raw: str) -> tuple[str, str]:
     name, _, host = raw.partition("@")
     return name, host
 
 
 @blueprint.get(f"{BASE}/users/<user>")
 def show_user(project_id: str, instance_id: str, user: str) -> ResponseReturnValue:
-    name, host = _split_user(user)
+    name, host = split_user(user)
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
     for found in live(instance, lambda agent: agent.list_users()):
         if found["name"] == name and host in ("", found.get("host") or "%"):
-            return jsonify({"user": _user_view(found)})
+            return jsonify({"user": user_view(found)})
     raise NotFound(f"user {name!r} does not exist on instance {instance_id}")
 
 
 @blueprint.delete(f"{BASE}/users/<user>")
 def delete_user(project_id: str, instance_id: str, user: str) -> ResponseReturnValue:
-    name, host = _split_user(user)
+    name, host = split_user(user)
     with services().db.session() as session:
-        version = _version(load_instance(session, project_id, instance_id))
+        version = instance_version(load_instance(session, project_id, instance_id))
     names.check_identifier("user", name, version.reserved_users)
     host = specs.user_host(host, name, version)
-    return _start(
+    return start_change(
         project_id, instance_id, "delete_user", {"name": name, "host": host}, "user.delete"
     )

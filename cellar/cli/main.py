@@ -122,6 +122,29 @@ def cmd_user(args: argparse.Namespace, client: Client) -> int:
     elif args.action == "delete":
         client.call("DELETE", f"{path}/{args.name}")
         print(f"deleting user {args.name}", file=sys.stderr)
+    elif args.action == "password":
+        password = args.password or getpass.getpass(f"new password for user {args.name}: ")
+        client.call("PUT", path, {"users": [{"name": args.name, "password": password}]})
+        print(f"changing the password of user {args.name}", file=sys.stderr)
+    elif args.action == "grant":
+        databases = [{"name": d} for d in args.databases]
+        client.call("PUT", f"{path}/{args.name}/databases", {"databases": databases})
+        print(f"granting {args.name} access to {', '.join(args.databases)}", file=sys.stderr)
+    elif args.action == "revoke":
+        client.call("DELETE", f"{path}/{args.name}/databases/{args.databases[0]}")
+        print(f"revoking the access of {args.name} to {args.databases[0]}", file=sys.stderr)
+    elif args.action == "access":
+        emit(client.call("GET", f"{path}/{args.name}/databases")["databases"], args.format,
+             ("name",))  # fmt: skip
+    return 0
+
+
+def cmd_root(args: argparse.Namespace, client: Client) -> int:
+    path = f"/instances/{args.instance}/root"
+    if args.action == "enable":
+        emit(client.call("POST", path, {})["user"], args.format)
+    else:
+        emit(client.call("GET", path), args.format)
     return 0
 
 
@@ -140,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--flavor", default="2")
     create.add_argument("--size", type=int, default=1, help="volume size in GB")
     create.add_argument("--datastore", default="postgresql")
-    create.add_argument("--version", default="15")
+    create.add_argument("--version", help="default: the datastore's default version")
     create.add_argument("--database", action="append", default=[], help="repeatable")
     create.add_argument(
         "--user", action="append", default=[],
@@ -170,6 +193,18 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("name")
     user_sub.choices["create"].add_argument("--password")
     user_sub.choices["create"].add_argument("--database", action="append", default=[])
+    for name, many in (("password", 0), ("grant", "+"), ("revoke", 1), ("access", 0)):
+        command = user_sub.add_parser(name)
+        command.add_argument("instance")
+        command.add_argument("name")
+        if many:
+            command.add_argument("databases", nargs=many)
+    user_sub.choices["password"].add_argument("--password", help="default: asked")
+
+    root = sub.add_parser("root", help="the engine's superuser")
+    root_sub = root.add_subparsers(dest="action", required=True)
+    for name in ("enable", "show"):
+        root_sub.add_parser(name).add_argument("instance")
     return top
 
 
@@ -182,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         logs.setup("serve")
         return serve()
     client = Client(args.url, args.project)
-    handlers = {"instance": cmd_instance, "database": cmd_database, "user": cmd_user}
+    handlers = {
+        "instance": cmd_instance,
+        "database": cmd_database,
+        "user": cmd_user,
+        "root": cmd_root,
+    }
     try:
         return handlers[args.command](args, client)
     except ApiError as exc:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 
+from cellar.models import utcnow
 from taskmanager.agent_client import NewUser
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
 from taskmanager.workflows.common import agent_call
 
 
@@ -49,10 +50,53 @@ def delete_user(ctx: StepContext) -> Decision:
     return NEXT
 
 
+def change_passwords(ctx: StepContext) -> Decision:
+    agent = ctx.agent
+    secret = ctx.secret()
+    for user in ctx.task.params.get("users", []):
+        new = NewUser(
+            name=user["name"], password=secret[f"user:{user['name']}"], host=user.get("host", "")
+        )
+        if not agent_call(functools.partial(agent.change_password, new)):
+            raise StepFailed(f"user {user['name']!r} does not exist")
+    return NEXT
+
+
+def grant_access(ctx: StepContext) -> Decision:
+    agent = ctx.agent
+    params = ctx.task.params
+    agent_call(lambda: agent.grant_access(params["name"], params["host"], params["databases"]))
+    return NEXT
+
+
+def revoke_access(ctx: StepContext) -> Decision:
+    agent = ctx.agent
+    params = ctx.task.params
+    if not agent_call(
+        lambda: agent.revoke_access(params["name"], params["host"], params["database"])
+    ):
+        raise StepFailed(
+            f"user {params['name']!r} has no access to database {params['database']!r}"
+        )
+    return NEXT
+
+
+def enable_root(ctx: StepContext) -> Decision:
+    agent = ctx.agent
+    password = ctx.secret()["root"]
+    agent_call(lambda: agent.enable_root(password))
+    ctx.instance.root_enabled_at = utcnow()
+    return NEXT
+
+
 for _name, _run, _what in (
     ("create_databases", create_databases, "creating databases"),
     ("delete_database", delete_database, "deleting a database"),
     ("create_users", create_users, "creating users"),
     ("delete_user", delete_user, "deleting a user"),
+    ("change_passwords", change_passwords, "changing passwords"),
+    ("grant_access", grant_access, "granting access to databases"),
+    ("revoke_access", revoke_access, "revoking access to a database"),
+    ("enable_root", enable_root, "enabling the superuser"),
 ):
     register(Workflow(_name, (Step(_name, _run, 120, _what),)))

@@ -77,3 +77,51 @@ def test_wait_returns_1_with_the_fault_on_error(
     failed = {"id": "i1", "status": "ERROR", "fault": {"message": "image not found"}}
     assert cli.wait_for(FakeClient([failed]), "i1", 10) == 1  # type: ignore[arg-type]
     assert "image not found" in capsys.readouterr().err
+
+
+class RecordingClient:
+    def __init__(self, answer: Any = None) -> None:
+        self.answer = answer
+        self.sent: list[tuple[str, str, Any]] = []
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        self.sent.append((method, path, body))
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("argv", "sent"),
+    [
+        (
+            ["user", "password", "i1", "al", "--password", "n3w"],
+            ("PUT", "/instances/i1/users", {"users": [{"name": "al", "password": "n3w"}]}),
+        ),
+        (
+            ["user", "grant", "i1", "al", "shop", "books"],
+            (
+                "PUT",
+                "/instances/i1/users/al/databases",
+                {"databases": [{"name": "shop"}, {"name": "books"}]},
+            ),
+        ),
+        (
+            ["user", "revoke", "i1", "al", "shop"],
+            ("DELETE", "/instances/i1/users/al/databases/shop", None),
+        ),
+    ],
+)
+def test_user_changes_use_troves_routes(argv: list[str], sent: tuple[str, str, Any]) -> None:
+    client = RecordingClient()
+    assert cli.cmd_user(cli.parser().parse_args(argv), client) == 0  # type: ignore[arg-type]
+    assert client.sent == [sent]
+
+
+def test_root_enable_prints_the_password_once(capsys: pytest.CaptureFixture[str]) -> None:
+    client = RecordingClient({"user": {"name": "postgres", "password": "s3cret-generated"}})
+    args = cli.parser().parse_args(["-f", "json", "root", "enable", "i1"])
+    assert cli.cmd_root(args, client) == 0  # type: ignore[arg-type]
+    assert client.sent == [("POST", "/instances/i1/root", {})]
+    assert json.loads(capsys.readouterr().out) == {
+        "name": "postgres",
+        "password": "s3cret-generated",
+    }

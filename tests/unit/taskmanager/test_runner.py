@@ -179,4 +179,4 @@ def test_tasks_of_one_instance_run_in_the_order_they_were_asked(world: Any) -> N
     queue.drain(services)
     assert load(services, Task, provision_id).state == "COMPLETED"
     assert load(services, Task, later).state == "COMPLETED"
-    assert agent.databases == ["late"]
+    assert agent.databases == ["shop", "late"]  # prepared first, then the later task

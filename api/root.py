@@ -1,0 +1,100 @@
+"""The engine's superuser: ``POST /instances/{id}/root`` enables it, ``GET`` tells whether it is.
+
+Enabling is a task like any change, but the caller needs the password at once, so the
+request waits (boundedly) for the task and answers with the password only once; if the
+task is still running then, the answer is 202 with the password and the task to follow.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from flask import Blueprint, g, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from api import audit, body
+from api.databases import BASE, instance_version
+from api.instances import busy_check, load_instance
+from api.state import services
+from api.views import task_view
+from cellar import catalog, names
+from cellar.errors import Busy, CellarError, Unavailable
+from cellar.models import Task
+from cellar.status import TaskState
+from taskmanager.runner import start_task
+
+blueprint = Blueprint("root", __name__)
+
+WAIT_SECONDS = 30.0
+POLL_SECONDS = 0.1
+
+
+def _password() -> str:
+    """The password the caller chose (Trove's optional ``password``), or a new random one."""
+    if not request.get_data():
+        return secrets.token_urlsafe(24)
+    data = body.json_object()
+    chosen = data.get("password")
+    if isinstance(data.get("root"), dict):
+        chosen = data["root"].get("password", chosen)
+    return (
+        secrets.token_urlsafe(24) if chosen in (None, "") else names.check_password(chosen, "root")
+    )
+
+
+@blueprint.post(f"{BASE}/root")
+def enable_root(project_id: str, instance_id: str) -> ResponseReturnValue:
+    password = _password()
+    svc = services()
+    with svc.db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        instance_version(instance)
+        busy_check(session, instance)
+        task = start_task(
+            svc, session, project_id=project_id, workflow="enable_root",
+            request_id=g.request_id, instance_id=instance.id, secret={"root": password},
+        )  # fmt: skip
+        audit.record(
+            session, project_id, "instance.root_enable", "instance", instance.id,
+            {"task_id": task.id},
+        )  # fmt: skip
+        task_id, datastore = task.id, instance.datastore
+    svc.enqueue(task_id, 0.0, g.request_id)
+    user = {"name": catalog.ROOT_USERS[datastore], "password": password}
+    finished = _wait(task_id)
+    if finished is None:
+        with svc.db.session() as session:
+            running = session.get(Task, task_id)
+            view = task_view(running) if running else {"id": task_id}
+        return jsonify({"user": user, "task": view}), 202
+    if finished.state != TaskState.COMPLETED.value:
+        raise _failure(finished)
+    return jsonify({"user": user})
+
+
+def _wait(task_id: str) -> Task | None:
+    """The task once it has ended, or None if it still runs after ``WAIT_SECONDS``."""
+    end = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < end:
+        with services().db.session() as session:
+            task = session.get(Task, task_id)
+            if task is not None and task.state != TaskState.RUNNING.value:
+                session.expunge(task)
+                return task
+        time.sleep(POLL_SECONDS)
+    return None
+
+
+def _failure(task: Task) -> CellarError:
+    reason = task.error or task.state.lower()
+    if task.state == TaskState.CANCELLED.value:
+        return Busy(f"enabling root was cancelled: {reason}")
+    return Unavailable(f"enabling root failed: {reason}")
+
+
+@blueprint.get(f"{BASE}/root")
+def root_enabled(project_id: str, instance_id: str) -> ResponseReturnValue:
+    with services().db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        return jsonify({"rootEnabled": instance.root_enabled_at is not None})
