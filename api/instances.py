@@ -249,15 +249,37 @@ def busy_check(session: Session, instance: Instance) -> None:
 ACTIONS = ("restart", "resize")
 
 
-def _resize_flavor(instance: Instance, spec: object) -> dict[str, object]:
-    if not isinstance(spec, dict) or set(spec) - {"flavorRef", "volume"} or not spec:
-        raise InvalidInput('resize takes {"flavorRef": ...} or {"volume": {"size": ...}}')
+def _resize(
+    instance: Instance, spec: object, volume_backend: str
+) -> tuple[dict[str, object], str]:
+    """The params and workflow of a resize: of the flavor, or of the volume (grow only)."""
+    if not isinstance(spec, dict) or set(spec) - {"flavorRef", "volume"} or len(spec) != 1:
+        raise InvalidInput(
+            'resize takes either {"flavorRef": ...} or {"volume": {"size": ...}}, not both'
+        )
     if "volume" in spec:
-        raise InvalidInput("volume resize is not supported by this Cellar release")
+        return _resize_volume(instance, spec["volume"], volume_backend), "resize_volume"
     flavor = _flavor(spec.get("flavorRef"))
     if flavor.id == instance.flavor_id:
         raise InvalidInput(f"instance {instance.id} already has flavor {flavor.id}")
-    return {"flavor_id": flavor.id, "from_flavor_id": instance.flavor_id}
+    return {"flavor_id": flavor.id, "from_flavor_id": instance.flavor_id}, "resize_flavor"
+
+
+def _resize_volume(instance: Instance, spec: object, volume_backend: str) -> dict[str, object]:
+    if volume_backend != "loop":
+        raise InvalidInput(
+            "volume sizes are not enforced on this Cellar (CELLAR_VOLUME_BACKEND=docker), "
+            "so a volume cannot be resized"
+        )
+    if not isinstance(spec, dict) or "size" not in spec:
+        raise InvalidInput(f'resize takes {{"volume": {{"size": 1..{MAX_VOLUME_GB}}}}} (GB)')
+    size = body.integer(spec["size"], "volume.size", 1, MAX_VOLUME_GB)
+    if size <= instance.volume_size:
+        raise InvalidInput(
+            f"volume.size must be larger than the current {instance.volume_size} GB: "
+            "shrinking a volume is not supported"
+        )
+    return {"size": size, "from_size": instance.volume_size}
 
 
 @blueprint.post("/v1.0/<project_id>/instances/<instance_id>/action")
@@ -272,11 +294,8 @@ def action(project_id: str, instance_id: str) -> ResponseReturnValue:
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
         if name == "resize":
-            params, workflow, status = (
-                _resize_flavor(instance, data[name]),
-                "resize_flavor",
-                "RESIZE",
-            )
+            params, workflow = _resize(instance, data[name], svc.settings.volume_backend)
+            status = InstanceStatus.RESIZE.value
         else:
             params, workflow, status = {}, "restart", InstanceStatus.REBOOT.value
         instance.status = status

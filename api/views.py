@@ -13,6 +13,8 @@ from cellar.models import Configuration, Instance, Task
 from cellar.status import InstanceStatus, TaskState
 from taskmanager.workflow import WORKFLOWS
 
+GB = 1024**3
+
 
 def timestamp(value: dt.datetime | None) -> str | None:
     return None if value is None else value.replace(microsecond=0).isoformat()
@@ -53,6 +55,14 @@ def running_task(session: Session, instance_id: str) -> Task | None:
     ).first()
 
 
+def volume_view(instance: Instance) -> dict[str, Any]:
+    """Trove's volume: its size, and the GB in use once the agent has reported it."""
+    view: dict[str, Any] = {"size": instance.volume_size}
+    if instance.volume_used_bytes is not None:
+        view["used"] = round(instance.volume_used_bytes / GB, 2)
+    return view
+
+
 def instance_view(session: Session, instance: Instance) -> dict[str, Any]:
     path = f"/v1.0/{instance.project_id}/instances/{instance.id}"
     view: dict[str, Any] = {
@@ -65,7 +75,7 @@ def instance_view(session: Session, instance: Instance) -> dict[str, Any]:
             "links": links(f"/v1.0/{instance.project_id}/flavors/{instance.flavor_id}"),
         },
         "datastore": {"type": instance.datastore, "version": instance.datastore_version},
-        "volume": {"size": instance.volume_size},
+        "volume": volume_view(instance),
         "created": timestamp(instance.created),
         "updated": timestamp(instance.updated),
         "links": links(path),

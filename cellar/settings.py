@@ -10,12 +10,39 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
+
+VOLUME_BACKENDS = ("loop", "docker")
+LOOP_TOOLS = ("losetup", "mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount")
+SYSTEM_PATH = "/usr/sbin:/sbin:/usr/bin:/bin"
 
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def find_tool(name: str) -> str | None:
+    """Where the system tool ``name`` is (also looked for in the sbin folders)."""
+    return shutil.which(name, path=os.environ.get("PATH", "") + os.pathsep + SYSTEM_PATH)
+
+
+def loop_volumes_possible() -> bool:
+    """True when this process can make loop-mounted volumes that the Docker engine sees:
+    root, on the Docker host itself, with the file system tools installed."""
+    docker_host = os.environ.get("DOCKER_HOST", "").strip()
+    local = not docker_host or docker_host.startswith("unix://")
+    return local and os.geteuid() == 0 and all(find_tool(t) for t in LOOP_TOOLS)
+
+
+def _volume_backend() -> str:
+    raw = os.environ.get("CELLAR_VOLUME_BACKEND", "").strip().lower()
+    if not raw:
+        return "loop" if loop_volumes_possible() else "docker"
+    if raw not in VOLUME_BACKENDS:
+        raise ValueError(f"CELLAR_VOLUME_BACKEND must be one of {', '.join(VOLUME_BACKENDS)}")
+    return raw
 
 
 def _float(name: str, default: float) -> float:
@@ -43,6 +70,7 @@ class Settings:
     agent_call_timeout: float
     step_lease: float
     health_grace: float
+    volume_backend: str = "docker"  # "loop": sizes enforced; "docker": plain Docker volumes
 
     @property
     def embedded_broker(self) -> bool:
@@ -51,6 +79,11 @@ class Settings:
     @property
     def broker_dir(self) -> Path:
         return self.home / "broker"
+
+    @property
+    def volumes_dir(self) -> Path:
+        """Where the loop backend keeps each instance's image file and its mount point."""
+        return self.home / "volumes"
 
 
 def load() -> Settings:
@@ -74,4 +107,5 @@ def load() -> Settings:
         agent_call_timeout=_float("CELLAR_AGENT_TIMEOUT", 30.0),
         step_lease=_float("CELLAR_STEP_LEASE", 60.0),
         health_grace=_float("CELLAR_HEALTH_GRACE", 20.0),
+        volume_backend=_volume_backend(),
     )

@@ -23,12 +23,13 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# An agent that is still starting refuses connections; retry quickly rather than
-# backing off for seconds, so a new instance is seen as soon as it serves.
+# An agent that is still starting refuses connections (Docker's port proxy accepts, then
+# drops them); retry every 50-100 ms rather than backing off for seconds, so a new
+# instance is seen as soon as it serves.
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 50),
     ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 100),
 )
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -40,6 +41,16 @@ class NewUser:
     password: str
     databases: tuple[str, ...] = ()
     host: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusReport:
+    """An agent's health report: the engine's state and how full its data volume is."""
+
+    state: str
+    detail: str = ""
+    volume_used_bytes: int = 0  # 0 and 0 when the agent could not read them
+    volume_total_bytes: int = 0
 
 
 class AgentClient:
@@ -123,6 +134,16 @@ class AgentClient:
         reply = self._call("GetStatus", self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status)), str(reply.detail)
 
+    def status_report(self, timeout: float | None = None) -> StatusReport:
+        """``status`` with the data volume's usage, for the monitor."""
+        reply = self._call("GetStatus", self._stub.GetStatus, agent_pb2.GetStatusRequest(), timeout)
+        return StatusReport(
+            state=str(agent_pb2.ServiceStatus.Name(reply.status)),
+            detail=str(reply.detail),
+            volume_used_bytes=int(reply.volume_used_bytes),
+            volume_total_bytes=int(reply.volume_total_bytes),
+        )
+
     def create_database(self, name: str, character_set: str = "", collate: str = "") -> bool:
         request = agent_pb2.CreateDatabaseRequest(
             database=agent_pb2.Database(name=name, character_set=character_set, collate=collate)
@@ -156,6 +177,22 @@ class AgentClient:
     def delete_user(self, name: str, host: str = "") -> bool:
         request = agent_pb2.DeleteUserRequest(name=name, host=host)
         return bool(self._call("DeleteUser", self._stub.DeleteUser, request, None).deleted)
+
+    def change_password(self, user: NewUser) -> bool:
+        request = agent_pb2.ChangePasswordRequest(user=_user(user))
+        return bool(self._call("ChangePassword", self._stub.ChangePassword, request, None).changed)
+
+    def grant_access(self, name: str, host: str, databases: Sequence[str]) -> None:
+        request = agent_pb2.GrantAccessRequest(name=name, host=host, databases=list(databases))
+        self._call("GrantAccess", self._stub.GrantAccess, request, None)
+
+    def revoke_access(self, name: str, host: str, database: str) -> bool:
+        request = agent_pb2.RevokeAccessRequest(name=name, host=host, database=database)
+        return bool(self._call("RevokeAccess", self._stub.RevokeAccess, request, None).revoked)
+
+    def enable_root(self, password: str) -> str:
+        request = agent_pb2.EnableRootRequest(password=password)
+        return str(self._call("EnableRoot", self._stub.EnableRoot, request, None).name)
 
 
 def _user(user: NewUser) -> Any:

@@ -3,12 +3,16 @@
 An instance whose agent stops answering is never left HEALTHY: after
 ``CELLAR_HEALTH_GRACE`` seconds without an answer it becomes SHUTDOWN (its
 container is not running) or ERROR (the container runs but the agent is mute).
+Each report also carries how full the data volume is, stored for the instance view.
+Before asking, it mounts again any volume a host restart took away and starts the
+container that Docker could not start without it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select, update
@@ -17,6 +21,7 @@ from cellar import catalog
 from cellar.errors import CellarError
 from cellar.models import Instance, utcnow
 from cellar.status import InstanceStatus, OperatingStatus
+from taskmanager.agent_client import StatusReport
 from taskmanager.context import Services
 
 logger = logging.getLogger(__name__)
@@ -33,14 +38,59 @@ CALL_TIMEOUT = 2.0
 PARALLEL = 8
 
 
-def observe(services: Services, instance: Instance) -> OperatingStatus | None:
+def observe(services: Services, instance: Instance) -> StatusReport | None:
     """What the instance's agent says now, or None when it does not answer."""
     try:
-        state, _detail = services.agent_for(instance).status(timeout=CALL_TIMEOUT)
+        return services.agent_for(instance).status_report(timeout=CALL_TIMEOUT)
     except (CellarError, LookupError) as exc:
         logger.info("no health report from instance %s: %s", instance.id, exc)
         return None
-    return REPORTED.get(state, OperatingStatus.ERROR)
+
+
+def remount_volumes(services: Services) -> int:
+    """Mount the volumes that running instances lost and start their containers again.
+
+    Run when the worker starts and before each health round; only instances that
+    no workflow is changing are touched. Returns how many volumes were mounted.
+    """
+    with services.db.session() as session:
+        ids = session.scalars(
+            select(Instance.id).where(Instance.deleted_at.is_(None), Instance.status.in_(WATCHED))
+        ).all()
+    mounted = 0
+    for instance_id in ids:
+        try:
+            if not services.compute.remount_volume(instance_id):
+                continue
+            mounted += 1
+            logger.warning("the volume of instance %s was not mounted: mounted it", instance_id)
+            services.compute.start_container(instance_id)
+        except CellarError as exc:
+            logger.warning("cannot mount the volume of %s again: %s", instance_id, exc.message)
+    return mounted
+
+
+def store_usage(
+    services: Services, instances: Sequence[Instance], reports: Sequence[StatusReport | None]
+) -> None:
+    """Record each reported volume usage that changed, without touching ``updated``."""
+    with services.db.session() as session:
+        for instance, report in zip(instances, reports, strict=True):
+            if report is None or report.volume_total_bytes <= 0:
+                continue
+            usage = (report.volume_used_bytes, report.volume_total_bytes)
+            if usage == (instance.volume_used_bytes, instance.volume_total_bytes):
+                continue
+            session.execute(
+                update(Instance)
+                .where(Instance.id == instance.id)
+                .values(
+                    volume_used_bytes=usage[0],
+                    volume_total_bytes=usage[1],
+                    updated=Instance.updated,
+                )
+                .execution_options(synchronize_session=False)
+            )
 
 
 def follow_ports(services: Services, instance: Instance) -> bool:
@@ -72,6 +122,7 @@ def silent_status(services: Services, instance: Instance) -> OperatingStatus:
 
 def check_health(services: Services) -> int:
     """Ask every running instance's agent for its health; return how many changed."""
+    remount_volumes(services)
     with services.db.session() as session:
         instances = session.scalars(
             select(Instance).where(
@@ -84,6 +135,7 @@ def check_health(services: Services) -> int:
         return 0
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(instances))) as pool:
         reports = list(pool.map(lambda i: observe(services, i), instances))
+    store_usage(services, instances, reports)
     grace = dt.timedelta(seconds=services.settings.health_grace)
     changed = 0
     now = utcnow()
@@ -101,7 +153,7 @@ def check_health(services: Services) -> int:
             if instance is None or instance.status not in WATCHED:
                 continue
             if report is not None:
-                new = report
+                new = REPORTED.get(report.state, OperatingStatus.ERROR)
             elif follow_ports(services, instance):
                 continue  # asked again at the new address next round
             elif now - (instance.health_checked_at or instance.updated) > grace:

@@ -13,6 +13,7 @@ from cellar.settings import Settings
 from taskmanager.agent_client import AgentClient
 from taskmanager.context import Enqueue, Services
 from taskmanager.drivers.docker import DockerDriver
+from taskmanager.drivers.volumes import LoopVolumes
 
 
 class AgentPool:
@@ -39,7 +40,9 @@ def build(settings: Settings, enqueue: Enqueue) -> Services:
     return Services(
         settings=settings,
         db=Database(settings.database_url),
-        compute=DockerDriver(),
+        compute=DockerDriver(
+            volumes=LoopVolumes(settings.volumes_dir) if settings.volume_backend == "loop" else None
+        ),
         agent_for=AgentPool(settings.agent_call_timeout),
         secrets=SecretBox(load_key(settings.home)),
         enqueue=enqueue,

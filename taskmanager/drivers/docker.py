@@ -2,7 +2,9 @@
 
 Every resource is named after its owner's id and looked up before it is made, so
 a step that runs twice finds its own earlier work. Errors of the Docker SDK are
-translated into ``ComputeError`` here and nowhere else.
+translated into ``ComputeError`` here and nowhere else. With ``volumes`` (the
+loop backend) each instance's data is a size-enforced loop-mounted file system
+bound into the container; without, a plain Docker volume whose size is not enforced.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import docker.types
 import requests
 
 from cellar.errors import ComputeError
 from taskmanager.drivers.base import ContainerSpec, Ports
+from taskmanager.drivers.volumes import LoopVolumes, VolumeNotResizable
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,7 @@ class ImageMissing(ComputeError):
 
 
 CPU_PERIOD = 100_000  # microseconds; a flavor's vCPUs are a quota of this period
+STOP_TIMEOUT = 30  # seconds the engine gets to shut down cleanly
 
 
 def cpu_quota(vcpus: float) -> int:
@@ -59,8 +64,9 @@ def network_name(project_id: str) -> str:
 class DockerDriver:
     """Talks to the Docker Engine API (``DOCKER_HOST`` honoured)."""
 
-    def __init__(self, client: Any | None = None) -> None:
+    def __init__(self, client: Any | None = None, volumes: LoopVolumes | None = None) -> None:
         self._client = client
+        self.volumes = volumes
 
     @property
     def client(self) -> Any:
@@ -100,6 +106,8 @@ class DockerDriver:
         return name
 
     def ensure_volume(self, instance_id: str, project_id: str, size_gb: int) -> str:
+        if self.volumes is not None:
+            return str(self.volumes.ensure(instance_id, size_gb))
         name = volume_name(instance_id)
         if self._find("volumes", name) is None:
             logger.info("creating volume %s", name)
@@ -120,6 +128,7 @@ class DockerDriver:
             logger.info("creating container %s from %s", name, spec.image)
             container = self._call(f"create container {name}", lambda: self._create(spec))
         if container.status != "running":
+            self.remount_volume(spec.instance_id)
             try:
                 self._call(f"start container {name}", container.start)
             except ComputeError as exc:
@@ -132,6 +141,14 @@ class DockerDriver:
 
     def _create(self, spec: ContainerSpec) -> Any:
         memory = f"{spec.memory_mb}m"
+        data: dict[str, Any] = {
+            "volumes": {volume_name(spec.instance_id): {"bind": spec.data_path, "mode": "rw"}}
+        }
+        if self.volumes is not None and self.volumes.exists(spec.instance_id):
+            # a bind of the folder inside the mounted file system: Docker refuses to
+            # start the container while that file system is not mounted
+            source = str(self.volumes.data_dir(spec.instance_id))
+            data = {"mounts": [docker.types.Mount(spec.data_path, source, type="bind")]}
         return self.client.containers.create(
             spec.image,
             name=container_name(spec.instance_id),
@@ -152,10 +169,10 @@ class DockerDriver:
                 f"{spec.engine_port}/tcp": (spec.publish_host, free_port(spec.publish_host)),
                 f"{spec.agent_port}/tcp": ("127.0.0.1", free_port("127.0.0.1")),
             },
-            volumes={volume_name(spec.instance_id): {"bind": spec.data_path, "mode": "rw"}},
             network=network_name(spec.project_id),
             restart_policy={"Name": "unless-stopped"},
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+            **data,
         )
 
     def published_ports(self, instance_id: str, engine_port: int, agent_port: int) -> Ports | None:
@@ -209,11 +226,48 @@ class DockerDriver:
         logger.info("removing container %s", name)
         return self._remove(name, lambda: container.remove(force=True, v=False))
 
+    def start_container(self, instance_id: str) -> bool:
+        """Start a stopped container, its volume mounted first; False if it does not exist."""
+        name = container_name(instance_id)
+        container = self._find("containers", name)
+        if container is None:
+            return False
+        self.remount_volume(instance_id)
+        if container.status != "running":
+            logger.info("starting container %s", name)
+            self._call(f"start container {name}", container.start)
+        return True
+
+    def stop_container(self, instance_id: str) -> bool:
+        """Stop a running container (it stays stopped until started); False if it does not exist."""
+        name = container_name(instance_id)
+        container = self._find("containers", name)
+        if container is None:
+            return False
+        if container.status == "running":
+            logger.info("stopping container %s", name)
+            self._call(f"stop container {name}", lambda: container.stop(timeout=STOP_TIMEOUT))
+        return True
+
+    def remount_volume(self, instance_id: str) -> bool:
+        """Mount again a volume that lost its mount (host restart); True if it had to."""
+        return self.volumes is not None and self.volumes.remount(instance_id)
+
+    def grow_volume(self, instance_id: str, size_gb: int, offline: bool = False) -> None:
+        """Grow a size-enforced volume (``offline`` once its container is stopped)."""
+        if self.volumes is None or not self.volumes.exists(instance_id):
+            raise VolumeNotResizable(
+                f"the data of instance {instance_id} is on a Docker volume whose size is "
+                "not enforced; it cannot be resized"
+            )
+        self.volumes.grow(instance_id, size_gb, offline=offline)
+
     def remove_volume(self, instance_id: str) -> bool:
+        removed = self.volumes is not None and self.volumes.remove(instance_id)
         name = volume_name(instance_id)
         volume = self._find("volumes", name)
         if volume is None:
-            return False
+            return removed
         logger.info("removing volume %s", name)
         return self._remove(name, lambda: volume.remove(force=True))
 

@@ -5,6 +5,7 @@ from taskmanager.workflows import (  # noqa: F401
     delete,
     provision,
     resize,
+    resize_volume,
     restart,
     users,
 )

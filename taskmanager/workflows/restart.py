@@ -11,6 +11,13 @@ from taskmanager.workflows.common import agent_call
 RESTART_TIMEOUT = 120.0
 
 
+def start_container(ctx: StepContext) -> Decision:
+    """Start the container if it is stopped (after a host restart), its volume mounted first."""
+    if not ctx.services.compute.start_container(ctx.instance.id):
+        raise StepFailed("the instance's container is gone")
+    return NEXT
+
+
 def restart_engine(ctx: StepContext) -> Decision:
     state = agent_call(lambda: ctx.agent.restart(RESTART_TIMEOUT))
     if state == "HEALTHY":
@@ -40,6 +47,7 @@ RESTART = register(
     Workflow(
         "restart",
         (
+            Step("start_container", start_container, 120, "starting the container if stopped"),
             Step("restart_engine", restart_engine, 180, "restarting the database engine"),
             Step("mark_active", mark_active, 30, "marking the instance active"),
         ),

@@ -18,10 +18,13 @@ from typing import IO, Any
 
 import docker
 import requests
+from sqlalchemy import select
 
 from cellar import settings as settings_module
 from cellar.db import Database
+from cellar.models import Instance
 from cellar.serve import commands
+from taskmanager.drivers.volumes import LoopVolumes
 
 
 def free_port() -> int:
@@ -144,12 +147,38 @@ class Api:
 
 
 def leftovers(project: str) -> list[str]:
-    """Names of containers and volumes that Cellar made for ``project`` and left behind."""
+    """Names of containers, volumes, mounts and image files Cellar made for ``project`` and left."""
     client = docker.from_env()
     label = f"cellar.project={project}"
     names = [c.name for c in client.containers.list(all=True, filters={"label": label})]
     names += [v.name for v in client.volumes.list(filters={"label": label})]
     client.close()
+    return names + loop_leftovers(project)
+
+
+def project_volumes() -> LoopVolumes:
+    return LoopVolumes(settings_module.load().volumes_dir)
+
+
+def project_instances(project: str) -> list[str]:
+    """Ids of every instance the project ever had (deleted ones too)."""
+    database = Database(settings_module.load().database_url)
+    try:
+        with database.session() as session:
+            return list(session.scalars(select(Instance.id).where(Instance.project_id == project)))
+    finally:
+        database.engine.dispose()
+
+
+def loop_leftovers(project: str) -> list[str]:
+    """The loop backend's mounts, image files and mount points left for ``project``."""
+    volumes, names = project_volumes(), []
+    for instance_id in project_instances(project):
+        if volumes.device(instance_id) is not None:
+            names.append(f"mount {volumes.mount_point(instance_id)}")
+        for path in (volumes.image(instance_id), volumes.mount_point(instance_id)):
+            if path.exists():
+                names.append(str(path))
     return names
 
 
@@ -158,6 +187,9 @@ def remove_leftovers(project: str) -> None:
     label = f"cellar.project={project}"
     for container in client.containers.list(all=True, filters={"label": label}):
         container.remove(force=True)
+    volumes = project_volumes()
+    for instance_id in project_instances(project):
+        volumes.remove(instance_id)
     for volume in client.volumes.list(filters={"label": label}):
         volume.remove(force=True)
     for network in client.networks.list(filters={"label": label}):

@@ -9,12 +9,13 @@ from cryptography.fernet import Fernet
 
 from cellar import settings as settings_module
 from cellar.db import Database
-from cellar.errors import AgentError
+from cellar.errors import AgentError, ComputeError
 from cellar.models import Instance
 from cellar.secrets import SecretBox
-from taskmanager.agent_client import NewUser
+from taskmanager.agent_client import NewUser, StatusReport
 from taskmanager.context import Services
 from taskmanager.drivers.base import ContainerSpec, Ports
+from taskmanager.drivers.volumes import OnlineResizeRefused, VolumeBusy
 
 
 class FakeCompute:
@@ -24,6 +25,11 @@ class FakeCompute:
         self.containers: dict[str, ContainerSpec] = {}
         self.calls: list[str] = []
         self.ports = Ports(engine=40000, agent=40001)
+        self.volume_sizes: dict[str, int] = {}
+        self.stopped: set[str] = set()
+        self.unmounted: set[str] = set()
+        self.online_resize_refused = False
+        self.grow_error: ComputeError | None = None
 
     def ensure_network(self, project_id: str) -> str:
         self.calls.append("ensure_network")
@@ -33,6 +39,7 @@ class FakeCompute:
     def ensure_volume(self, instance_id: str, project_id: str, size_gb: int) -> str:
         self.calls.append("ensure_volume")
         self.volumes.add(instance_id)
+        self.volume_sizes.setdefault(instance_id, size_gb)
         return instance_id
 
     def ensure_container(self, spec: ContainerSpec) -> Ports:
@@ -48,6 +55,34 @@ class FakeCompute:
 
     def update_limits(self, instance_id: str, memory_mb: int, vcpus: float) -> None:
         self.calls.append(f"update_limits {memory_mb} {vcpus}")
+
+    def start_container(self, instance_id: str) -> bool:
+        self.calls.append("start_container")
+        self.remount_volume(instance_id)
+        self.stopped.discard(instance_id)
+        return instance_id in self.containers
+
+    def stop_container(self, instance_id: str) -> bool:
+        self.calls.append("stop_container")
+        self.stopped.add(instance_id)
+        return instance_id in self.containers
+
+    def remount_volume(self, instance_id: str) -> bool:
+        if instance_id not in self.unmounted:
+            return False
+        self.calls.append("remount_volume")
+        self.unmounted.discard(instance_id)
+        return True
+
+    def grow_volume(self, instance_id: str, size_gb: int, offline: bool = False) -> None:
+        self.calls.append(f"grow_volume {size_gb}{' offline' if offline else ''}")
+        if self.grow_error is not None:
+            raise self.grow_error
+        if not offline and self.online_resize_refused:
+            raise OnlineResizeRefused("resize2fs failed: Permission denied to resize filesystem")
+        if offline and instance_id not in self.stopped:
+            raise VolumeBusy("the volume is still in use")
+        self.volume_sizes[instance_id] = size_gb
 
     def remove_container(self, instance_id: str) -> bool:
         self.calls.append("remove_container")
@@ -75,6 +110,9 @@ class FakeAgent:
     users: dict[str, NewUser] = dataclasses.field(default_factory=dict)
     resized: list[int] = dataclasses.field(default_factory=list)
     applied: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    volume_used_bytes: int = 0
+    volume_total_bytes: int = 0
+    root_password: str = ""
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         return self.serving
@@ -91,6 +129,8 @@ class FakeAgent:
         if self.prepare_error is not None:
             raise self.prepare_error
         self.prepared.append((list(databases), list(users), memory_mb))
+        self.databases.extend(d for d in databases if d not in self.databases)
+        self.users.update({u.name: u for u in users})
         return self.prepare_status
 
     def apply_configuration(self, values: dict[str, str], timeout: float) -> bool:
@@ -103,6 +143,10 @@ class FakeAgent:
 
     def status(self, timeout: float | None = None) -> tuple[str, str]:
         return ("FAILED", "initdb failed") if self.prepare_status == "FAILED" else ("HEALTHY", "")
+
+    def status_report(self, timeout: float | None = None) -> StatusReport:
+        state, detail = self.status(timeout)
+        return StatusReport(state, detail, self.volume_used_bytes, self.volume_total_bytes)
 
     def create_database(self, name: str, character_set: str = "", collate: str = "") -> bool:
         self.databases.append(name)
@@ -127,6 +171,30 @@ class FakeAgent:
 
     def delete_user(self, name: str, host: str = "") -> bool:
         return self.users.pop(name, None) is not None
+
+    def change_password(self, user: NewUser) -> bool:
+        old = self.users.get(user.name)
+        if old is None:
+            return False
+        self.users[user.name] = dataclasses.replace(old, password=user.password)
+        return True
+
+    def grant_access(self, name: str, host: str, databases: list[str]) -> None:
+        old = self.users[name]
+        granted = tuple(sorted({*old.databases, *databases}))
+        self.users[name] = dataclasses.replace(old, databases=granted)
+
+    def revoke_access(self, name: str, host: str, database: str) -> bool:
+        old = self.users[name]
+        if database not in old.databases:
+            return False
+        kept = tuple(d for d in old.databases if d != database)
+        self.users[name] = dataclasses.replace(old, databases=kept)
+        return True
+
+    def enable_root(self, password: str) -> str:
+        self.root_password = password
+        return "postgres"
 
 
 class Queue:

@@ -172,9 +172,10 @@ def test_catalog(client: FlaskClient) -> None:
         ("4", 2048, 2.0),
     ]
     datastores = client.get(f"{BASE}/datastores").get_json()["datastores"]
-    assert [d["name"] for d in datastores] == ["postgresql"]
-    versions = client.get(f"{BASE}/datastores/postgresql/versions").get_json()["versions"]
-    assert [v["name"] for v in versions] == ["15"]
+    assert [d["name"] for d in datastores] == ["postgresql", "mariadb", "redis"]
+    for datastore, version in (("postgresql", "15"), ("mariadb", "10.11"), ("redis", "7.0")):
+        reply = client.get(f"{BASE}/datastores/{datastore}/versions").get_json()
+        assert [v["name"] for v in reply["versions"]] == [version]
     assert client.get("/").get_json()["versions"][0]["id"] == "v1.0"
 
 
@@ -222,7 +223,7 @@ def test_resize_validates_the_flavor_and_runs_the_resize_workflow(
     for bad, word in (
         ({"resize": {"flavorRef": "2"}}, "already has flavor 2"),
         ({"resize": {"flavorRef": "99"}}, "flavorRef"),
-        ({"resize": {"volume": {"size": 5}}}, "volume resize is not supported"),
+        ({"resize": {"flavorRef": "3", "volume": {"size": 5}}}, "not both"),
         ({"resize": {}}, "flavorRef"),
     ):
         reply = client.post(path, json=bad)
