@@ -7,7 +7,7 @@ STAMPS := .stamps
 PROTO_SRC := $(wildcard protos/cellar/guestagent/v1/*.proto)
 PROTO_OUT := cellar/guestagent/v1/agent_pb2.py
 
-.PHONY: up test lint unit integration integration-production docker images venv protos clean
+.PHONY: up test lint unit integration integration-production docker images venv protos test-deps clean
 
 up: docker venv images
 	$(BIN)/cellar serve
@@ -40,14 +40,16 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-unit: venv
+test-deps:
+	@bash scripts/test-deps.sh
+
+unit: venv test-deps
 	$(BIN)/pytest -q tests/unit
 
 integration: docker venv images
 	$(BIN)/pytest -q -m integration tests/integration
 
-integration-production: docker venv images
-	@bash scripts/production-deps.sh
+integration-production: docker venv images test-deps
 	CELLAR_TEST_PROFILE=production $(BIN)/pytest -q -m integration tests/integration
 
 clean:

@@ -1,11 +1,14 @@
 """Time from POST /instances to ACTIVE, against the bare image's initdb-and-start.
 
-Usage: python benchmarks/provision.py [--runs 5] [--datastore postgresql|mariadb|redis] [--url URL]
+Usage: python benchmarks/provision.py [--runs 5] [--datastore postgresql|mariadb|redis]
+                                     [--flavor 2] [--url URL]
 
 Without ``--url`` it starts a private Cellar (``cellar serve``) in a temporary
 home on a free port. Each run of Cellar is paired with a run of the raw baseline:
 ``docker run`` of the same engine image doing initdb and start, until the engine
-accepts a connection. Prints one JSON object with medians, spreads and the ratio.
+accepts a connection, with the flavor's memory and CPU limits as Cellar's container has
+them, so both sides run on the same resources. Prints one JSON object with medians,
+spreads and the ratio.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ import docker
 import psycopg
 import requests
 
-POLL = 0.05
+from cellar.catalog import FLAVORS, Flavor
+from taskmanager.drivers.docker import CPU_PERIOD, cpu_quota
+
+POLL = 0.02
 DEFAULT_VERSIONS = {"postgresql": "15", "mariadb": "10.11", "redis": "7.0"}
 
 
@@ -81,11 +87,11 @@ def wait(check: Callable[[], bool], within: float, what: str) -> None:
     raise TimeoutError(f"{what} not ready after {within} s")
 
 
-def cellar_run(base: str, datastore: str, version: str) -> float:
+def cellar_run(base: str, datastore: str, version: str, flavor: Flavor) -> float:
     body = {
         "instance": {
             "name": "bench",
-            "flavorRef": "2",
+            "flavorRef": flavor.id,
             "volume": {"size": 1},
             "datastore": {"type": datastore, "version": version},
         }
@@ -154,7 +160,7 @@ RAW = {
 }
 
 
-def raw_run(client: docker.DockerClient, image: str, datastore: str) -> float:
+def raw_run(client: docker.DockerClient, image: str, datastore: str, flavor: Flavor) -> float:
     """``docker run`` of the engine image's bare start script, until a client gets in."""
     engine_port, connects = RAW[datastore]
     started = time.monotonic()
@@ -162,6 +168,10 @@ def raw_run(client: docker.DockerClient, image: str, datastore: str) -> float:
         image,
         entrypoint=f"/usr/local/bin/cellar-raw-{datastore}",
         detach=True,
+        mem_limit=f"{flavor.ram_mb}m",
+        memswap_limit=f"{flavor.ram_mb}m",
+        cpu_period=CPU_PERIOD,
+        cpu_quota=cpu_quota(flavor.vcpus),
         ports={f"{engine_port}/tcp": ("127.0.0.1", None)},
         name=f"cellar-bench-raw-{uuid.uuid4().hex[:8]}",
     )
@@ -194,25 +204,29 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--datastore", default="postgresql", choices=sorted(RAW))
     parser.add_argument("--version", help="default: the datastore's default version")
+    parser.add_argument("--flavor", default="2", choices=sorted(FLAVORS))
     parser.add_argument("--url", help="an already running Cellar (default: start one)")
     parser.add_argument("--project", default=f"bench-{uuid.uuid4().hex[:8]}")
     args = parser.parse_args()
     args.version = args.version or DEFAULT_VERSIONS[args.datastore]
+    flavor = FLAVORS[args.flavor]
     client = docker.from_env()
     image = f"cellar/{args.datastore}:{args.version}"
     cellar: list[float] = []
     raw: list[float] = []
     with given(args.url) if args.url else private_cellar() as url:
         base = f"{url}/v1.0/{args.project}"
-        raw_run(client, image, args.datastore)  # warm the page cache for both sides
+        raw_run(client, image, args.datastore, flavor)  # warm the page cache for both sides
         for _ in range(args.runs):
-            cellar.append(cellar_run(base, args.datastore, args.version))
-            raw.append(raw_run(client, image, args.datastore))
+            cellar.append(cellar_run(base, args.datastore, args.version, flavor))
+            raw.append(raw_run(client, image, args.datastore, flavor))
     result = {
         "benchmark": "provision",
         "datastore": args.datastore,
         "version": args.version,
         "runs": args.runs,
+        "flavor": {"id": flavor.id, "ram_mb": flavor.ram_mb, "vcpus": flavor.vcpus},
+        "raw_limits": "the flavor's memory and CPU limits, as Cellar's container has them",
         "cellar_post_to_active": summary(cellar),
         "raw_docker_run_to_connect": summary(raw),
         "ratio_median": round(statistics.median(cellar) / statistics.median(raw), 2),

@@ -51,7 +51,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "processed_folder": str(processed),
             "control_folder": str(control),
             "store_processed": True,
-            "polling_interval": 0.05,
+            "polling_interval": 0.02,
         }
         config["worker_enable_remote_control"] = False
         config["worker_send_task_events"] = False
@@ -65,6 +65,23 @@ app.conf.update(celery_config(settings_module.load()))
 @signals.setup_logging.connect
 def _logging(**_kwargs: Any) -> None:
     logs.setup("taskmanager")
+
+
+@signals.worker_ready.connect
+def _worker_ready(**_kwargs: Any) -> None:
+    """Mount again the volumes a host restart took away, before any step needs them."""
+    from taskmanager import monitor, services
+
+    current = services.current()
+    if current.settings.volume_backend == "docker":
+        logger.warning(
+            "volume sizes are not enforced: data volumes are plain Docker volumes "
+            "(the loop backend needs root on the Docker host, losetup and mkfs.ext4)"
+        )
+    try:
+        monitor.remount_volumes(current)
+    except Exception:
+        logger.exception("could not check the instances' volumes at start")
 
 
 @app.task(name="cellar.run_step", bind=True)

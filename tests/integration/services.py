@@ -1,7 +1,7 @@
 """The production profile's services for the tests: a real PostgreSQL and a real RabbitMQ.
 
 Both run from Debian's packages as processes of the test session, on free
-loopback ports, in a temporary folder; ``scripts/production-deps.sh`` installs them.
+loopback ports, in a temporary folder; ``scripts/test-deps.sh`` installs them.
 """
 
 from __future__ import annotations
