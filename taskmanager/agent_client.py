@@ -24,11 +24,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # An agent that is still starting refuses connections (Docker's port proxy accepts, then
-# drops them); retry every 50-100 ms rather than backing off for seconds, so a new
+# drops them); retry every 20-100 ms rather than backing off for seconds, so a new
 # instance is seen as soon as it serves.
 CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.initial_reconnect_backoff_ms", 20),
+    ("grpc.min_reconnect_backoff_ms", 20),
     ("grpc.max_reconnect_backoff_ms", 100),
 )
 
@@ -66,10 +66,22 @@ class AgentClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, name: str, fn: Callable[..., T], request: Any, timeout: float | None) -> T:
+    def _call(
+        self,
+        name: str,
+        fn: Callable[..., T],
+        request: Any,
+        timeout: float | None,
+        wait_for_ready: bool = False,
+    ) -> T:
         metadata = (("x-request-id", logs.request_id.get()),)
         try:
-            return fn(request, timeout=timeout or self.timeout, metadata=metadata)
+            return fn(
+                request,
+                timeout=timeout or self.timeout,
+                metadata=metadata,
+                wait_for_ready=wait_for_ready,
+            )
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
             detail = exc.details() if hasattr(exc, "details") else str(exc)
@@ -82,11 +94,16 @@ class AgentClient:
             ) from exc
 
     def is_serving(self, timeout: float = 1.0) -> bool:
-        """True once the agent's gRPC server answers its health check."""
+        """True once the agent's gRPC server answers its health check within ``timeout``.
+
+        The call waits for the channel to connect, so a starting agent is seen as soon
+        as it listens, not at the next poll.
+        """
         try:
             reply = self._call(
-                "health check", self._health.Check, health_pb2.HealthCheckRequest(), timeout
-            )
+                "health check", self._health.Check, health_pb2.HealthCheckRequest(), timeout,
+                wait_for_ready=True,
+            )  # fmt: skip
         except AgentError:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from cellar import catalog
-from cellar.models import utcnow
+from cellar.models import Instance, utcnow
 from cellar.status import InstanceStatus, OperatingStatus
 from taskmanager.agent_client import NewUser
 from taskmanager.context import StepContext
@@ -94,6 +94,7 @@ def prepare(ctx: StepContext) -> Decision:
         )
     )
     if status == "HEALTHY":
+        mark_active(instance)
         return NEXT
     state, detail = agent_call(ctx.agent.status)
     if state == "FAILED":
@@ -101,12 +102,11 @@ def prepare(ctx: StepContext) -> Decision:
     return Nap(0.2)
 
 
-def mark_active(ctx: StepContext) -> Decision:
-    instance = ctx.instance
+def mark_active(instance: Instance) -> None:
+    """The engine is prepared: the instance is ACTIVE (in the step that saw it, no extra hop)."""
     instance.status = InstanceStatus.ACTIVE.value
     instance.operating_status = OperatingStatus.HEALTHY.value
     instance.fault = None
-    return NEXT
 
 
 def _failed(ctx: StepContext, reason: str) -> None:
@@ -125,7 +125,6 @@ PROVISION = register(
             Step("start_container", start_container, 120, "starting the container"),
             Step("wait_for_agent", wait_for_agent, "build_deadline", "waiting for the guest agent"),
             Step("prepare", prepare, "build_deadline", "preparing the database engine"),
-            Step("mark_active", mark_active, 30, "marking the instance active"),
         ),
         on_failure=_failed,
     )

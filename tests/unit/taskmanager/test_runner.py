@@ -52,7 +52,7 @@ def test_provision_runs_every_step_and_forgets_the_secret(world: Any) -> None:
     task = load(services, Task, task_id)
     assert (instance.status, instance.operating_status) == ("ACTIVE", "HEALTHY")
     assert (instance.port, instance.agent_port) == (40000, 40001)
-    assert task.state == "COMPLETED" and task.step == "mark_active"
+    assert task.state == "COMPLETED" and task.step == "prepare"
     assert load(services, Secret, task_id) is None
     databases, users, memory = agent.prepared[0]
     assert databases == ["shop"] and memory == 512
