@@ -1,17 +1,18 @@
 """What happens around every RPC: request id, one log line, errors to gRPC statuses.
 
-:class:`CallInterceptor` wraps each unary handler so that the wrapper runs on the worker
-thread that serves the call: ``x-request-id`` from the metadata is bound for every log
-line of the call, the outcome and duration are logged (never the request, which may hold
-a password), and engine errors become the status codes of :func:`status_for`. Successful
-status polls are logged at DEBUG only; failures always at WARNING or above.
+:class:`CallInterceptor` wraps each handler (unary, or streaming backups and restores) so
+that the wrapper runs on the worker thread that serves the call: ``x-request-id`` from
+the metadata is bound for every log line of the call, the outcome and duration are
+logged (never the request, which may hold a password), and engine errors become the
+status codes of :func:`status_for`. Successful status polls are logged at DEBUG only;
+failures always at WARNING or above.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -50,50 +51,82 @@ def _request_id(context: Any) -> str | None:
 
 
 class CallInterceptor(grpc.ServerInterceptor):
-    """Request id, logging and error mapping for every unary RPC of the server."""
+    """Request id, logging and error mapping for every RPC of the server."""
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         service, _, method = str(details.method).lstrip("/").rpartition("/")
         quiet = service in QUIET_SERVICES or method in QUIET_METHODS
         level = logging.DEBUG if quiet else logging.INFO
-        behavior = handler.unary_unary
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None or handler.stream_unary is not None:
+            behavior = handler.unary_unary or handler.stream_unary
 
-        def observed(request: Any, context: Any) -> Any:
-            with bound_request_id(_request_id(context)):
-                return _observe(behavior, request, context, method, level)
+            def observed(request: Any, context: Any) -> Any:
+                with bound_request_id(_request_id(context)):
+                    return _observe(behavior, request, context, method, level)
 
-        return grpc.unary_unary_rpc_method_handler(
-            observed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            if handler.unary_unary is not None:
+                return grpc.unary_unary_rpc_method_handler(observed, **codec)
+            return grpc.stream_unary_rpc_method_handler(observed, **codec)
+        if handler.unary_stream is not None:
+            streaming = handler.unary_stream
+
+            def streamed(request: Any, context: Any) -> Iterator[Any]:
+                with bound_request_id(_request_id(context)):
+                    yield from _observe_stream(streaming, request, context, method)
+
+            return grpc.unary_stream_rpc_method_handler(streamed, **codec)
+        return handler
 
 
 def _observe(
     behavior: Callable[..., Any], request: Any, context: Any, method: str, level: int
 ) -> Any:
     started = time.monotonic()
-
-    def elapsed() -> float:
-        return (time.monotonic() - started) * 1000
-
     try:
         reply = behavior(request, context)
-    except CellarError as exc:
-        code, message = status_for(exc)
-        logger.warning("%s failed with %s in %.1f ms: %s", method, code.name, elapsed(), message)
-        context.abort(code, message)
-    except Exception as exc:
-        aborted = context.code()
-        if aborted is not None and aborted != grpc.StatusCode.OK:
-            logger.warning("%s aborted with %s in %.1f ms", method, aborted.name, elapsed())
-            raise
-        code, message = status_for(exc)
-        logger.exception("%s failed with %s in %.1f ms", method, code.name, elapsed())
-        context.abort(code, message)
+    except Exception as exc:  # noqa: BLE001  (_abort logs it and always raises)
+        _abort(exc, context, method, started)
     outcome = context.code() or grpc.StatusCode.OK
-    logger.log(level, "%s %s in %.1f ms", method, outcome.name, elapsed())
+    logger.log(level, "%s %s in %.1f ms", method, outcome.name, _ms(started))
     return reply
+
+
+def _observe_stream(
+    behavior: Callable[..., Iterator[Any]], request: Any, context: Any, method: str
+) -> Iterator[Any]:
+    """Like :func:`_observe` for a streamed reply: errors while streaming are mapped too."""
+    started = time.monotonic()
+    sent = 0
+    try:
+        for message in behavior(request, context):
+            sent += 1
+            yield message
+    except Exception as exc:  # noqa: BLE001  (_abort logs it and always raises)
+        _abort(exc, context, method, started)
+    logger.info("%s OK in %.1f ms (%d messages)", method, _ms(started), sent)
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+def _abort(exc: Exception, context: Any, method: str, started: float) -> None:
+    """Log ``exc`` and end the call with its status (``context.abort`` raises)."""
+    if isinstance(exc, CellarError):
+        code, message = status_for(exc)
+        logger.warning("%s failed with %s in %.1f ms: %s", method, code.name, _ms(started), message)
+        context.abort(code, message)
+    aborted = context.code()
+    if aborted is not None and aborted != grpc.StatusCode.OK:
+        logger.warning("%s aborted with %s in %.1f ms", method, aborted.name, _ms(started))
+        raise exc
+    code, message = status_for(exc)
+    logger.exception("%s failed with %s in %.1f ms", method, code.name, _ms(started))
+    context.abort(code, message)

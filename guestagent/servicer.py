@@ -5,17 +5,22 @@ Nothing here knows an engine's internals or handles errors; the interceptor does
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from cellar.errors import InvalidInput
 from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
 from guestagent.engines.base import (
+    BackupDone,
+    BackupRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
     User,
@@ -55,6 +60,7 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
                 users=tuple(_user(u) for u in request.users),
                 memory_mb=request.memory_mb,
                 configuration=tuple(sorted(request.configuration.items())),
+                restored=request.restored,
             )
         )
         return agent_pb2.PrepareResponse(status=_status(status))
@@ -149,3 +155,35 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
     def ApplyConfiguration(self, request: Any, context: Any) -> Any:
         restart = self.engine.apply_configuration(dict(request.values))
         return agent_pb2.ApplyConfigurationResponse(restart_required=restart)
+
+    def Backup(self, request: Any, context: Any) -> Iterator[Any]:
+        pieces = self.engine.backup(
+            BackupRequest(
+                backup_id=request.backup_id,
+                type=request.type or "full",
+                parent_checkpoint=request.parent_checkpoint,
+            )
+        )
+        for piece in pieces:
+            if isinstance(piece, BackupDone):
+                done = agent_pb2.BackupDone(checkpoint=piece.checkpoint, format=piece.format)
+                yield agent_pb2.BackupChunk(done=done)
+            elif piece:
+                yield agent_pb2.BackupChunk(data=piece)
+
+    def Restore(self, request_iterator: Any, context: Any) -> Any:
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("start"):
+            raise InvalidInput("a restore stream must begin with its RestoreStart message")
+        start = RestoreStart(
+            format=first.start.format,
+            type=first.start.type or "full",
+            position=int(first.start.position),
+        )
+        head = [first.data] if first.data else []
+        chunks = itertools.chain(head, (message.data for message in request_iterator))
+        return agent_pb2.RestoreResponse(bytes=self.engine.restore(start, chunks))
+
+    def CheckConsistency(self, request: Any, context: Any) -> Any:
+        report = self.engine.check_consistency()
+        return agent_pb2.CheckConsistencyResponse(ok=report.ok, detail=report.detail)

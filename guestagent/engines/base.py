@@ -11,6 +11,7 @@ import abc
 import dataclasses
 import enum
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -65,6 +66,7 @@ class PrepareRequest:
     users: tuple[User, ...] = ()
     memory_mb: int = 0
     configuration: tuple[tuple[str, str], ...] = ()  # user parameters (name, value)
+    restored: bool = False  # ``restore`` filled the data directory: recover it, no fresh init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +94,38 @@ class RevokeAccessRequest:
     name: str
     database: str
     host: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupRequest:
+    backup_id: str
+    type: str = "full"  # or "incremental", on top of ``parent_checkpoint``
+    parent_checkpoint: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupDone:
+    """The end of a backup stream: where it ends and how its bytes are packed."""
+
+    checkpoint: str
+    format: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreStart:
+    format: str
+    type: str = "full"
+    position: int = 0  # 0 for the full backup, then 1, 2, ... for the incrementals
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsistencyReport:
+    ok: bool
+    detail: str = ""
+
+
+BackupPiece = bytes | BackupDone
+CHUNK_BYTES = 1024 * 1024  # the most a backup chunk holds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +226,20 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def enable_root(self, password: str) -> str:
         """Let the superuser log in over the network with ``password``; returns its name."""
+
+    @abc.abstractmethod
+    def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
+        """Stream a physical, online backup: chunks of at most ``CHUNK_BYTES``, then one
+        ``BackupDone``. Unsupported for an incremental the engine cannot make."""
+
+    @abc.abstractmethod
+    def restore(self, start: RestoreStart, chunks: Iterator[bytes]) -> int:
+        """Unpack one backup of a chain into a fresh, unprepared instance; returns the bytes
+        read. ``prepare`` with ``restored=True`` then recovers the data and starts."""
+
+    @abc.abstractmethod
+    def check_consistency(self) -> ConsistencyReport:
+        """Run the engine's own checker over all the data (prepared engines only)."""
 
     @abc.abstractmethod
     def start(self) -> None:

@@ -20,12 +20,17 @@ import pytest
 
 from cellar.logs import JsonFormatter
 from guestagent.engines.base import (
+    BackupDone,
+    BackupPiece,
+    BackupRequest,
+    ConsistencyReport,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
     StatusReport,
@@ -207,6 +212,8 @@ class FakeEngine(Engine):
         self.started = threading.Event()
         self.stopped = threading.Event()
         self.log_files: dict[str, LogFile] = {}
+        self.backup_chunks: list[bytes] = [b"first", b"second"]
+        self.restored_bytes = b""
 
     def logs(self) -> dict[str, LogFile]:
         return self.log_files
@@ -267,6 +274,20 @@ class FakeEngine(Engine):
     def enable_root(self, password: str) -> str:
         self._call("enable_root", "***")
         return "superuser"
+
+    def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
+        self._call("backup", request)
+        yield from self.backup_chunks
+        yield BackupDone(checkpoint="cp-1", format="fake")
+
+    def restore(self, start: RestoreStart, chunks: Iterator[bytes]) -> int:
+        self._call("restore", start)
+        self.restored_bytes = b"".join(chunks)
+        return len(self.restored_bytes)
+
+    def check_consistency(self) -> ConsistencyReport:
+        self._call("check_consistency")
+        return ConsistencyReport(ok=True, detail="fake data is fine")
 
     def start(self) -> None:
         self._call("start")
