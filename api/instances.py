@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import audit, body, specs
+from api.restore_points import restore_point
 from api.state import services
 from api.views import instance_view, links, running_task
 from cellar import catalog, parameters
@@ -23,15 +24,20 @@ logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("instances", __name__)
 
-UNSUPPORTED = ("restorePoint", "replica_of", "replica_count", "modules")
-MAX_VOLUME_GB = 1024
+UNSUPPORTED = ("replica_of", "replica_count", "modules")
+MAX_VOLUME_GB = catalog.MAX_VOLUME_GB
 PAGE_MAX = 1000
 READY = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
 
 
 def load_instance(session: Session, project_id: str, instance_id: str) -> Instance:
     instance = session.get(Instance, instance_id)
-    if instance is None or instance.project_id != project_id or instance.deleted_at is not None:
+    if (
+        instance is None
+        or instance.project_id != project_id
+        or instance.deleted_at is not None
+        or instance.purpose is not None  # scratch instances of backup checks are Cellar's own
+    ):
         raise NotFound(f"instance {instance_id} does not exist in project {project_id}")
     return instance
 
@@ -107,8 +113,14 @@ def create(project_id: str) -> ResponseReturnValue:
             raise InvalidInput(f"{field} is not supported by this Cellar release")
     name = body.text(data, "name")
     flavor = _flavor(data.get("flavorRef"))
-    version = datastore_version(data.get("datastore"))
-    size = _volume(data.get("volume"))
+    svc = services()
+    with svc.db.session() as session:
+        restore = restore_point(session, project_id, data.get("restorePoint"))
+    if restore is None:
+        version = datastore_version(data.get("datastore"))
+        size = _volume(data.get("volume"))
+    else:
+        version, size = restore.fit(data.get("datastore"), data.get("volume"))
     dbs = specs.databases(body.object_list(data, "databases"), version)
     users, passwords = specs.users(body.object_list(data, "users"), version)
     known = {d["name"] for d in dbs}
@@ -119,7 +131,6 @@ def create(project_id: str) -> ResponseReturnValue:
                 f"user {user['name']!r} is granted database {missing[0]!r}, "
                 "which is not in this request's databases"
             )
-    svc = services()
     with svc.db.session() as session:
         config = _configuration_for(session, project_id, data.get("configuration"), version)
         instance = Instance(
@@ -145,6 +156,7 @@ def create(project_id: str) -> ResponseReturnValue:
                 "databases": dbs,
                 "users": users,
                 "configuration": configuration_values(config),
+                **({"restore": {"chain": restore.chain}} if restore else {}),
             },
             secret=passwords,
         )
@@ -162,6 +174,7 @@ def create(project_id: str) -> ResponseReturnValue:
                 "volume_size": size,
                 "databases": sorted(known),
                 "users": [u["name"] for u in users],
+                "restored_from": restore.chain[-1] if restore else None,
                 "task_id": task.id,
             },
         )
@@ -180,7 +193,11 @@ def list_all(project_id: str) -> ResponseReturnValue:
     with svc.db.session() as session:
         query = (
             select(Instance)
-            .where(Instance.project_id == project_id, Instance.deleted_at.is_(None))
+            .where(
+                Instance.project_id == project_id,
+                Instance.deleted_at.is_(None),
+                Instance.purpose.is_(None),
+            )
             .order_by(Instance.created, Instance.id)
         )
         if marker:
@@ -249,9 +266,7 @@ def busy_check(session: Session, instance: Instance) -> None:
 ACTIONS = ("restart", "resize")
 
 
-def _resize(
-    instance: Instance, spec: object, volume_backend: str
-) -> tuple[dict[str, object], str]:
+def _resize(instance: Instance, spec: object, volume_backend: str) -> tuple[dict[str, object], str]:
     """The params and workflow of a resize: of the flavor, or of the volume (grow only)."""
     if not isinstance(spec, dict) or set(spec) - {"flavorRef", "volume"} or len(spec) != 1:
         raise InvalidInput(

@@ -35,6 +35,7 @@ class DatastoreVersion:
     reserved_users: frozenset[str]
     has_databases: bool = True  # False where the engine has no named databases (Redis)
     has_user_hosts: bool = False  # True where a user is bound to a client host (MariaDB)
+    has_incremental_backups: bool = False  # True where a backup can build on its parent
 
     @property
     def id(self) -> str:
@@ -88,6 +89,7 @@ DATASTORES: dict[str, Datastore] = {
                 ),
                 reserved_users=frozenset({"root", "mysql", "mariadb_sys", "cellar", "public"}),
                 has_user_hosts=True,
+                has_incremental_backups=True,
             ),
         ),
     ),
@@ -111,6 +113,7 @@ DATASTORES: dict[str, Datastore] = {
 ROOT_USERS = {"postgresql": "postgres", "mariadb": "root", "redis": "default"}
 
 AGENT_PORT = 50051
+MAX_VOLUME_GB = 1024  # the largest volume an instance may ask for
 
 
 def find_datastore(name_or_id: str) -> Datastore | None:

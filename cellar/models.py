@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cellar.status import InstanceStatus, OperatingStatus, TaskState
+from cellar.status import BackupStatus, InstanceStatus, OperatingStatus, TaskState
 
 
 def utcnow() -> dt.datetime:
@@ -58,6 +59,7 @@ class Instance(Base):
     volume_used_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     volume_total_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     root_enabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    purpose: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "verify": scratch
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -76,6 +78,43 @@ class Configuration(Base):
     datastore: Mapped[str] = mapped_column(String(64))
     datastore_version: Mapped[str] = mapped_column(String(64))
     values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Backup(Base):
+    """One backup of an instance: a full one, or an incremental on top of ``parent_id``."""
+
+    __tablename__ = "backups"
+    __table_args__ = (
+        Index("ix_backups_project", "project_id", "deleted_at"),
+        Index("ix_backups_instance", "instance_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    datastore: Mapped[str] = mapped_column(String(64))
+    datastore_version: Mapped[str] = mapped_column(String(64))
+    volume_size: Mapped[int] = mapped_column(Integer)  # of the instance, for restores
+    type: Mapped[str] = mapped_column(String(16), default="full")
+    parent_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=BackupStatus.NEW.value)
+    fault: Mapped[str | None] = mapped_column(Text, nullable=True)
+    location: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    checkpoint: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)  # SHA-256, hex
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    verify_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    verify_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    verify_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

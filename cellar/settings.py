@@ -71,6 +71,8 @@ class Settings:
     step_lease: float
     health_grace: float
     volume_backend: str = "docker"  # "loop": sizes enforced; "docker": plain Docker volumes
+    backup_dir: Path | None = None  # where backups are stored (default: CELLAR_HOME/backups)
+    backup_deadline: float = 3600.0  # seconds a backup or a restore may stream
 
     @property
     def embedded_broker(self) -> bool:
@@ -79,6 +81,11 @@ class Settings:
     @property
     def broker_dir(self) -> Path:
         return self.home / "broker"
+
+    @property
+    def backups_dir(self) -> Path:
+        """The local backup storage: one file per backup, by project."""
+        return self.backup_dir or self.home / "backups"
 
     @property
     def volumes_dir(self) -> Path:
@@ -108,4 +115,6 @@ def load() -> Settings:
         step_lease=_float("CELLAR_STEP_LEASE", 60.0),
         health_grace=_float("CELLAR_HEALTH_GRACE", 20.0),
         volume_backend=_volume_backend(),
+        backup_dir=Path(_env("CELLAR_BACKUP_DIR", str(home / "backups"))).expanduser(),
+        backup_deadline=_float("CELLAR_BACKUP_DEADLINE", 3600.0),
     )

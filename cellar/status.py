@@ -40,3 +40,13 @@ class TaskState(enum.StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+
+@enum.unique
+class BackupStatus(enum.StrEnum):
+    """A backup's life, as Trove names it; every backup ends COMPLETED or FAILED."""
+
+    NEW = "NEW"
+    BUILDING = "BUILDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"

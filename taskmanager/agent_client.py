@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -33,6 +33,14 @@ CHANNEL_OPTIONS = (
 )
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupEnd:
+    """The last piece of a backup stream: where the backup ends and how it is packed."""
+
+    checkpoint: str
+    format: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,24 +82,28 @@ class AgentClient:
         timeout: float | None,
         wait_for_ready: bool = False,
     ) -> T:
-        metadata = (("x-request-id", logs.request_id.get()),)
         try:
             return fn(
                 request,
                 timeout=timeout or self.timeout,
-                metadata=metadata,
+                metadata=self._metadata(),
                 wait_for_ready=wait_for_ready,
             )
         except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-            detail = exc.details() if hasattr(exc, "details") else str(exc)
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise AgentTimeout(
-                    f"agent at {self.address} did not answer {name} in time"
-                ) from exc
-            raise AgentError(
-                f"agent {name} failed: {detail or code.name}", retryable=code in RETRYABLE
-            ) from exc
+            raise self._translate(name, exc) from exc
+
+    @staticmethod
+    def _metadata() -> tuple[tuple[str, str], ...]:
+        return (("x-request-id", logs.request_id.get()),)
+
+    def _translate(self, name: str, exc: grpc.RpcError) -> AgentError:
+        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+        detail = exc.details() if hasattr(exc, "details") else str(exc)
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return AgentTimeout(f"agent at {self.address} did not answer {name} in time")
+        return AgentError(
+            f"agent {name} failed: {detail or code.name}", retryable=code in RETRYABLE
+        )
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         """True once the agent's gRPC server answers its health check within ``timeout``.
@@ -115,12 +127,14 @@ class AgentClient:
         memory_mb: int,
         timeout: float,
         configuration: dict[str, str] | None = None,
+        restored: bool = False,
     ) -> str:
         request = agent_pb2.PrepareRequest(
             databases=[agent_pb2.Database(name=name) for name in databases],
             users=[_user(u) for u in users],
             memory_mb=memory_mb,
             configuration=configuration or {},
+            restored=restored,
         )
         reply = self._call("Prepare", self._stub.Prepare, request, timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status))
@@ -210,6 +224,52 @@ class AgentClient:
     def enable_root(self, password: str) -> str:
         request = agent_pb2.EnableRootRequest(password=password)
         return str(self._call("EnableRoot", self._stub.EnableRoot, request, None).name)
+
+    def backup(
+        self, backup_id: str, kind: str, parent_checkpoint: str, timeout: float
+    ) -> Iterator[bytes | BackupEnd]:
+        """The agent's backup as it streams: bytes, then one ``BackupEnd``."""
+        request = agent_pb2.BackupRequest(
+            backup_id=backup_id, type=kind, parent_checkpoint=parent_checkpoint
+        )
+        replies = self._stub.Backup(request, timeout=timeout, metadata=self._metadata())
+        try:
+            for reply in replies:
+                if reply.HasField("done"):
+                    yield BackupEnd(checkpoint=reply.done.checkpoint, format=reply.done.format)
+                elif reply.data:
+                    yield bytes(reply.data)
+        except grpc.RpcError as exc:
+            raise self._translate("Backup", exc) from exc
+        finally:
+            replies.cancel()  # a consumer that stops early ends the agent's backup too
+
+    def restore(
+        self,
+        kind: str,
+        position: int,
+        form: str,
+        chunks: Iterator[bytes],
+        timeout: float,
+    ) -> int:
+        """Send one backup of a chain to a fresh instance's agent; returns the bytes it read."""
+        start = agent_pb2.RestoreStart(format=form, type=kind, position=position)
+
+        def messages() -> Iterator[Any]:
+            yield agent_pb2.RestoreChunk(start=start)
+            for chunk in chunks:
+                yield agent_pb2.RestoreChunk(data=chunk)
+
+        try:
+            reply = self._stub.Restore(messages(), timeout=timeout, metadata=self._metadata())
+        except grpc.RpcError as exc:
+            raise self._translate("Restore", exc) from exc
+        return int(reply.bytes)
+
+    def check_consistency(self, timeout: float) -> tuple[bool, str]:
+        request = agent_pb2.CheckConsistencyRequest()
+        reply = self._call("CheckConsistency", self._stub.CheckConsistency, request, timeout)
+        return bool(reply.ok), str(reply.detail)
 
 
 def _user(user: NewUser) -> Any:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Protocol
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from cellar.db import Database
-from cellar.models import Instance, Secret, Task
+from cellar.models import Instance, Secret, Task, utcnow
 from cellar.secrets import SecretBox
 from cellar.settings import Settings
 from taskmanager.agent_client import AgentClient
+from taskmanager.backup_storage import LocalStorage
 from taskmanager.drivers.base import ComputeDriver
 
 
@@ -30,6 +34,7 @@ class Services:
     agent_for: Callable[[Instance], AgentClient]
     secrets: SecretBox
     enqueue: Enqueue
+    storage: LocalStorage
 
 
 @dataclasses.dataclass
@@ -37,6 +42,25 @@ class StepContext:
     services: Services
     session: Session
     task: Task
+    _lease_renewed: float = dataclasses.field(default_factory=time.monotonic)
+
+    def keep_lease(self) -> None:
+        """Push this step's lease forward during long work (call often: it writes rarely).
+
+        It writes through its own session, so the step's session must hold no
+        uncommitted writes while it streams (commit them first).
+        """
+        lease = self.services.settings.step_lease
+        if time.monotonic() - self._lease_renewed < lease / 3:
+            return
+        self._lease_renewed = time.monotonic()
+        with self.services.db.session() as session:
+            session.execute(
+                update(Task)
+                .where(Task.id == self.task.id, Task.lease_owner == self.task.lease_owner)
+                .values(lease_until=utcnow() + dt.timedelta(seconds=lease), updated=Task.updated)
+                .execution_options(synchronize_session=False)
+            )
 
     @property
     def instance(self) -> Instance:

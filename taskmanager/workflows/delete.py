@@ -11,6 +11,7 @@ from cellar.models import Secret, Task, utcnow
 from cellar.status import InstanceStatus, TaskState
 from taskmanager.context import StepContext
 from taskmanager.workflow import NEXT, Decision, Nap, Step, Workflow, register
+from taskmanager.workflows import backup
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def stop_other_tasks(ctx: StepContext) -> Decision:
         other.state = TaskState.CANCELLED.value
         other.error = "cancelled: the instance is being deleted"
         other.finished_at = now
+        backup.abandon(ctx.session, other, "the instance was deleted during the backup")
         secret = ctx.session.get(Secret, other.id)
         if secret is not None:
             ctx.session.delete(secret)

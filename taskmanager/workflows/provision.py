@@ -12,6 +12,7 @@ from taskmanager.context import StepContext
 from taskmanager.drivers.base import ContainerSpec
 from taskmanager.drivers.docker import ImageMissing
 from taskmanager.workflow import NEXT, Decision, Nap, Step, StepFailed, Workflow, register
+from taskmanager.workflows import restore
 from taskmanager.workflows.common import agent_call, poll, seconds_left
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def prepare(ctx: StepContext) -> Decision:
             catalog.FLAVORS[instance.flavor_id].ram_mb,
             timeout,
             params.get("configuration") or {},
+            restored=bool(params.get("restore")),
         )
     )
     if status == "HEALTHY":
@@ -121,9 +123,16 @@ PROVISION = register(
     Workflow(
         "provision",
         (
+            Step(
+                "check_backups",
+                restore.check_backups,
+                "backup_deadline",
+                "checking the backups to restore",
+            ),
             Step("create_volume", create_volume, 60, "creating the data volume"),
             Step("start_container", start_container, 120, "starting the container"),
             Step("wait_for_agent", wait_for_agent, "build_deadline", "waiting for the guest agent"),
+            Step("restore_data", restore.restore_data, "backup_deadline", "restoring the backups"),
             Step("prepare", prepare, "build_deadline", "preparing the database engine"),
         ),
         on_failure=_failed,

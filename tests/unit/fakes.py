@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -12,7 +13,8 @@ from cellar.db import Database
 from cellar.errors import AgentError, ComputeError
 from cellar.models import Instance
 from cellar.secrets import SecretBox
-from taskmanager.agent_client import NewUser, StatusReport
+from taskmanager.agent_client import BackupEnd, NewUser, StatusReport
+from taskmanager.backup_storage import LocalStorage
 from taskmanager.context import Services
 from taskmanager.drivers.base import ContainerSpec, Ports
 from taskmanager.drivers.volumes import OnlineResizeRefused, VolumeBusy
@@ -113,6 +115,12 @@ class FakeAgent:
     volume_used_bytes: int = 0
     volume_total_bytes: int = 0
     root_password: str = ""
+    restored_prepares: int = 0
+    backup_chunks: list[bytes] = dataclasses.field(default_factory=lambda: [b"page-1", b"page-2"])
+    backup_error: AgentError | None = None
+    backups: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    restores: list[tuple[str, int, str, bytes]] = dataclasses.field(default_factory=list)
+    consistency: tuple[bool, str] = (True, "every table is fine")
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         return self.serving
@@ -124,8 +132,10 @@ class FakeAgent:
         memory_mb: int,
         timeout: float,
         configuration: dict[str, str] | None = None,
+        restored: bool = False,
     ) -> str:
         self.applied.append(dict(configuration or {}))
+        self.restored_prepares += restored
         if self.prepare_error is not None:
             raise self.prepare_error
         self.prepared.append((list(databases), list(users), memory_mb))
@@ -143,6 +153,25 @@ class FakeAgent:
 
     def status(self, timeout: float | None = None) -> tuple[str, str]:
         return ("FAILED", "initdb failed") if self.prepare_status == "FAILED" else ("HEALTHY", "")
+
+    def backup(
+        self, backup_id: str, kind: str, parent_checkpoint: str, timeout: float
+    ) -> Iterator[bytes | BackupEnd]:
+        self.backups.append((backup_id, kind, parent_checkpoint))
+        yield from self.backup_chunks
+        if self.backup_error is not None:
+            raise self.backup_error
+        yield BackupEnd(checkpoint=f"lsn-{len(self.backups)}", format="fake")
+
+    def restore(
+        self, kind: str, position: int, form: str, chunks: Iterator[bytes], timeout: float
+    ) -> int:
+        data = b"".join(chunks)
+        self.restores.append((kind, position, form, data))
+        return len(data)
+
+    def check_consistency(self, timeout: float) -> tuple[bool, str]:
+        return self.consistency
 
     def status_report(self, timeout: float | None = None) -> StatusReport:
         state, detail = self.status(timeout)
@@ -251,5 +280,6 @@ def make_services(
         agent_for=agent_for,  # type: ignore[arg-type]
         secrets=SecretBox(Fernet.generate_key()),
         enqueue=queue,
+        storage=LocalStorage(settings.backups_dir),
     )
     return services, compute, agent, queue

@@ -92,7 +92,7 @@ def test_a_wait_past_its_deadline_ends_in_error(world: Any) -> None:
     agent.prepare_error = AgentError("agent unavailable", retryable=True)
     instance_id, task_id = provision(services)
     queue(task_id, 0, "req-1")
-    queue.drain(services, limit=4)
+    queue.drain(services, limit=6)
     with services.db.session() as session:
         task = session.get(Task, task_id)
         assert task.step == "prepare" and task.state == "RUNNING"
@@ -111,7 +111,7 @@ def test_a_leased_task_is_not_run_twice(world: Any) -> None:
         session.get(Task, task_id).lease_until = utcnow() + dt.timedelta(seconds=30)
     runner.run_step(services, task_id)
     assert compute.calls == []
-    assert load(services, Task, task_id).step == "create_volume"
+    assert load(services, Task, task_id).step == "check_backups"
 
 
 def test_reconcile_requeues_only_overdue_unleased_tasks(world: Any) -> None:

@@ -1,0 +1,142 @@
+"""Backups: the agent streams a physical backup, the worker stores it with its checksum.
+
+The instance shows BACKUP while its backup runs and goes back to its earlier status
+after, whatever happens. A backup always ends COMPLETED or FAILED: a worker killed mid
+stream loses its lease and the step runs again from the start (the partial file is
+never kept under the backup's name); past ``CELLAR_BACKUP_DEADLINE`` it fails.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from cellar.errors import AgentError
+from cellar.models import Backup, Task, utcnow
+from cellar.status import BackupStatus, InstanceStatus
+from taskmanager.agent_client import BackupEnd
+from taskmanager.backup_storage import StorageError
+from taskmanager.context import StepContext
+from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
+
+logger = logging.getLogger(__name__)
+
+
+def storage_key(backup: Backup) -> str:
+    return f"{backup.project_id}/{backup.id}"
+
+
+def load_backup(ctx: StepContext, backup_id: str) -> Backup:
+    backup = ctx.session.get(Backup, backup_id)
+    if backup is None or backup.deleted_at is not None:
+        raise StepFailed(f"backup {backup_id} was deleted")
+    return backup
+
+
+def take_backup(ctx: StepContext) -> Decision:
+    backup = load_backup(ctx, ctx.task.params["backup_id"])
+    if backup.status == BackupStatus.COMPLETED.value:
+        return NEXT
+    parent_checkpoint = ""
+    if backup.parent_id:
+        parent = load_backup(ctx, backup.parent_id)
+        if parent.status != BackupStatus.COMPLETED.value or not parent.checkpoint:
+            raise StepFailed(f"the parent backup {parent.id} is {parent.status}")
+        parent_checkpoint = parent.checkpoint
+    backup.status = BackupStatus.BUILDING.value
+    backup.started_at = backup.started_at or utcnow()
+    backup.fault = None
+    key, kind, agent = storage_key(backup), backup.type, ctx.agent
+    deadline = ctx.services.settings.backup_deadline
+    ctx.session.commit()  # BUILDING is visible while the bytes flow; the lease is kept apart
+    end: BackupEnd | None = None
+    try:
+        with ctx.services.storage.writer(key) as out:
+            for piece in agent.backup(backup.id, kind, parent_checkpoint, deadline):
+                if isinstance(piece, BackupEnd):
+                    end = piece
+                else:
+                    out.write(piece)
+                ctx.keep_lease()
+            if end is None:
+                raise StepFailed("the agent's backup stream ended before its end marker")
+    except AgentError as exc:
+        if exc.retryable:
+            raise
+        raise StepFailed(exc.message) from exc
+    except StorageError as exc:
+        raise StepFailed(exc.message) from exc
+    backup.size_bytes = out.written.size
+    backup.checksum = out.written.checksum
+    backup.location = ctx.services.storage.location(key)
+    backup.format = end.format
+    backup.checkpoint = end.checkpoint
+    backup.status = BackupStatus.COMPLETED.value
+    backup.finished_at = utcnow()
+    logger.info("backup %s completed: %d bytes, sha256 %s", backup.id, backup.size_bytes,
+                backup.checksum)  # fmt: skip
+    return NEXT
+
+
+def finish(ctx: StepContext) -> Decision:
+    _restore_status(ctx)
+    return NEXT
+
+
+def _restore_status(ctx: StepContext) -> None:
+    instance = ctx.instance
+    if instance.status == InstanceStatus.BACKUP.value:
+        instance.status = ctx.task.params.get("previous_status") or InstanceStatus.ACTIVE.value
+
+
+def _failed(ctx: StepContext, reason: str) -> None:
+    backup = ctx.session.get(Backup, ctx.task.params["backup_id"])
+    if backup is not None and backup.status != BackupStatus.COMPLETED.value:
+        backup.status = BackupStatus.FAILED.value
+        backup.fault = reason
+        backup.finished_at = utcnow()
+    _restore_status(ctx)
+
+
+def abandon(session: Session, task: Task, reason: str) -> None:
+    """A cancelled backup task (its instance is being deleted) leaves its backup FAILED."""
+    if task.workflow != "backup":
+        return
+    backup = session.get(Backup, task.params.get("backup_id"))
+    if backup is not None and backup.status in (
+        BackupStatus.NEW.value,
+        BackupStatus.BUILDING.value,
+    ):
+        backup.status = BackupStatus.FAILED.value
+        backup.fault = reason
+        backup.finished_at = utcnow()
+
+
+BACKUP = register(
+    Workflow(
+        "backup",
+        (
+            Step("take_backup", take_backup, "backup_deadline", "streaming the backup to storage"),
+            Step("finish", finish, 30, "returning the instance to service"),
+        ),
+        on_failure=_failed,
+    )
+)
+
+
+def remove_file(ctx: StepContext) -> Decision:
+    backup = ctx.session.get(Backup, ctx.task.params["backup_id"])
+    if backup is not None:
+        ctx.services.storage.delete(storage_key(backup))
+        backup.deleted_at = backup.deleted_at or utcnow()
+    return NEXT
+
+
+DELETE_BACKUP = register(
+    Workflow(
+        "delete_backup",
+        (Step("remove_file", remove_file, 120, "removing the backup from storage"),),
+        waits_for_earlier=False,
+    )
+)
