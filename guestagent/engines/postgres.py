@@ -14,18 +14,23 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from cellar import parameters
-from cellar.errors import CellarError
+from cellar.errors import CellarError, InvalidInput
 from guestagent.engines import postgres_admin
 from guestagent.engines.base import (
+    BackupPiece,
+    BackupRequest,
+    ConsistencyReport,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
     StatusReport,
@@ -33,14 +38,21 @@ from guestagent.engines.base import (
 )
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.postgres_admin import PostgresAdmin
-from guestagent.engines.postgres_config import ServerSettings, write_config, write_user_config
+from guestagent.engines.postgres_backup import FORMAT, PostgresBackups
+from guestagent.engines.postgres_config import (
+    ServerSettings,
+    write_config,
+    write_hba,
+    write_user_config,
+)
 from guestagent.engines.postgres_process import PostgresProcess
-from guestagent.errors import EngineError, NotPrepared
+from guestagent.errors import EngineError, NotPrepared, Unsupported
 from guestagent.logfile import LogFile
 
 logger = logging.getLogger(__name__)
 
 MARKER = ".cellar-prepared"
+RESTORED_MARKER = ".cellar-restored"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +65,7 @@ class PostgresOptions:
     bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
     os_user: str | None = "postgres"
     start_timeout: float = 60.0
+    recovery_timeout: float = 600.0  # the first start of a restored backup replays its WAL
 
 
 class PostgresEngine(Engine):
@@ -77,8 +90,11 @@ class PostgresEngine(Engine):
             log_file=LogFile(self.data_dir / "log" / "postgresql.log"),
         )
         self.admin = PostgresAdmin(self.process)
+        self.backups = PostgresBackups(self.process, self.admin)
+        self.restored_marker = self.data_dir / RESTORED_MARKER
         self._lifecycle = threading.Lock()
         self._preparing = False
+        self._restoring = False
         self._failure: str | None = None
 
     def prepared(self) -> bool:
@@ -95,7 +111,10 @@ class PostgresEngine(Engine):
             self._failure = None
             started = time.monotonic()
             try:
-                self._ensure_running(request.memory_mb, configuration)
+                if request.restored and not self.prepared():
+                    self._recover_restored(request.memory_mb, configuration)
+                else:
+                    self._ensure_running(request.memory_mb, configuration)
                 created_dbs = sum(self.admin.create_database(d) for d in databases)
                 created_users = sum(self.admin.create_user(u) for u in users)
                 self._write_marker()
@@ -131,7 +150,7 @@ class PostgresEngine(Engine):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.owner.own(self.data_dir)
         if self.pgdata.exists():
-            logger.warning("removing %s left by an interrupted initdb", self.pgdata)
+            logger.warning("removing %s left by an earlier initdb or restore", self.pgdata)
             shutil.rmtree(self.pgdata)
 
     def _ensure_running(self, memory_mb: int, configuration: dict[str, str]) -> None:
@@ -153,6 +172,21 @@ class PostgresEngine(Engine):
             self.admin.reload()
             logger.info("reloaded the configuration (memory settings apply at the next start)")
 
+    def _recover_restored(self, memory_mb: int, configuration: dict[str, str]) -> None:
+        """Start the server on a restored backup: check it against its manifest while it is
+        untouched, write Cellar's configuration, and let it recover from its backup label."""
+        if not self.restored_marker.exists() or not self.process.initialized():
+            raise EngineError("nothing was restored")
+        untouched = (self.pgdata / "backup_label").exists()
+        if untouched and not self.process.running():
+            self.backups.verify(self.pgdata)
+        write_config(self.pgdata, self._settings(memory_mb), self.owner)
+        write_user_config(self.pgdata, configuration, self.owner)
+        started = time.monotonic()
+        self.process.start(timeout=self.options.recovery_timeout)
+        (self.pgdata / "backup_manifest").unlink(missing_ok=True)
+        logger.info("recovered the restored backup in %.0f ms", (time.monotonic() - started) * 1000)
+
     def _settings(self, memory_mb: int) -> ServerSettings:
         return ServerSettings(
             port=self.options.port,
@@ -171,6 +205,8 @@ class PostgresEngine(Engine):
     def status(self) -> StatusReport:
         if self._preparing:
             return StatusReport(ServiceStatus.BUILDING, "prepare is running")
+        if self._restoring:
+            return StatusReport(ServiceStatus.BUILDING, "restore is running")
         if self._failure is not None:
             return StatusReport(ServiceStatus.FAILED, self._failure)
         if not self.prepared():
@@ -229,6 +265,75 @@ class PostgresEngine(Engine):
     def enable_root(self, password: str) -> str:
         self._require_prepared()
         return self.admin.enable_root(password)
+
+    def backup(self, request: BackupRequest) -> Generator[BackupPiece, None, None]:
+        """A full, online backup: pg_basebackup's tar (with the WAL it needs) as it comes."""
+        if request.type == "incremental":
+            raise Unsupported(
+                "PostgreSQL incremental backups need WAL archiving,"
+                " which this release does not have"
+            )
+        if request.type != "full":
+            raise InvalidInput(f"unknown backup type {request.type!r}")
+        self._require_prepared()
+        if write_hba(self.pgdata, self.owner):
+            self.admin.reload()
+        logger.info("backup %s: streaming a full backup", request.backup_id)
+        return self.backups.stream()
+
+    def restore(self, start: RestoreStart, chunks: Iterator[bytes]) -> int:
+        """Unpack a full backup into the data directory of this new instance, as it arrives."""
+        if start.format != FORMAT:
+            raise Unsupported(f"PostgreSQL restores {FORMAT!r} backups, not {start.format!r}")
+        if start.type != "full":
+            raise Unsupported(f"PostgreSQL restores full backups only, not {start.type!r} ones")
+        if start.position != 0:
+            raise InvalidInput(f"a full backup comes first (position 0), not at {start.position}")
+        with self._lifecycle:
+            if self.prepared():
+                raise EngineError("the instance already holds data: restore needs a new instance")
+            self._restoring = True
+            self._failure = None
+            started = time.monotonic()
+            try:
+                received = self._unpack(chunks)
+            finally:
+                self._restoring = False
+        logger.info("restored %d bytes in %.0f ms", received, (time.monotonic() - started) * 1000)
+        return received
+
+    def _unpack(self, chunks: Iterator[bytes]) -> int:
+        """Replace whatever an earlier start left with the backup in ``chunks``. The stream
+        goes to a scratch directory renamed to ``pgdata`` once whole, so an interrupted
+        restore never leaves a half-made cluster for the server to start on."""
+        scratch = self.data_dir / "pgdata.restoring"
+        self.process.cancel_initdb()
+        if self.process.running():
+            logger.warning("stopping postgres on the data a previous restore left")
+            self.process.stop()
+        self.restored_marker.unlink(missing_ok=True)
+        self._clear_data_dir()
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            scratch.mkdir(mode=0o700)
+            scratch.chmod(0o700)
+            self.owner.own(scratch)
+            received = self.backups.unpack(chunks, scratch)
+            os.replace(scratch, self.pgdata)
+            self.restored_marker.write_text(
+                json.dumps({"format": FORMAT, "bytes": received}) + "\n"
+            )
+        except OSError as exc:
+            raise EngineError(f"cannot unpack the backup: {exc.strerror or exc}") from exc
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return received
+
+    def check_consistency(self) -> ConsistencyReport:
+        """pg_amcheck over the tables and indexes of every database (the server keeps
+        serving; only shared locks are taken)."""
+        self._require_prepared()
+        return self.backups.check()
 
     def start(self) -> None:
         with self._lifecycle:

@@ -65,12 +65,13 @@ def render_settings(settings: ServerSettings) -> str:
 
 
 def render_hba() -> str:
-    """The contents of ``pg_hba.conf``: trust on the socket, SCRAM passwords over TCP."""
+    """The contents of ``pg_hba.conf``: trust on the socket (backups too), SCRAM over TCP."""
     return "\n".join(
         [
             "# Written by Cellar's guest agent; changes here are overwritten.",
             "# TYPE  DATABASE  USER  ADDRESS     METHOD",
             "local   all       all               trust",
+            "local   replication all             trust",  # pg_basebackup, as the superuser
             "host    all       all   0.0.0.0/0   scram-sha-256",
             "host    all       all   ::/0        scram-sha-256",
             "",
@@ -89,10 +90,16 @@ def _write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
     return True
 
 
+def write_hba(pgdata: Path, owner: OsUser) -> bool:
+    """Write Cellar's access rules alone (an instance prepared by an older agent may lack
+    the replication rule); True if the file changed and the server needs a reload."""
+    return _write_if_changed(pgdata / "pg_hba.conf", render_hba(), owner)
+
+
 def write_config(pgdata: Path, settings: ServerSettings, owner: OsUser) -> bool:
     """Write Cellar's settings and access rules into ``pgdata``; True if anything changed."""
     changed = _write_if_changed(pgdata / SETTINGS_FILE, render_settings(settings), owner)
-    changed |= _write_if_changed(pgdata / "pg_hba.conf", render_hba(), owner)
+    changed |= write_hba(pgdata, owner)
     main = pgdata / "postgresql.conf"
     text = main.read_text()
     missing = [line for line in (INCLUDE_LINE, USER_INCLUDE_LINE) if line not in text.splitlines()]

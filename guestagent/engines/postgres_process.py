@@ -130,14 +130,26 @@ class PostgresProcess:
         last = self._tail[-1] if self._tail else "no log output"
         return f"postgres exited with code {child.returncode}: {last}"
 
-    def start(self) -> None:
-        """Start the postmaster unless it runs, and wait until it accepts connections."""
+    def cancel_initdb(self) -> None:
+        """Kill the background ``initdb`` (its half-made cluster is about to be replaced)."""
+        child, self._initdb = self._initdb, None
+        if child is None:
+            return
+        if child.poll() is None:
+            child.kill()
+            logger.info("cancelled the early initdb (pid %d)", child.pid)
+        child.communicate()
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start the postmaster unless it runs, and wait until it accepts connections
+        (``timeout`` seconds, the start timeout by default; recovery may need longer)."""
         with self._lock:
             if not self.initialized():
                 raise NotPrepared("the PostgreSQL data directory is not initialised")
             if not self.running():
                 self._spawn()
-        self.wait_until_ready(time.monotonic() + self.start_timeout)
+        wait = self.start_timeout if timeout is None else timeout
+        self.wait_until_ready(time.monotonic() + wait)
 
     def _spawn(self) -> None:
         self._remove_stale_pid_file()
