@@ -2,8 +2,9 @@
 
 :class:`MariadbEngine` is the RPC-facing facade: it orders the work and keeps the
 service status; the process is handled by ``mariadb_process``, the option files by
-``mariadb_config``, databases, users and variables by ``mariadb_admin``. The server's
-files live in ``<data_dir>/mysql``, its option files and the marker next to it.
+``mariadb_config``, databases, users and variables by ``mariadb_admin``, backups, restores
+and checks by ``mariadb_backup``. The server's files live in ``<data_dir>/mysql``, its
+option files and the marker next to it, a restore's unpacked backups in ``<data_dir>/restore``.
 """
 
 from __future__ import annotations
@@ -15,24 +16,30 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cellar import parameters
-from cellar.errors import CellarError
+from cellar.errors import CellarError, InvalidInput
 from guestagent.engines import mariadb_admin
 from guestagent.engines.base import (
+    BackupPiece,
+    BackupRequest,
+    ConsistencyReport,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
     StatusReport,
     User,
 )
 from guestagent.engines.mariadb_admin import MariadbAdmin
+from guestagent.engines.mariadb_backup import MariadbBackups, checked_parent
 from guestagent.engines.mariadb_config import (
     MB,
     SETTINGS_FILE,
@@ -45,7 +52,7 @@ from guestagent.engines.mariadb_config import (
 )
 from guestagent.engines.mariadb_process import MariadbProcess
 from guestagent.engines.os_user import OsUser
-from guestagent.errors import EngineError, NotPrepared
+from guestagent.errors import EngineDown, EngineError, NotPrepared
 from guestagent.logfile import LogFile
 
 logger = logging.getLogger(__name__)
@@ -89,6 +96,9 @@ class MariadbEngine(Engine):
             log_file=LogFile(self.data_dir / "log" / "mariadb.log"),
         )
         self.admin = MariadbAdmin(self.process)
+        self.backups = MariadbBackups(
+            self.process, self.data_dir, self.data_dir / SETTINGS_FILE, self.owner
+        )
         self._lifecycle = threading.Lock()
         self._preparing = False
         self._failure: str | None = None
@@ -107,10 +117,14 @@ class MariadbEngine(Engine):
             self._failure = None
             started = time.monotonic()
             try:
+                if request.restored and not self.prepared():
+                    self._recover_restored(request.memory_mb)
                 self._ensure_running(request.memory_mb, configuration)
                 created_dbs = sum(self.admin.create_database(d) for d in databases)
                 created_users = sum(self.admin.create_user(u) for u in users)
                 self._write_marker()
+                if request.restored:
+                    self.backups.clear_staging()
             except CellarError as exc:
                 self._failure = exc.message
                 raise
@@ -131,7 +145,12 @@ class MariadbEngine(Engine):
     def warm_up(self) -> None:
         """Start mariadb-install-db at once on a new volume, overlapping the agent's start."""
         with self._lifecycle:
-            if self.prepared() or self.process.initialized() or self.process.install_pending():
+            if (
+                self.prepared()
+                or self.backups.staged()
+                or self.process.initialized()
+                or self.process.install_pending()
+            ):
                 return
             try:
                 self._clear_datadir()
@@ -145,6 +164,27 @@ class MariadbEngine(Engine):
         if self.datadir.exists():
             logger.warning("removing %s left by an interrupted install-db", self.datadir)
             shutil.rmtree(self.datadir)
+
+    def _drop_early_install(self) -> None:
+        """Wait for warm_up's install-db, if any, and remove what it made: a restore fills
+        the data directory instead."""
+        if self.process.install_pending():
+            try:
+                self.process.finish_install()
+            except CellarError as exc:
+                logger.info("early install-db failed, not needed for a restore: %s", exc.message)
+        if not self.backups.staged() and self.datadir.exists():
+            self.process.stop()  # left running by a failed prepare
+            shutil.rmtree(self.datadir)
+
+    def _recover_restored(self, memory_mb: int) -> None:
+        """Apply the restored chain and make it the data directory (prepare, restored=True)."""
+        if not self.backups.staged():
+            raise EngineError("nothing was restored: restore a full backup first")
+        self._drop_early_install()
+        started = time.monotonic()
+        self.backups.recover(memory_mb)
+        logger.info("restored data recovered in %.0f ms", (time.monotonic() - started) * 1000)
 
     def _ensure_running(self, memory_mb: int, configuration: dict[str, str]) -> None:
         if self.process.install_pending():
@@ -243,6 +283,30 @@ class MariadbEngine(Engine):
     def enable_root(self, password: str) -> str:
         self._require_prepared()
         return self.admin.enable_root(password)
+
+    def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
+        """An online mariabackup stream (xbstream); writes go on while it runs."""
+        self._require_prepared()
+        parent = checked_parent(request)
+        if not self.process.running():
+            raise EngineDown("mariadb is not running")
+        if parent and int(parent) > self.admin.innodb_lsn():
+            raise InvalidInput("the parent checkpoint is ahead of this server's log: wrong chain")
+        return self.backups.stream(request)
+
+    def restore(self, start: RestoreStart, chunks: Iterator[bytes]) -> int:
+        """Unpack one backup of a chain while it arrives; prepare(restored=True) follows."""
+        with self._lifecycle:
+            if self.prepared():
+                raise EngineError("the instance already holds data: restore needs a new instance")
+            self._drop_early_install()
+            return self.backups.unpack(start, chunks)
+
+    def check_consistency(self) -> ConsistencyReport:
+        self._require_prepared()
+        if not self.process.running():
+            raise EngineDown("mariadb is not running")
+        return self.backups.check()
 
     def start(self) -> None:
         with self._lifecycle:

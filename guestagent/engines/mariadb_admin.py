@@ -152,6 +152,13 @@ class MariadbAdmin:
             else:
                 cursor.execute(f"SET GLOBAL {name} = %s", (value,))
 
+    def innodb_lsn(self) -> int:
+        """InnoDB's current log sequence number (where an incremental backup may start)."""
+        with self.connect() as cursor:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Innodb_lsn_current'")
+            row = cursor.fetchone()
+        return int(row[1]) if row is not None else 0
+
     # Databases
 
     def create_database(self, database: Database) -> bool:
