@@ -2,9 +2,9 @@
 
 :class:`RedisEngine` is the RPC-facing facade: it orders the work and keeps the service
 status; the process is handled by ``redis_process``, the files by ``redis_config``, users
-and live settings by ``redis_admin``. Redis has no named databases: those calls answer
-Unsupported. Access is by ACL users only; the ``default`` user stays off until root is
-enabled.
+and live settings by ``redis_admin``, backups and restores by ``redis_backup``. Redis has
+no named databases: those calls answer Unsupported. Access is by ACL users only; the
+``default`` user stays off until root is enabled.
 """
 
 from __future__ import annotations
@@ -15,17 +15,22 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cellar import parameters
 from cellar.errors import CellarError
 from guestagent.engines.base import (
+    BackupPiece,
+    BackupRequest,
+    ConsistencyReport,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
     StatusReport,
@@ -33,6 +38,7 @@ from guestagent.engines.base import (
 )
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.redis_admin import RedisAdmin, checked_user, load_or_create_password
+from guestagent.engines.redis_backup import FORMAT, RedisBackups
 from guestagent.engines.redis_config import (
     CONFIG_FILE,
     DEFAULTS,
@@ -63,6 +69,7 @@ class RedisOptions:
     unix_socket: Path = Path("/run/redis/redis.sock")
     bind: str = "* -::*"  # every IPv4 address, and IPv6 ones where there are
     binary: Path = Path("/usr/bin/redis-server")
+    check_rdb_binary: Path = Path("/usr/bin/redis-check-rdb")
     os_user: str | None = "redis"
     start_timeout: float = 30.0
 
@@ -88,6 +95,9 @@ class RedisEngine(Engine):
             log_file=LogFile(self.data_dir / "log" / "redis.log"),
         )
         self.admin = RedisAdmin(self.options.unix_socket, self.data_dir / ADMIN_LOGIN_FILE)
+        self.backups = RedisBackups(
+            self.admin, self.data_dir, self.redis_dir, self.owner, self.options.check_rdb_binary
+        )
         self._lifecycle = threading.Lock()
         self._preparing = False
         self._failure: str | None = None
@@ -103,13 +113,20 @@ class RedisEngine(Engine):
         )
         users = [checked_user(u) for u in request.users]
         with self._lifecycle:
+            recover = request.restored and not self.prepared()
+            if recover and not self.backups.restored():
+                raise EngineError("nothing was restored")
             self._preparing = True
             self._failure = None
             started = time.monotonic()
             try:
-                self._ensure_running(request.memory_mb, configuration)
+                if recover:
+                    self._recover_restored(request.memory_mb, configuration)
+                else:
+                    self._ensure_running(request.memory_mb, configuration)
                 created = sum(self.admin.create_user(u) for u in users)
                 self._write_marker()
+                self.backups.forget_restore()
             except CellarError as exc:
                 self._failure = exc.message
                 raise
@@ -134,6 +151,22 @@ class RedisEngine(Engine):
             return
         self._start_server()
 
+    def _recover_restored(self, memory_mb: int, configuration: dict[str, str]) -> None:
+        """Start on the restored RDB, then turn the append-only file on if wanted, and
+        recreate the restored users.
+
+        The server starts with the append-only file off: with it on, Redis 7 would
+        ignore the RDB and start empty.
+        """
+        self._make_dirs()
+        write_config(self._settings(memory_mb), self.owner)
+        write_user_config(self.data_dir, configuration, self.owner)
+        if not self.process.running():
+            self._start_server(overrides=("--appendonly", "no"))
+        if (DEFAULTS | configuration)["appendonly"] == "yes":
+            self.backups.enable_aof()
+        self.backups.recreate_users()
+
     def _make_dirs(self) -> None:
         """The data directory and Redis's own folders, owned by Redis's OS user."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -145,12 +178,12 @@ class RedisEngine(Engine):
             socket_dir.mkdir(parents=True)
             self.owner.own(socket_dir)
 
-    def _start_server(self) -> None:
+    def _start_server(self, overrides: tuple[str, ...] = ()) -> None:
         """Start the server with the agent's ACL user in place, and wait until it answers."""
         password = load_or_create_password(self.data_dir / ADMIN_LOGIN_FILE)
         write_admin_acl(self.data_dir, password, self.owner)
         started = time.monotonic()
-        self.process.start(self.admin.ping)
+        self.process.start(self.admin.ping, overrides)
         logger.info("redis ready in %.0f ms", (time.monotonic() - started) * 1000)
 
     def _settings(self, memory_mb: int) -> ServerSettings:
@@ -235,6 +268,32 @@ class RedisEngine(Engine):
     def enable_root(self, password: str) -> str:
         self._require_prepared()
         return self.admin.enable_root(password)
+
+    def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
+        """A BGSAVE snapshot and the users, as one tar stream (closing it early cleans up)."""
+        if request.type != "full":
+            raise Unsupported("Redis has no incremental backups")
+        self._require_prepared()
+        return self.backups.stream()
+
+    def restore(self, start: RestoreStart, chunks: Iterator[bytes]) -> int:
+        """Unpack a full backup into this fresh instance, for ``prepare(restored=True)``."""
+        if start.type != "full" or start.position != 0:
+            raise Unsupported("Redis has no incremental backups")
+        if start.format != FORMAT:
+            raise Unsupported(f"Redis restores {FORMAT} backups, not {start.format!r}")
+        with self._lifecycle:
+            if self.prepared():
+                raise EngineError("the instance already holds data: restore needs a new instance")
+            if self.process.running():
+                self.stop()
+            self._make_dirs()
+            return self.backups.restore(chunks)
+
+    def check_consistency(self) -> ConsistencyReport:
+        """redis-check-rdb over a snapshot saved now."""
+        self._require_prepared()
+        return self.backups.check()
 
     def start(self) -> None:
         with self._lifecycle:

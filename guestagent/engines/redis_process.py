@@ -68,22 +68,23 @@ class RedisProcess:
         last = self._tail[-1] if self._tail else "no log output"
         return f"redis exited with code {child.returncode}: {last}"
 
-    def start(self, ping: Callable[[], None]) -> None:
+    def start(self, ping: Callable[[], None], overrides: tuple[str, ...] = ()) -> None:
         """Start the server unless it runs, and wait until ``ping`` succeeds.
 
-        ``ping`` raises EngineError while the server is not ready.
+        ``ping`` raises EngineError while the server is not ready. ``overrides`` are
+        settings for this run only (``--appendonly``, ``no``), after the config file's.
         """
         with self._lock:
             if not self.running():
-                self._spawn()
+                self._spawn(overrides)
         self.wait_until_ready(ping, time.monotonic() + self.start_timeout)
 
-    def _spawn(self) -> None:
+    def _spawn(self, overrides: tuple[str, ...] = ()) -> None:
         self._tail.clear()
         self._stopped_on_purpose = False
         try:
             self._child = subprocess.Popen(
-                self.owner.command([str(self.binary), str(self.config_file)]),
+                self.owner.command([str(self.binary), str(self.config_file), *overrides]),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
