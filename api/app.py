@@ -15,6 +15,7 @@ from flask import Flask, Response, g, request
 
 from api import (
     audit_routes,
+    backup_strategies,
     backups,
     catalog_routes,
     configurations,
@@ -83,6 +84,7 @@ def create_app(svc: Services | None = None) -> Flask:
     app.register_blueprint(user_access.blueprint)
     app.register_blueprint(root.blueprint)
     app.register_blueprint(backups.blueprint)
+    app.register_blueprint(backup_strategies.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(audit_routes.blueprint)
     app.register_blueprint(engine_logs.blueprint)

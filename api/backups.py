@@ -7,7 +7,6 @@ into backup storage.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request
@@ -21,14 +20,14 @@ from api.state import services
 from api.views import task_view
 from cellar import catalog
 from cellar.errors import Busy, Conflict, InvalidInput
-from cellar.models import Backup, Instance, new_id, utcnow
-from cellar.status import BackupStatus, InstanceStatus
+from cellar.models import Backup, Instance, utcnow
+from cellar.status import BackupStatus
+from taskmanager import backup_jobs
 from taskmanager.runner import start_task
 
 blueprint = Blueprint("backups", __name__)
 
 PAGE_MAX = 1000
-VERIFY_FLAVOR = "2"
 
 
 def _parent(
@@ -79,25 +78,9 @@ def create(project_id: str) -> ResponseReturnValue:
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
         parent = _parent(session, project_id, instance, data)
-        backup = Backup(
-            id=new_id(),
-            project_id=project_id,
-            instance_id=instance.id,
-            name=name,
-            description=description,
-            datastore=instance.datastore,
-            datastore_version=instance.datastore_version,
-            volume_size=instance.volume_size,
-            type="incremental" if parent else "full",
-            parent_id=parent.id if parent else None,
-            status=BackupStatus.NEW.value,
-        )
-        session.add(backup)
-        previous, instance.status = instance.status, InstanceStatus.BACKUP.value
-        task = start_task(
-            svc, session, project_id=project_id, workflow="backup", request_id=g.request_id,
-            instance_id=instance.id,
-            params={"backup_id": backup.id, "previous_status": previous},
+        backup, task = backup_jobs.start_backup(
+            svc, session, instance, name=name, description=description, parent=parent,
+            request_id=g.request_id,
         )  # fmt: skip
         audit.record(
             session, project_id, "backup.create", "backup", backup.id,
@@ -176,23 +159,7 @@ def action(project_id: str, backup_id: str) -> ResponseReturnValue:
         if backup.status != BackupStatus.COMPLETED.value:
             raise Busy(f"backup {backup.id} is {backup.status}; only a COMPLETED one is verified")
         chain = [b.id for b in restore_chain(session, backup)]
-        scratch = Instance(
-            id=new_id(),
-            project_id=project_id,
-            name=f"verify-{backup.id[:8]}",
-            flavor_id=VERIFY_FLAVOR,
-            datastore=backup.datastore,
-            datastore_version=backup.datastore_version,
-            volume_size=backup.volume_size,
-            status=InstanceStatus.BUILD.value,
-            purpose="verify",
-        )
-        session.add(scratch)
-        task = start_task(
-            svc, session, project_id=project_id, workflow="verify_backup",
-            request_id=g.request_id, instance_id=scratch.id,
-            params={"backup_id": backup.id, "restore": {"chain": chain}, "started": time.time()},
-        )  # fmt: skip
+        task = backup_jobs.start_verify(svc, session, backup, chain, g.request_id)
         audit.record(session, project_id, "backup.verify", "backup", backup.id,
                      {"task_id": task.id})  # fmt: skip
         session.flush()

@@ -115,6 +115,29 @@ class Backup(Base):
     verify_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     verify_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     verify_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    strategy_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # scheduled by
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class BackupStrategy(Base):
+    """Trove's backup strategy of an instance, with Cellar's schedule and retention."""
+
+    __tablename__ = "backup_strategies"
+    __table_args__ = (Index("ix_backup_strategies_due", "deleted_at", "next_run_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[str] = mapped_column(String(36))
+    schedule: Mapped[str] = mapped_column(String(128))  # five cron fields, UTC
+    keep_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    keep_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    verify: Mapped[bool] = mapped_column(Boolean, default=False)
+    incremental: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_run_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    last_backup_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 RECONCILE_EVERY = 2.0
 HEALTH_EVERY = 5.0
+SCHEDULES_EVERY = 15.0  # seconds between looks at the backup schedules
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -35,6 +36,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             "reconcile": {"task": "cellar.reconcile", "schedule": RECONCILE_EVERY},
             "check-health": {"task": "cellar.check_health", "schedule": HEALTH_EVERY},
+            "backup-schedules": {
+                "task": "cellar.run_backup_schedules",
+                "schedule": SCHEDULES_EVERY,
+            },
         },
         "beat_schedule_filename": str(settings.home / "beat-schedule"),
     }
@@ -104,6 +109,13 @@ def check_health() -> None:
     from taskmanager import monitor, services
 
     monitor.check_health(services.current())
+
+
+@app.task(name="cellar.run_backup_schedules", expires=SCHEDULES_EVERY)
+def run_backup_schedules() -> None:
+    from taskmanager import backup_jobs, services
+
+    backup_jobs.run_due_strategies(services.current())
 
 
 def enqueue(task_id: str, countdown: float, request_id: str) -> None:

@@ -13,7 +13,7 @@ import logging
 from sqlalchemy.orm import Session
 
 from cellar.errors import AgentError
-from cellar.models import Backup, Task, utcnow
+from cellar.models import Backup, BackupStrategy, Task, utcnow
 from cellar.status import BackupStatus, InstanceStatus
 from taskmanager.agent_client import BackupEnd
 from taskmanager.backup_storage import StorageError
@@ -80,7 +80,24 @@ def take_backup(ctx: StepContext) -> Decision:
 
 
 def finish(ctx: StepContext) -> Decision:
+    """Back to service; for a scheduled backup, verify it if asked and apply retention."""
     _restore_status(ctx)
+    backup = ctx.session.get(Backup, ctx.task.params["backup_id"])
+    if backup is None or backup.strategy_id is None:
+        return NEXT
+    strategy = ctx.session.get(BackupStrategy, backup.strategy_id)
+    if strategy is None:
+        return NEXT
+    from taskmanager import backup_jobs  # it starts tasks of workflows defined here
+
+    tasks = backup_jobs.prune(ctx.services, ctx.session, strategy)
+    if strategy.verify and backup.deleted_at is None:
+        chain = backup_jobs.chain_ids(ctx.session, backup)
+        tasks.append(backup_jobs.start_verify(ctx.services, ctx.session, backup, chain,
+                                              ctx.task.request_id))  # fmt: skip
+    ctx.session.commit()
+    for task in tasks:
+        ctx.services.enqueue(task.id, 0.0, task.request_id)
     return NEXT
 
 

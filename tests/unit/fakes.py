@@ -147,6 +147,9 @@ class FakeAgent:
         self.applied.append(dict(values))
         return "max_connections" in values
 
+    def restart(self, timeout: float) -> str:
+        return "HEALTHY"
+
     def resize(self, memory_mb: int, timeout: float) -> tuple[str, bool]:
         self.resized.append(memory_mb)
         return "HEALTHY", True
