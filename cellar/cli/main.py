@@ -67,11 +67,15 @@ def cmd_instance(args: argparse.Namespace, client: Client) -> int:
         body: dict[str, Any] = {
             "name": args.name,
             "flavorRef": args.flavor,
-            "volume": {"size": args.size},
-            "datastore": {"type": args.datastore, "version": args.version},
             "databases": [{"name": d} for d in args.database],
             "users": [_user_arg(u, args.database) for u in args.user],
         }
+        if args.restore:  # the backup's datastore and size, unless asked otherwise
+            body["restorePoint"] = {"backupRef": args.restore}
+        if args.size or not args.restore:
+            body["volume"] = {"size": args.size or 1}
+        if args.datastore or not args.restore:
+            body["datastore"] = {"type": args.datastore or "postgresql", "version": args.version}
         view = client.call("POST", "/instances", {"instance": body})["instance"]
         if args.wait:
             code = wait_for(client, view["id"], args.timeout)
@@ -139,6 +143,54 @@ def cmd_user(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+BACKUP_COLUMNS = ("id", "name", "instance_id", "type", "status", "size_bytes", "created")
+
+
+def wait_backup(client: Client, backup_id: str, timeout: float) -> int:
+    """Poll until the backup is COMPLETED (0) or FAILED (1), showing its status."""
+    progress = Progress()
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            view = client.call("GET", f"/backups/{backup_id}")["backup"]
+            progress.show(view["status"], None)
+            if view["status"] == "COMPLETED":
+                return 0
+            if view["status"] == "FAILED":
+                progress.close()
+                print(f"error: {view.get('fault')}", file=sys.stderr)
+                return 1
+            time.sleep(0.3)
+    finally:
+        progress.close()
+    print(f"error: still waiting after {timeout:.0f} s", file=sys.stderr)
+    return 1
+
+
+def cmd_backup(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "create":
+        body: dict[str, Any] = {"name": args.name, "instance": args.instance}
+        if args.incremental:
+            body["incremental"] = 1
+        view = client.call("POST", "/backups", {"backup": body})["backup"]
+        code = wait_backup(client, view["id"], args.timeout) if args.wait else 0
+        emit(client.call("GET", f"/backups/{view['id']}")["backup"], args.format)
+        return code
+    if args.action == "list":
+        query = f"?instance_id={args.instance}" if args.instance else ""
+        views = client.call("GET", f"/backups{query}")["backups"]
+        emit(views, args.format, BACKUP_COLUMNS)
+    elif args.action == "show":
+        emit(client.call("GET", f"/backups/{args.id}")["backup"], args.format)
+    elif args.action == "delete":
+        client.call("DELETE", f"/backups/{args.id}")
+        print(f"deleting backup {args.id}", file=sys.stderr)
+    elif args.action == "verify":
+        client.call("POST", f"/backups/{args.id}/action", {"verify": {}})
+        print(f"verifying backup {args.id}; see 'cellar backup show {args.id}'", file=sys.stderr)
+    return 0
+
+
 def cmd_root(args: argparse.Namespace, client: Client) -> int:
     path = f"/instances/{args.instance}/root"
     if args.action == "enable":
@@ -161,10 +213,11 @@ def parser() -> argparse.ArgumentParser:
     create = inst_sub.add_parser("create")
     create.add_argument("name")
     create.add_argument("--flavor", default="2")
-    create.add_argument("--size", type=int, default=1, help="volume size in GB")
-    create.add_argument("--datastore", default="postgresql")
+    create.add_argument("--size", type=int, help="volume size in GB (default 1)")
+    create.add_argument("--datastore", help="postgresql (default), mariadb or redis")
     create.add_argument("--version", help="default: the datastore's default version")
     create.add_argument("--database", action="append", default=[], help="repeatable")
+    create.add_argument("--restore", metavar="BACKUP", help="make it from this backup")
     create.add_argument(
         "--user", action="append", default=[],
         help="NAME:PASSWORD (or NAME to be asked); granted every --database; repeatable",
@@ -201,6 +254,18 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("databases", nargs=many)
     user_sub.choices["password"].add_argument("--password", help="default: asked")
 
+    backup = sub.add_parser("backup", help="backups")
+    backup_sub = backup.add_subparsers(dest="action", required=True)
+    make = backup_sub.add_parser("create")
+    make.add_argument("instance")
+    make.add_argument("name")
+    make.add_argument("--incremental", action="store_true", help="build on the latest backup")
+    make.add_argument("--wait", action="store_true", help="show progress until done")
+    make.add_argument("--timeout", type=float, default=3600.0)
+    backup_sub.add_parser("list").add_argument("--instance")
+    for name in ("show", "delete", "verify"):
+        backup_sub.add_parser(name).add_argument("id")
+
     root = sub.add_parser("root", help="the engine's superuser")
     root_sub = root.add_subparsers(dest="action", required=True)
     for name in ("enable", "show"):
@@ -222,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "database": cmd_database,
         "user": cmd_user,
         "root": cmd_root,
+        "backup": cmd_backup,
     }
     try:
         return handlers[args.command](args, client)

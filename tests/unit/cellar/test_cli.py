@@ -125,3 +125,18 @@ def test_root_enable_prints_the_password_once(capsys: pytest.CaptureFixture[str]
         "name": "postgres",
         "password": "s3cret-generated",
     }
+
+
+def test_backup_create_and_restore_send_troves_bodies() -> None:
+    client = RecordingClient({"backup": {"id": "b1", "status": "NEW"}})
+    args = cli.parser().parse_args(["backup", "create", "i1", "nightly", "--incremental"])
+    assert cli.cmd_backup(args, client) == 0  # type: ignore[arg-type]
+    assert client.sent[0] == (
+        "POST", "/backups", {"backup": {"name": "nightly", "instance": "i1", "incremental": 1}},
+    )  # fmt: skip
+    restore = RecordingClient({"instance": {"id": "i2", "status": "BUILD"}})
+    args = cli.parser().parse_args(["instance", "create", "copy", "--restore", "b1"])
+    assert cli.cmd_instance(args, restore) == 0  # type: ignore[arg-type]
+    body = restore.sent[0][2]["instance"]
+    assert body["restorePoint"] == {"backupRef": "b1"}
+    assert "datastore" not in body and "volume" not in body
