@@ -3,19 +3,24 @@
 With no configuration at all Cellar runs in its embedded profile: metadata in
 SQLite under ``CELLAR_HOME`` and a Celery broker on the local file system, so one
 machine with Docker is enough. Production points ``CELLAR_DATABASE_URL`` at
-PostgreSQL and ``CELLAR_BROKER_URL`` at RabbitMQ or Redis.
+PostgreSQL and ``CELLAR_BROKER_URL`` at RabbitMQ or Redis, and may keep backups in an
+S3-compatible bucket with ``CELLAR_BACKUP_URL=s3://bucket/prefix``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 VOLUME_BACKENDS = ("loop", "docker")
 LOOP_TOOLS = ("losetup", "mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount")
 SYSTEM_PATH = "/usr/sbin:/sbin:/usr/bin:/bin"
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 
 
 def _env(name: str, default: str) -> str:
@@ -55,6 +60,38 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def parse_backup_url(url: str) -> tuple[str, str] | None:
+    """``(bucket, prefix)`` for ``s3://bucket[/prefix]``, None for "" (local storage)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "s3":
+        raise ValueError(
+            f"CELLAR_BACKUP_URL must be empty (local storage) or s3://bucket[/prefix], got {url!r}"
+        )
+    if not BUCKET.fullmatch(parts.netloc):
+        raise ValueError(
+            f"CELLAR_BACKUP_URL {url!r} names no valid bucket: use s3://bucket[/prefix] with a "
+            "bucket of 3 to 63 lower-case letters, digits, dots and hyphens"
+        )
+    prefix = parts.path.strip("/")
+    if parts.query or parts.fragment or (prefix and not PREFIX.fullmatch(prefix)):
+        raise ValueError(
+            f"CELLAR_BACKUP_URL {url!r} has a bad prefix: use letters, digits, '.', '_', '-' "
+            "and single slashes, with no query"
+        )
+    if ".." in prefix.split("/"):
+        raise ValueError(f"CELLAR_BACKUP_URL {url!r} may not contain '..'")
+    return parts.netloc, prefix
+
+
+def _endpoint_url() -> str:
+    raw = os.environ.get("CELLAR_S3_ENDPOINT_URL", "").strip()
+    if raw and not (urlsplit(raw).scheme in ("http", "https") and urlsplit(raw).netloc):
+        raise ValueError(f"CELLAR_S3_ENDPOINT_URL must be an http(s):// URL, got {raw!r}")
+    return raw
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     home: Path
@@ -73,6 +110,9 @@ class Settings:
     volume_backend: str = "docker"  # "loop": sizes enforced; "docker": plain Docker volumes
     backup_dir: Path | None = None  # where backups are stored (default: CELLAR_HOME/backups)
     backup_deadline: float = 3600.0  # seconds a backup or a restore may stream
+    backup_url: str = ""  # "": files under backups_dir; "s3://bucket/prefix": an S3 bucket
+    s3_endpoint_url: str = ""  # an S3-compatible service; "" is AWS itself
+    s3_region: str = "us-east-1"
 
     @property
     def embedded_broker(self) -> bool:
@@ -88,6 +128,11 @@ class Settings:
         return self.backup_dir or self.home / "backups"
 
     @property
+    def backup_s3(self) -> tuple[str, str] | None:
+        """``(bucket, prefix)`` when backups go to S3, None when they stay local."""
+        return parse_backup_url(self.backup_url)
+
+    @property
     def volumes_dir(self) -> Path:
         """Where the loop backend keeps each instance's image file and its mount point."""
         return self.home / "volumes"
@@ -97,6 +142,8 @@ def load() -> Settings:
     """Read the settings from the environment (call again after changing it)."""
     home = Path(_env("CELLAR_HOME", str(Path.home() / ".cellar"))).expanduser()
     publish_host = _env("CELLAR_PUBLISH_HOST", "127.0.0.1")
+    backup_url = _env("CELLAR_BACKUP_URL", "")
+    parse_backup_url(backup_url)  # a bad URL stops the process here, not at the first backup
     return Settings(
         home=home,
         database_url=_env("CELLAR_DATABASE_URL", f"sqlite:///{home / 'cellar.db'}"),
@@ -117,4 +164,7 @@ def load() -> Settings:
         volume_backend=_volume_backend(),
         backup_dir=Path(_env("CELLAR_BACKUP_DIR", str(home / "backups"))).expanduser(),
         backup_deadline=_float("CELLAR_BACKUP_DEADLINE", 3600.0),
+        backup_url=backup_url,
+        s3_endpoint_url=_endpoint_url(),
+        s3_region=_env("CELLAR_S3_REGION", "us-east-1"),
     )

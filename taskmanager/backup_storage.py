@@ -1,9 +1,14 @@
-"""Where backups are kept: one file per backup, written once, checked when read.
+"""Where backups are kept: one object per backup, written once, checked when read.
 
-Use :class:`LocalStorage` through :meth:`LocalStorage.writer` (bytes in, size and SHA-256
-out; the file appears only when complete, so a crash leaves no half backup under its
-name) and :meth:`LocalStorage.reader` (bytes out in pieces). Nothing here holds a whole
-backup in memory.
+Every store follows :class:`BackupStorage`: :meth:`~BackupStorage.writer` (bytes in, size
+and SHA-256 out; the backup appears only when complete, so a crash leaves no half backup
+under its name) and :meth:`~BackupStorage.reader` (bytes out in pieces). Nothing here
+holds a whole backup in memory. :func:`storage_for` picks the store from the settings:
+:class:`LocalStorage` (a directory, the default) or ``S3Storage`` (``backup_s3``, for
+``CELLAR_BACKUP_URL=s3://bucket/prefix``).
+
+    StorageError        the store could not keep or give back a backup
+    └── BackupMissing   no backup under that key
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from cellar.errors import CellarError
+from cellar.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +37,14 @@ class StorageError(CellarError):
 
 
 class BackupMissing(StorageError):
-    """No backup file under that key."""
+    """No backup under that key."""
+
+
+def check_key(key: str) -> str:
+    """``key`` when it is a valid backup key (``project/backup``-like), else StorageError."""
+    if not KEY.fullmatch(key) or ".." in key:
+        raise StorageError(f"not a backup key: {key!r}")
+    return key
 
 
 @dataclasses.dataclass
@@ -43,22 +56,59 @@ class Written:
 
 
 class BackupWriter:
-    """Takes a backup's bytes; ``written`` is filled when the ``with`` block ends well."""
+    """Takes a backup's bytes; ``written`` is filled when the ``with`` block ends well.
 
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
+    A store makes one around its ``sink`` (where the bytes go) and calls :meth:`seal`
+    once every byte is safely kept.
+    """
+
+    def __init__(self, sink: Callable[[bytes], object]) -> None:
+        self._sink = sink
         self._digest = hashlib.sha256()
         self.written = Written()
 
     def write(self, data: bytes) -> None:
-        self._handle.write(data)
+        self._sink(data)
         self._digest.update(data)
         self.written.size += len(data)
 
-    def _finish(self) -> None:
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+    def seal(self) -> Written:
         self.written.checksum = self._digest.hexdigest()
+        return self.written
+
+
+def size_and_checksum(blocks: Iterable[bytes]) -> tuple[int, str]:
+    """Size and SHA-256 of the bytes that ``blocks`` yields."""
+    digest = hashlib.sha256()
+    size = 0
+    for block in blocks:
+        digest.update(block)
+        size += len(block)
+    return size, digest.hexdigest()
+
+
+class BackupStorage(Protocol):
+    """What the backup, restore and verify workflows need from a store."""
+
+    def location(self, key: str) -> str:
+        """Where ``key`` is kept, as a URL recorded on the backup."""
+        ...
+
+    def writer(self, key: str) -> contextlib.AbstractContextManager[BackupWriter]:
+        """Write ``key`` anew; it replaces any earlier one only when complete."""
+        ...
+
+    def reader(self, key: str) -> Iterator[bytes]:
+        """The bytes of ``key`` in pieces of at most ``READ_BYTES``; BackupMissing if none."""
+        ...
+
+    def checksum(self, key: str) -> tuple[int, str]:
+        """Size and SHA-256 of what is stored under ``key`` now."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; False when it was already gone."""
+        ...
 
 
 class LocalStorage:
@@ -68,9 +118,7 @@ class LocalStorage:
         self.root = Path(root)
 
     def path(self, key: str) -> Path:
-        if not KEY.fullmatch(key) or ".." in key:
-            raise StorageError(f"not a backup key: {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
 
     def location(self, key: str) -> str:
         return f"file://{self.path(key)}"
@@ -87,9 +135,11 @@ class LocalStorage:
             raise StorageError(f"cannot write backup {key}: {exc.strerror or exc}") from exc
         try:
             with handle:
-                writer = BackupWriter(handle)
+                writer = BackupWriter(handle.write)
                 yield writer
-                writer._finish()
+                handle.flush()
+                os.fsync(handle.fileno())
+                writer.seal()
             os.replace(scratch, final)
         except OSError as exc:
             scratch.unlink(missing_ok=True)
@@ -113,12 +163,7 @@ class LocalStorage:
 
     def checksum(self, key: str) -> tuple[int, str]:
         """Size and SHA-256 of what is stored under ``key`` now."""
-        digest = hashlib.sha256()
-        size = 0
-        for block in self.reader(key):
-            digest.update(block)
-            size += len(block)
-        return size, digest.hexdigest()
+        return size_and_checksum(self.reader(key))
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; False when it was already gone."""
@@ -129,3 +174,14 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot delete backup {key}: {exc.strerror or exc}") from exc
         return True
+
+
+def storage_for(settings: Settings) -> BackupStorage:
+    """The store the settings name: S3 for ``CELLAR_BACKUP_URL=s3://...``, else local."""
+    location = settings.backup_s3
+    if location is None:
+        return LocalStorage(settings.backups_dir)
+    from taskmanager.backup_s3 import S3Storage, s3_client  # boto3 only when it is used
+
+    bucket, prefix = location
+    return S3Storage(bucket, prefix, s3_client(settings.s3_endpoint_url, settings.s3_region))

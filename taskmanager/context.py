@@ -16,7 +16,7 @@ from cellar.models import Instance, Secret, Task, utcnow
 from cellar.secrets import SecretBox
 from cellar.settings import Settings
 from taskmanager.agent_client import AgentClient
-from taskmanager.backup_storage import LocalStorage
+from taskmanager.backup_storage import BackupStorage
 from taskmanager.drivers.base import ComputeDriver
 
 
@@ -34,7 +34,7 @@ class Services:
     agent_for: Callable[[Instance], AgentClient]
     secrets: SecretBox
     enqueue: Enqueue
-    storage: LocalStorage
+    storage: BackupStorage
 
 
 @dataclasses.dataclass

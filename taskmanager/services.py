@@ -11,7 +11,7 @@ from cellar.models import Instance
 from cellar.secrets import SecretBox, load_key
 from cellar.settings import Settings
 from taskmanager.agent_client import AgentClient
-from taskmanager.backup_storage import LocalStorage
+from taskmanager.backup_storage import storage_for
 from taskmanager.context import Enqueue, Services
 from taskmanager.drivers.docker import DockerDriver
 from taskmanager.drivers.volumes import LoopVolumes
@@ -47,7 +47,7 @@ def build(settings: Settings, enqueue: Enqueue) -> Services:
         agent_for=AgentPool(settings.agent_call_timeout),
         secrets=SecretBox(load_key(settings.home)),
         enqueue=enqueue,
-        storage=LocalStorage(settings.backups_dir),
+        storage=storage_for(settings),
     )
 
 
