@@ -156,7 +156,7 @@ def create(project_id: str) -> ResponseReturnValue:
                 "databases": dbs,
                 "users": users,
                 "configuration": configuration_values(config),
-                **({"restore": {"chain": restore.chain}} if restore else {}),
+                **({"restore": restore.params()} if restore else {}),
             },
             secret=passwords,
         )

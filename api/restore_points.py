@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import body
 from api.backup_views import load_backup, restore_chain
 from cellar import catalog
 from cellar.errors import InvalidInput
-from cellar.models import Backup
+from cellar.models import ArchiveSegment, Backup
 from cellar.status import BackupStatus
 
 MAX_VOLUME_GB = catalog.MAX_VOLUME_GB
@@ -20,6 +22,15 @@ MAX_VOLUME_GB = catalog.MAX_VOLUME_GB
 class RestorePoint:
     backup: Backup
     chain: list[str]  # backup ids, the full backup first
+    archive: list[str] = dataclasses.field(default_factory=list)  # segment ids, in order
+    restore_time: str = ""  # RFC 3339, UTC
+
+    def params(self) -> dict[str, object]:
+        """What the provision workflow needs to restore this point."""
+        found: dict[str, object] = {"chain": self.chain}
+        if self.restore_time:
+            found.update(archive=self.archive, restore_time=self.restore_time)
+        return found
 
     def fit(self, datastore: object, volume: object) -> tuple[catalog.DatastoreVersion, int]:
         """The datastore version and volume size of the new instance, checked against the
@@ -55,14 +66,70 @@ def restore_point(session: Session, project_id: str, value: object) -> RestorePo
         return None
     if not isinstance(value, dict) or not isinstance(value.get("backupRef"), str):
         raise InvalidInput('restorePoint must be {"backupRef": "<backup id>"}')
-    if value.get("restore_time"):
-        raise InvalidInput(
-            "restore_time (point-in-time recovery) is not available in this Cellar release; "
-            "restore a backup as it was taken by leaving restore_time out"
-        )
     backup = load_backup(session, project_id, value["backupRef"])
     if backup.status != BackupStatus.COMPLETED.value:
         raise InvalidInput(f"backup {backup.id} is {backup.status}; only a COMPLETED one restores")
     chain = [b.id for b in restore_chain(session, backup)]
+    if not value.get("restore_time"):
+        session.expunge(backup)
+        return RestorePoint(backup=backup, chain=chain)
+    moment = _moment(value["restore_time"])
+    segments = _segments_to(session, backup, moment)
     session.expunge(backup)
-    return RestorePoint(backup=backup, chain=chain)
+    return RestorePoint(backup=backup, chain=chain, archive=segments,
+                        restore_time=moment.isoformat() + "Z")  # fmt: skip
+
+
+def _moment(value: object) -> dt.datetime:
+    """``value`` as a naive UTC datetime, or InvalidInput."""
+    if not isinstance(value, str):
+        raise InvalidInput("restore_time must be an RFC 3339 time, e.g. 2026-11-25T09:30:00Z")
+    try:
+        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"restore_time {value!r} is not an RFC 3339 time, e.g. 2026-11-25T09:30:00Z"
+        ) from exc
+    if moment.tzinfo is None:
+        raise InvalidInput("restore_time needs a time zone, e.g. 2026-11-25T09:30:00Z")
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _segments_to(session: Session, backup: Backup, moment: dt.datetime) -> list[str]:
+    """The archive files to replay after ``backup`` to reach ``moment``, checked against
+    the instance's recovery window."""
+    version = catalog.DATASTORES[backup.datastore].version(backup.datastore_version)
+    if version is None or not version.archive_format:
+        raise InvalidInput(
+            f"{backup.datastore} keeps no archive: restore_time is for PostgreSQL and MariaDB"
+        )
+    if backup.finished_at is None or moment < backup.finished_at:
+        raise InvalidInput(
+            f"restore_time {moment.isoformat()}Z is before backup {backup.id} ended "
+            f"({stamp(backup.finished_at)}); choose a later time or an earlier backup"
+        )
+    segments = list(
+        session.scalars(
+            select(ArchiveSegment)
+            .where(
+                ArchiveSegment.instance_id == backup.instance_id,
+                ArchiveSegment.closed_at >= (backup.started_at or backup.created),
+            )
+            .order_by(ArchiveSegment.name)
+        )
+    )
+    needed = []
+    for segment in segments:
+        needed.append(segment.id)
+        if segment.closed_at >= moment:
+            return needed
+    latest = max([s.closed_at for s in segments] + [backup.finished_at])
+    raise InvalidInput(
+        f"restore_time {moment.isoformat()}Z is after the latest recoverable moment of "
+        f"instance {backup.instance_id} ({stamp(latest)}); its archive is collected every "
+        "few seconds: try again shortly or choose an earlier time"
+    )
+
+
+def stamp(value: dt.datetime | None) -> str:
+    return "unknown" if value is None else value.replace(microsecond=0).isoformat() + "Z"

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from cellar.models import Configuration, Instance, Task
 from cellar.status import InstanceStatus, TaskState
+from taskmanager.archive import recovery_window
 from taskmanager.workflow import WORKFLOWS
 
 GB = 1024**3
@@ -99,6 +100,9 @@ def instance_view(session: Session, instance: Instance) -> dict[str, Any]:
                 f"/v1.0/{instance.project_id}/configurations/{instance.configuration_id}"
             ),
         }
+    window = recovery_window(session, instance)
+    if window is not None:
+        view["recovery_window"] = {k: f"{timestamp(v)}Z" for k, v in window.items()}
     task = running_task(session, instance.id)
     if task is not None:
         view["task"] = task_view(task)

@@ -36,6 +36,7 @@ class DatastoreVersion:
     has_databases: bool = True  # False where the engine has no named databases (Redis)
     has_user_hosts: bool = False  # True where a user is bound to a client host (MariaDB)
     has_incremental_backups: bool = False  # True where a backup can build on its parent
+    archive_format: str = ""  # the continuous archive's files ("wal", "binlog"): PITR
 
     @property
     def id(self) -> str:
@@ -73,6 +74,7 @@ DATASTORES: dict[str, Datastore] = {
                 port=5432,
                 reserved_databases=frozenset({"postgres", "template0", "template1"}),
                 reserved_users=frozenset({"postgres", "cellar", "public", "root"}),
+                archive_format="wal",
             ),
         ),
     ),
@@ -90,6 +92,7 @@ DATASTORES: dict[str, Datastore] = {
                 reserved_users=frozenset({"root", "mysql", "mariadb_sys", "cellar", "public"}),
                 has_user_hosts=True,
                 has_incremental_backups=True,
+                archive_format="binlog",
             ),
         ),
     ),

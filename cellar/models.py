@@ -121,6 +121,22 @@ class Backup(Base):
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class ArchiveSegment(Base):
+    """One stored file of an instance's continuous archive (a WAL segment, a binary log)."""
+
+    __tablename__ = "archive_segments"
+    __table_args__ = (Index("ix_archive_instance", "instance_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str] = mapped_column(String(128))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    checksum: Mapped[str] = mapped_column(String(64))
+    closed_at: Mapped[dt.datetime] = mapped_column(DateTime)  # no commit in it after this
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class BackupStrategy(Base):
     """Trove's backup strategy of an instance, with Cellar's schedule and retention."""
 

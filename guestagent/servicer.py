@@ -61,6 +61,7 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
                 memory_mb=request.memory_mb,
                 configuration=tuple(sorted(request.configuration.items())),
                 restored=request.restored,
+                restore_time=request.restore_time,
             )
         )
         return agent_pb2.PrepareResponse(status=_status(status))
@@ -179,6 +180,7 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
             format=first.start.format,
             type=first.start.type or "full",
             position=int(first.start.position),
+            name=first.start.name,
         )
         head = [first.data] if first.data else []
         chunks = itertools.chain(head, (message.data for message in request_iterator))
@@ -187,3 +189,19 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
     def CheckConsistency(self, request: Any, context: Any) -> Any:
         report = self.engine.check_consistency()
         return agent_pb2.CheckConsistencyResponse(ok=report.ok, detail=report.detail)
+
+    def ListArchive(self, request: Any, context: Any) -> Any:
+        files = [
+            agent_pb2.ArchiveFile(name=f.name, size=f.size, closed_at=f.closed_at)
+            for f in self.engine.list_archive(bool(request.rotate))
+        ]
+        return agent_pb2.ListArchiveResponse(files=files)
+
+    def FetchArchive(self, request: Any, context: Any) -> Iterator[Any]:
+        for chunk in self.engine.fetch_archive(request.name):
+            if chunk:
+                yield agent_pb2.BackupChunk(data=chunk)
+
+    def RemoveArchive(self, request: Any, context: Any) -> Any:
+        removed = self.engine.remove_archive(tuple(request.names))
+        return agent_pb2.RemoveArchiveResponse(removed=removed)

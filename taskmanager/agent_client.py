@@ -128,6 +128,7 @@ class AgentClient:
         timeout: float,
         configuration: dict[str, str] | None = None,
         restored: bool = False,
+        restore_time: str = "",
     ) -> str:
         request = agent_pb2.PrepareRequest(
             databases=[agent_pb2.Database(name=name) for name in databases],
@@ -135,6 +136,7 @@ class AgentClient:
             memory_mb=memory_mb,
             configuration=configuration or {},
             restored=restored,
+            restore_time=restore_time,
         )
         reply = self._call("Prepare", self._stub.Prepare, request, timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status))
@@ -251,9 +253,11 @@ class AgentClient:
         form: str,
         chunks: Iterator[bytes],
         timeout: float,
+        name: str = "",
     ) -> int:
-        """Send one backup of a chain to a fresh instance's agent; returns the bytes it read."""
-        start = agent_pb2.RestoreStart(format=form, type=kind, position=position)
+        """Send one backup of a chain (or one archive file, with its ``name``) to a fresh
+        instance's agent; returns the bytes it read."""
+        start = agent_pb2.RestoreStart(format=form, type=kind, position=position, name=name)
 
         def messages() -> Iterator[Any]:
             yield agent_pb2.RestoreChunk(start=start)
@@ -265,6 +269,28 @@ class AgentClient:
         except grpc.RpcError as exc:
             raise self._translate("Restore", exc) from exc
         return int(reply.bytes)
+
+    def list_archive(self, rotate: bool, timeout: float) -> list[tuple[str, int, float]]:
+        """Closed archive files as (name, size, closed_at unix time), oldest first."""
+        request = agent_pb2.ListArchiveRequest(rotate=rotate)
+        reply = self._call("ListArchive", self._stub.ListArchive, request, timeout)
+        return [(f.name, int(f.size), float(f.closed_at)) for f in reply.files]
+
+    def fetch_archive(self, name: str, timeout: float) -> Iterator[bytes]:
+        request = agent_pb2.FetchArchiveRequest(name=name)
+        replies = self._stub.FetchArchive(request, timeout=timeout, metadata=self._metadata())
+        try:
+            for reply in replies:
+                if reply.data:
+                    yield bytes(reply.data)
+        except grpc.RpcError as exc:
+            raise self._translate("FetchArchive", exc) from exc
+        finally:
+            replies.cancel()
+
+    def remove_archive(self, names: Sequence[str], timeout: float) -> int:
+        request = agent_pb2.RemoveArchiveRequest(names=list(names))
+        return int(self._call("RemoveArchive", self._stub.RemoveArchive, request, timeout).removed)
 
     def check_consistency(self, timeout: float) -> tuple[bool, str]:
         request = agent_pb2.CheckConsistencyRequest()

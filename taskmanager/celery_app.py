@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 RECONCILE_EVERY = 2.0
 HEALTH_EVERY = 5.0
 SCHEDULES_EVERY = 15.0  # seconds between looks at the backup schedules
+ARCHIVE_EVERY = 10.0  # seconds between collections of the instances' WAL and binary logs
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -116,6 +117,13 @@ def run_backup_schedules() -> None:
     from taskmanager import backup_jobs, services
 
     backup_jobs.run_due_strategies(services.current())
+
+
+@app.task(name="cellar.collect_archives", expires=ARCHIVE_EVERY)
+def collect_archives() -> None:
+    from taskmanager import archive, services
+
+    archive.collect_archives(services.current())
 
 
 def enqueue(task_id: str, countdown: float, request_id: str) -> None:

@@ -67,6 +67,7 @@ class PrepareRequest:
     memory_mb: int = 0
     configuration: tuple[tuple[str, str], ...] = ()  # user parameters (name, value)
     restored: bool = False  # ``restore`` filled the data directory: recover it, no fresh init
+    restore_time: str = ""  # with ``restored``: replay the archive up to here (RFC 3339, UTC)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +115,18 @@ class BackupDone:
 @dataclasses.dataclass(frozen=True)
 class RestoreStart:
     format: str
-    type: str = "full"
-    position: int = 0  # 0 for the full backup, then 1, 2, ... for the incrementals
+    type: str = "full"  # then "incremental"s, then "archive" files to replay
+    position: int = 0  # 0 for the full backup, then 1, 2, ... for what follows
+    name: str = ""  # an archive file's name
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveFile:
+    """A closed file of the continuous archive; it holds no commit after ``closed_at``."""
+
+    name: str
+    size: int
+    closed_at: float  # unix time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +251,19 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def check_consistency(self) -> ConsistencyReport:
         """Run the engine's own checker over all the data (prepared engines only)."""
+
+    def list_archive(self, rotate: bool) -> list[ArchiveFile]:
+        """Closed archive files not yet removed, oldest first; ``rotate`` first closes the
+        current one if it holds new changes. Engines without an archive have none."""
+        return []
+
+    def fetch_archive(self, name: str) -> Iterator[bytes]:
+        """The bytes of one closed archive file, in pieces of at most ``CHUNK_BYTES``."""
+        raise Unsupported(f"{self.name} keeps no archive for point-in-time recovery")
+
+    def remove_archive(self, names: tuple[str, ...]) -> int:
+        """Delete archive files the control plane has stored; returns how many went."""
+        return 0
 
     @abc.abstractmethod
     def start(self) -> None:

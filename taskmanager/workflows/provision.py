@@ -93,6 +93,7 @@ def prepare(ctx: StepContext) -> Decision:
             timeout,
             params.get("configuration") or {},
             restored=bool(params.get("restore")),
+            restore_time=(params.get("restore") or {}).get("restore_time", ""),
         )
     )
     if status == "HEALTHY":

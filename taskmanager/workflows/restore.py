@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
+from cellar import catalog
 from cellar.errors import AgentError
-from cellar.models import Backup
+from cellar.models import ArchiveSegment, Backup, Instance
 from cellar.status import BackupStatus
+from taskmanager.archive import archive_key
 from taskmanager.backup_storage import BackupMissing, StorageError
 from taskmanager.context import StepContext
 from taskmanager.workflow import NEXT, Decision, StepFailed
@@ -27,6 +30,23 @@ def chain(ctx: StepContext) -> list[Backup]:
     """The backups to restore, oldest (the full one) first; empty when not a restore."""
     ids = (ctx.task.params.get("restore") or {}).get("chain") or []
     return [load_backup(ctx, backup_id) for backup_id in ids]
+
+
+def archive(ctx: StepContext) -> list[ArchiveSegment]:
+    """The archive files to replay after the chain (point-in-time restores only)."""
+    ids = (ctx.task.params.get("restore") or {}).get("archive") or []
+    segments = [ctx.session.get(ArchiveSegment, segment_id) for segment_id in ids]
+    missing = [i for i, s in zip(ids, segments, strict=True) if s is None]
+    if missing:
+        raise StepFailed(f"archive files {missing} were pruned; choose a later restore point")
+    return [s for s in segments if s is not None]
+
+
+def _source(ctx: StepContext, segment: ArchiveSegment) -> Instance:
+    found = ctx.session.get(Instance, segment.instance_id)
+    if found is None:
+        raise StepFailed(f"the instance of archive file {segment.name} is unknown")
+    return found
 
 
 def check_backups(ctx: StepContext) -> Decision:
@@ -46,6 +66,16 @@ def check_backups(ctx: StepContext) -> Decision:
                 "nothing was restored"
             )
         ctx.keep_lease()
+    for segment in archive(ctx):
+        key = archive_key(_source(ctx, segment), segment.name)
+        try:
+            size, checksum = ctx.services.storage.checksum(key)
+        except StorageError as exc:
+            raise StepFailed(
+                f"archive file {segment.name} cannot be restored: {exc.message}"
+            ) from exc
+        if (size, checksum) != (segment.size_bytes, segment.checksum):
+            raise StepFailed(f"archive file {segment.name} is damaged: its SHA-256 does not match")
     return NEXT
 
 
@@ -74,4 +104,34 @@ def restore_data(ctx: StepContext) -> Decision:
         if digest.hexdigest() != backup.checksum:
             raise StepFailed(f"backup {backup.id} changed while it was restored: checksum mismatch")
         logger.info("restored backup %s (%d of %d)", backup.id, position + 1, len(backups))
+    _restore_archive(ctx, len(backups))
     return NEXT
+
+
+def _restore_archive(ctx: StepContext, position: int) -> None:
+    """Stream the archive files of a point-in-time restore after the backups."""
+    instance, agent = ctx.instance, ctx.agent
+    version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
+    form = version.archive_format if version else ""
+    for offset, segment in enumerate(archive(ctx)):
+        digest = hashlib.sha256()
+        key = archive_key(_source(ctx, segment), segment.name)
+        blocks = _digested(ctx, ctx.services.storage.reader(key), digest)
+        try:
+            agent.restore("archive", position + offset, form, blocks,
+                          ctx.services.settings.backup_deadline, name=segment.name)  # fmt: skip
+        except AgentError as exc:
+            raise StepFailed(
+                f"replaying archive file {segment.name} failed: {exc.message}"
+            ) from exc
+        except StorageError as exc:
+            raise StepFailed(exc.message) from exc
+        if digest.hexdigest() != segment.checksum:
+            raise StepFailed(f"archive file {segment.name} changed while it was restored")
+
+
+def _digested(ctx: StepContext, blocks: Iterator[bytes], digest: Any) -> Iterator[bytes]:
+    for block in blocks:
+        digest.update(block)
+        ctx.keep_lease()
+        yield block

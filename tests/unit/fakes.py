@@ -116,11 +116,14 @@ class FakeAgent:
     volume_total_bytes: int = 0
     root_password: str = ""
     restored_prepares: int = 0
+    restore_times: list[str] = dataclasses.field(default_factory=list)
     backup_chunks: list[bytes] = dataclasses.field(default_factory=lambda: [b"page-1", b"page-2"])
     backup_error: AgentError | None = None
     backups: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     restores: list[tuple[str, int, str, bytes]] = dataclasses.field(default_factory=list)
     consistency: tuple[bool, str] = (True, "every table is fine")
+    archive: dict[str, tuple[bytes, float]] = dataclasses.field(default_factory=dict)
+    rotations: int = 0
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         return self.serving
@@ -133,7 +136,9 @@ class FakeAgent:
         timeout: float,
         configuration: dict[str, str] | None = None,
         restored: bool = False,
+        restore_time: str = "",
     ) -> str:
+        self.restore_times.append(restore_time)
         self.applied.append(dict(configuration or {}))
         self.restored_prepares += restored
         if self.prepare_error is not None:
@@ -167,14 +172,32 @@ class FakeAgent:
         yield BackupEnd(checkpoint=f"lsn-{len(self.backups)}", format="fake")
 
     def restore(
-        self, kind: str, position: int, form: str, chunks: Iterator[bytes], timeout: float
+        self,
+        kind: str,
+        position: int,
+        form: str,
+        chunks: Iterator[bytes],
+        timeout: float,
+        name: str = "",
     ) -> int:
         data = b"".join(chunks)
-        self.restores.append((kind, position, form, data))
+        self.restores.append((kind if not name else f"{kind}:{name}", position, form, data))
         return len(data)
 
     def check_consistency(self, timeout: float) -> tuple[bool, str]:
         return self.consistency
+
+    def list_archive(self, rotate: bool, timeout: float) -> list[tuple[str, int, float]]:
+        if rotate:
+            self.rotations += 1
+        return [(name, len(data), closed) for name, (data, closed) in sorted(self.archive.items())]
+
+    def fetch_archive(self, name: str, timeout: float) -> Iterator[bytes]:
+        yield self.archive[name][0]
+
+    def remove_archive(self, names: list[str], timeout: float) -> int:
+        gone = [name for name in names if self.archive.pop(name, None) is not None]
+        return len(gone)
 
     def status_report(self, timeout: float | None = None) -> StatusReport:
         state, detail = self.status(timeout)
