@@ -59,3 +59,13 @@ def test_restore_without_its_start_is_refused(served: Served) -> None:
 def test_consistency_check_reports_the_engines_verdict(served: Served) -> None:
     reply = served.stub.CheckConsistency(agent_pb2.CheckConsistencyRequest(), timeout=5)
     assert (reply.ok, reply.detail) == (True, "fake data is fine")
+
+
+def test_an_engine_without_an_archive_lists_none_and_refuses_fetches(served: Served) -> None:
+    listed = served.stub.ListArchive(agent_pb2.ListArchiveRequest(rotate=True), timeout=5)
+    assert list(listed.files) == []
+    with pytest.raises(grpc.RpcError) as caught:
+        list(served.stub.FetchArchive(agent_pb2.FetchArchiveRequest(name="x"), timeout=5))
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    removed = served.stub.RemoveArchive(agent_pb2.RemoveArchiveRequest(names=["x"]), timeout=5)
+    assert removed.removed == 0
