@@ -15,17 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -35,56 +28,17 @@ import requests
 from cellar.catalog import FLAVORS, Flavor
 from taskmanager.drivers.docker import CPU_PERIOD, cpu_quota
 
-POLL = 0.02
-DEFAULT_VERSIONS = {"postgresql": "15", "mariadb": "10.11", "redis": "7.0"}
+if __package__ in (None, ""):  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def private_cellar() -> Iterator[str]:
-    """A ``cellar serve`` of our own, stopped (with its children) on exit."""
-    with tempfile.TemporaryDirectory(prefix="cellar-bench-") as home:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CELLAR_")}
-        env.update({"CELLAR_HOME": home, "CELLAR_API_PORT": str(port)})
-        log = open(Path(home) / "serve.log", "wb")
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "cellar.cli.main", "serve"], env=env, stdout=log, stderr=log
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait(lambda: _answers(url), 90, "the private Cellar API")
-            yield url
-        finally:
-            serve.send_signal(signal.SIGTERM)
-            serve.wait(timeout=60)
-            log.close()
-
-
-@contextmanager
-def given(url: str) -> Iterator[str]:
-    yield url
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url + "/", timeout=1).ok
-    except requests.RequestException:
-        return False
-
-
-def wait(check: Callable[[], bool], within: float, what: str) -> None:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        if check():
-            return
-        time.sleep(POLL)
-    raise TimeoutError(f"{what} not ready after {within} s")
+from benchmarks.common import (
+    DEFAULT_VERSIONS,
+    POLL,
+    given,
+    private_cellar,
+    summary,
+    wait,
+)
 
 
 def cellar_run(base: str, datastore: str, version: str, flavor: Flavor) -> float:
@@ -189,16 +143,6 @@ def raw_run(client: docker.DockerClient, image: str, datastore: str, flavor: Fla
         container.remove(force=True)
 
 
-def summary(samples: list[float]) -> dict[str, object]:
-    return {
-        "median_s": round(statistics.median(samples), 3),
-        "min_s": round(min(samples), 3),
-        "max_s": round(max(samples), 3),
-        "stdev_s": round(statistics.stdev(samples), 3) if len(samples) > 1 else 0.0,
-        "samples_s": [round(s, 3) for s in samples],
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -214,8 +158,8 @@ def main() -> int:
     image = f"cellar/{args.datastore}:{args.version}"
     cellar: list[float] = []
     raw: list[float] = []
-    with given(args.url) if args.url else private_cellar() as url:
-        base = f"{url}/v1.0/{args.project}"
+    with given(args.url) if args.url else private_cellar() as served:
+        base = f"{served.url}/v1.0/{args.project}"
         raw_run(client, image, args.datastore, flavor)  # warm the page cache for both sides
         for _ in range(args.runs):
             cellar.append(cellar_run(base, args.datastore, args.version, flavor))
