@@ -2,7 +2,9 @@
 
 :class:`PostgresEngine` is the RPC-facing facade: it orders the work and keeps the
 service status; the process and its files are handled by ``postgres_process`` and
-``postgres_config``, databases and users by ``postgres_admin``.
+``postgres_config``, databases and users by ``postgres_admin``, backups by
+``postgres_backup`` and the continuous WAL archive (point-in-time recovery) by
+``postgres_archive``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cellar import parameters
 from cellar.errors import CellarError, InvalidInput
 from guestagent.engines import postgres_admin
 from guestagent.engines.base import (
+    ArchiveFile,
     BackupPiece,
     BackupRequest,
     ConsistencyReport,
@@ -38,11 +41,16 @@ from guestagent.engines.base import (
 )
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.postgres_admin import PostgresAdmin
+from guestagent.engines.postgres_archive import FORMAT as ARCHIVE_FORMAT
+from guestagent.engines.postgres_archive import PostgresArchive, checked_target_time
 from guestagent.engines.postgres_backup import FORMAT, PostgresBackups
 from guestagent.engines.postgres_config import (
+    RECOVERY_SIGNAL,
     ServerSettings,
+    clear_recovery,
     write_config,
     write_hba,
+    write_recovery,
     write_user_config,
 )
 from guestagent.engines.postgres_process import PostgresProcess
@@ -53,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 MARKER = ".cellar-prepared"
 RESTORED_MARKER = ".cellar-restored"
+ARCHIVE_DIR = "wal-archive"  # finished WAL segments, until the control plane removes them
+RESTORE_ARCHIVE_DIR = "restore-archive"  # restored segments, until recovery has used them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +101,12 @@ class PostgresEngine(Engine):
         )
         self.admin = PostgresAdmin(self.process)
         self.backups = PostgresBackups(self.process, self.admin)
+        self.archive = PostgresArchive(
+            self.process,
+            self.admin,
+            archive_dir=self.data_dir.absolute() / ARCHIVE_DIR,
+            restore_dir=self.data_dir.absolute() / RESTORE_ARCHIVE_DIR,
+        )
         self.restored_marker = self.data_dir / RESTORED_MARKER
         self._lifecycle = threading.Lock()
         self._preparing = False
@@ -106,13 +122,16 @@ class PostgresEngine(Engine):
         )
         databases = [postgres_admin.checked_database(d) for d in request.databases]
         users = [postgres_admin.checked_user(u) for u in request.users]
+        target_time = checked_target_time(request.restore_time)
+        if target_time and not request.restored:
+            raise InvalidInput("a restore time needs a restored instance")
         with self._lifecycle:
             self._preparing = True
             self._failure = None
             started = time.monotonic()
             try:
                 if request.restored and not self.prepared():
-                    self._recover_restored(request.memory_mb, configuration)
+                    self._recover_restored(request.memory_mb, configuration, target_time)
                 else:
                     self._ensure_running(request.memory_mb, configuration)
                 created_dbs = sum(self.admin.create_database(d) for d in databases)
@@ -164,6 +183,7 @@ class PostgresEngine(Engine):
             self.process.initdb()
         changed = write_config(self.pgdata, self._settings(memory_mb), self.owner)
         changed |= write_user_config(self.pgdata, configuration, self.owner)
+        self.archive.make_dirs()
         if not self.process.running():
             started = time.monotonic()
             self.process.start()
@@ -172,9 +192,13 @@ class PostgresEngine(Engine):
             self.admin.reload()
             logger.info("reloaded the configuration (memory settings apply at the next start)")
 
-    def _recover_restored(self, memory_mb: int, configuration: dict[str, str]) -> None:
+    def _recover_restored(
+        self, memory_mb: int, configuration: dict[str, str], target_time: str
+    ) -> None:
         """Start the server on a restored backup: check it against its manifest while it is
-        untouched, write Cellar's configuration, and let it recover from its backup label."""
+        untouched, write Cellar's configuration, and let it recover from its backup label,
+        then through the restored archive files (up to ``target_time`` if given) until it
+        is promoted. A retry after an interruption resumes the recovery in progress."""
         if not self.restored_marker.exists() or not self.process.initialized():
             raise EngineError("nothing was restored")
         untouched = (self.pgdata / "backup_label").exists()
@@ -182,10 +206,33 @@ class PostgresEngine(Engine):
             self.backups.verify(self.pgdata)
         write_config(self.pgdata, self._settings(memory_mb), self.owner)
         write_user_config(self.pgdata, configuration, self.owner)
+        self.archive.make_dirs()
+        if untouched and (target_time or self.archive.restored_files()):
+            write_recovery(self.pgdata, self.archive.restore_dir, target_time, self.owner)
+        replaying = (self.pgdata / RECOVERY_SIGNAL).exists()
         started = time.monotonic()
-        self.process.start(timeout=self.options.recovery_timeout)
+        deadline = started + self.options.recovery_timeout
+        try:
+            self.process.start(timeout=self.options.recovery_timeout)
+            if replaying:
+                self.archive.wait_until_promoted(target_time, deadline)
+        except EngineError as exc:
+            if not replaying or self.process.running():
+                raise
+            raise self.archive.recovery_failed(target_time, exc.message) from exc
+        # Promoted: the server has removed recovery.signal; a later start is a plain one.
+        # The recovery targets only change with a restart: restart once so the running
+        # server matches its files (else they would show as waiting for a restart).
+        if clear_recovery(self.pgdata) and self.process.running():
+            self.process.stop()
+            self.process.start()
+        self.archive.clear_restored()
         (self.pgdata / "backup_manifest").unlink(missing_ok=True)
-        logger.info("recovered the restored backup in %.0f ms", (time.monotonic() - started) * 1000)
+        logger.info(
+            "recovered the restored backup%s in %.0f ms",
+            f" and its archive up to {target_time or 'its end'}" if replaying else "",
+            (time.monotonic() - started) * 1000,
+        )
 
     def _settings(self, memory_mb: int) -> ServerSettings:
         return ServerSettings(
@@ -193,6 +240,7 @@ class PostgresEngine(Engine):
             socket_dir=self.options.socket_dir,
             memory_mb=memory_mb,
             listen_addresses=self.options.listen_addresses,
+            archive_dir=self.archive.archive_dir,
         )
 
     def _write_marker(self) -> None:
@@ -270,8 +318,8 @@ class PostgresEngine(Engine):
         """A full, online backup: pg_basebackup's tar (with the WAL it needs) as it comes."""
         if request.type == "incremental":
             raise Unsupported(
-                "PostgreSQL incremental backups need WAL archiving,"
-                " which this release does not have"
+                "Cellar makes no PostgreSQL incremental backups (they would need WAL archiving"
+                " of their own): restore a full backup and replay the WAL archive instead"
             )
         if request.type != "full":
             raise InvalidInput(f"unknown backup type {request.type!r}")
@@ -282,7 +330,10 @@ class PostgresEngine(Engine):
         return self.backups.stream()
 
     def restore(self, start: RestoreStart, chunks: Iterator[bytes]) -> int:
-        """Unpack a full backup into the data directory of this new instance, as it arrives."""
+        """Unpack a full backup into the data directory of this new instance, as it arrives;
+        then take the WAL archive files to replay after it, one per call."""
+        if start.type == "archive":
+            return self._restore_archive_file(start, chunks)
         if start.format != FORMAT:
             raise Unsupported(f"PostgreSQL restores {FORMAT!r} backups, not {start.format!r}")
         if start.type != "full":
@@ -302,6 +353,28 @@ class PostgresEngine(Engine):
         logger.info("restored %d bytes in %.0f ms", received, (time.monotonic() - started) * 1000)
         return received
 
+    def _restore_archive_file(self, start: RestoreStart, chunks: Iterator[bytes]) -> int:
+        """Keep one archived WAL file for the recovery ``prepare`` runs."""
+        if start.format != ARCHIVE_FORMAT:
+            raise Unsupported(
+                f"PostgreSQL restores {ARCHIVE_FORMAT!r} archive files, not {start.format!r}"
+            )
+        if start.position < 1:
+            raise InvalidInput(f"archive files follow the full backup, not at {start.position}")
+        with self._lifecycle:
+            if self.prepared():
+                raise EngineError("the instance already holds data: restore needs a new instance")
+            if not self.restored_marker.exists():
+                raise EngineError("restore the full backup (position 0) before archive files")
+            self._restoring = True
+            self._failure = None
+            try:
+                received = self.archive.receive(start.name, chunks)
+            finally:
+                self._restoring = False
+        logger.info("restored archive file %s (%d bytes)", start.name, received)
+        return received
+
     def _unpack(self, chunks: Iterator[bytes]) -> int:
         """Replace whatever an earlier start left with the backup in ``chunks``. The stream
         goes to a scratch directory renamed to ``pgdata`` once whole, so an interrupted
@@ -312,6 +385,7 @@ class PostgresEngine(Engine):
             logger.warning("stopping postgres on the data a previous restore left")
             self.process.stop()
         self.restored_marker.unlink(missing_ok=True)
+        self.archive.clear_restored()
         self._clear_data_dir()
         shutil.rmtree(scratch, ignore_errors=True)
         try:
@@ -328,6 +402,21 @@ class PostgresEngine(Engine):
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return received
+
+    def list_archive(self, rotate: bool) -> list[ArchiveFile]:
+        """The archived WAL files, by name; ``rotate`` first archives the current segment
+        if it holds new WAL. None before the instance is prepared."""
+        if not self.prepared():
+            return []
+        return self.archive.files(rotate)
+
+    def fetch_archive(self, name: str) -> Iterator[bytes]:
+        """One archived WAL file in pieces of at most ``CHUNK_BYTES``."""
+        return self.archive.fetch(name)
+
+    def remove_archive(self, names: tuple[str, ...]) -> int:
+        """Delete archived WAL files the control plane has stored; how many went."""
+        return self.archive.remove(names)
 
     def check_consistency(self) -> ConsistencyReport:
         """pg_amcheck over the tables and indexes of every database (the server keeps

@@ -2,7 +2,8 @@
 
 :func:`render_settings` and :func:`render_hba` are pure (tested on their own);
 :func:`write_config` puts them in a data directory and reports whether anything changed,
-so a running server is only reloaded when needed.
+so a running server is only reloaded when needed. :func:`write_recovery` and
+:func:`clear_recovery` add and take away the settings of one point-in-time recovery.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 from pathlib import Path
 
 from guestagent.engines.os_user import OsUser
@@ -20,6 +22,10 @@ SETTINGS_FILE = "cellar.conf"
 USER_FILE = "cellar-user.conf"
 INCLUDE_LINE = f"include_if_exists = '{SETTINGS_FILE}'"
 USER_INCLUDE_LINE = f"include_if_exists = '{USER_FILE}'"
+RECOVERY_FILE = "cellar-recovery.conf"
+RECOVERY_INCLUDE_LINE = f"include_if_exists = '{RECOVERY_FILE}'"
+RECOVERY_SIGNAL = "recovery.signal"
+ARCHIVE_SCRATCH_SUFFIX = ".cellar-copy"  # a segment being copied into the archive
 DEFAULT_MEMORY_MB = 512
 MIN_SHARED_BUFFERS_MB = 16
 
@@ -33,10 +39,27 @@ class ServerSettings:
     memory_mb: int = 0
     listen_addresses: str = "*"
     max_connections: int = 100
+    archive_dir: Path | None = None  # where finished WAL segments go; None: no archiving
 
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def archive_command(archive_dir: Path) -> str:
+    """A shell command line that copies the finished segment ``%p`` to ``archive_dir/%f``.
+
+    The copy goes to a scratch name, reaches the disk, then is renamed, so the archive
+    never holds half a segment. A segment archived before (the server retries after a
+    crash) succeeds if the copy there is identical and fails otherwise, so nothing is
+    ever overwritten. ``%`` in the path is doubled for the server's own substitution.
+    """
+    target = shlex.quote(str(archive_dir)).replace("%", "%%") + "/%f"
+    scratch = target + ARCHIVE_SCRATCH_SUFFIX
+    return (
+        f"if test -e {target}; then cmp -s %p {target};"
+        f" else cp %p {scratch} && sync {scratch} && mv {scratch} {target}; fi"
+    )
 
 
 def render_settings(settings: ServerSettings) -> str:
@@ -59,8 +82,17 @@ def render_settings(settings: ServerSettings) -> str:
         "log_min_error_statement = panic",
         "log_statement = 'none'",
         "log_line_prefix = '%m [%p] %q%u@%d '",
-        "",
+        # Enough WAL for base backups and the archive (the default, stated).
+        "wal_level = replica",
     ]
+    if settings.archive_dir is not None:
+        # Every finished segment is archived for point-in-time recovery; archive_mode
+        # itself only changes with a restart.
+        lines += [
+            "archive_mode = on",
+            f"archive_command = {_quote(archive_command(settings.archive_dir))}",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -102,7 +134,8 @@ def write_config(pgdata: Path, settings: ServerSettings, owner: OsUser) -> bool:
     changed |= write_hba(pgdata, owner)
     main = pgdata / "postgresql.conf"
     text = main.read_text()
-    missing = [line for line in (INCLUDE_LINE, USER_INCLUDE_LINE) if line not in text.splitlines()]
+    includes = (INCLUDE_LINE, USER_INCLUDE_LINE, RECOVERY_INCLUDE_LINE)
+    missing = [line for line in includes if line not in text.splitlines()]
     if missing:
         text = text.rstrip("\n") + "\n" + "\n".join(missing) + "\n"
         changed |= _write_if_changed(main, text, owner)
@@ -121,3 +154,44 @@ def render_user_settings(values: dict[str, str]) -> str:
 def write_user_config(pgdata: Path, values: dict[str, str], owner: OsUser) -> bool:
     """Write the user's parameters; True if the file changed."""
     return _write_if_changed(pgdata / USER_FILE, render_user_settings(values), owner)
+
+
+def render_recovery(restore_dir: Path, target_time: str = "") -> str:
+    """The settings of a point-in-time recovery from the segments in ``restore_dir``: up
+    to ``target_time`` (a timestamp with its offset) if given, else to the archive's end.
+
+    With ``recovery_target_inclusive = on`` the server stops before the first commit
+    *after* the target: a commit at exactly the target time is kept. Reaching the target,
+    the server is promoted (a new timeline) and takes writes.
+    """
+    command = "cp " + shlex.quote(str(restore_dir)).replace("%", "%%") + "/%f %p"
+    lines = [
+        "# Written by Cellar's guest agent for one recovery; removed once it is done.",
+        f"restore_command = {_quote(command)}",
+    ]
+    if target_time:
+        lines += [
+            f"recovery_target_time = {_quote(target_time)}",
+            "recovery_target_inclusive = on",
+            "recovery_target_action = 'promote'",
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_recovery(pgdata: Path, restore_dir: Path, target_time: str, owner: OsUser) -> None:
+    """Make the next start of the server an archive recovery (see :func:`render_recovery`)."""
+    _write_if_changed(pgdata / RECOVERY_FILE, render_recovery(restore_dir, target_time), owner)
+    signal = pgdata / RECOVERY_SIGNAL
+    signal.touch(mode=0o600)
+    owner.own(signal)
+    logger.info("the next start recovers up to %s", target_time or "the end of the archive")
+
+
+def clear_recovery(pgdata: Path) -> bool:
+    """Take the recovery settings away (the server removes ``recovery.signal`` itself when
+    it is promoted); True if there were some."""
+    path = pgdata / RECOVERY_FILE
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed

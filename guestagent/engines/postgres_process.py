@@ -130,6 +130,13 @@ class PostgresProcess:
         last = self._tail[-1] if self._tail else "no log output"
         return f"postgres exited with code {child.returncode}: {last}"
 
+    def recent_log(self) -> list[str]:
+        """The server's last log lines (all of them once it has exited)."""
+        child, relay = self._child, self._relay
+        if child is not None and child.poll() is not None and relay is not None:
+            relay.join(timeout=2.0)
+        return list(self._tail)
+
     def cancel_initdb(self) -> None:
         """Kill the background ``initdb`` (its half-made cluster is about to be replaced)."""
         child, self._initdb = self._initdb, None
