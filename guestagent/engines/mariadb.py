@@ -3,8 +3,10 @@
 :class:`MariadbEngine` is the RPC-facing facade: it orders the work and keeps the
 service status; the process is handled by ``mariadb_process``, the option files by
 ``mariadb_config``, databases, users and variables by ``mariadb_admin``, backups, restores
-and checks by ``mariadb_backup``. The server's files live in ``<data_dir>/mysql``, its
-option files and the marker next to it, a restore's unpacked backups in ``<data_dir>/restore``.
+and checks by ``mariadb_backup``, the binary log archive and its replay by ``mariadb_archive``.
+The server's files live in ``<data_dir>/mysql``, its binary logs in ``<data_dir>/binlog``, its
+option files and the marker next to them, a restore's unpacked backups in
+``<data_dir>/restore`` and its archive files in ``<data_dir>/restore-archive``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from cellar import parameters
 from cellar.errors import CellarError, InvalidInput
 from guestagent.engines import mariadb_admin
 from guestagent.engines.base import (
+    ArchiveFile,
     BackupPiece,
     BackupRequest,
     ConsistencyReport,
@@ -39,8 +42,16 @@ from guestagent.engines.base import (
     User,
 )
 from guestagent.engines.mariadb_admin import MariadbAdmin
+from guestagent.engines.mariadb_archive import FORMAT as ARCHIVE_FORMAT
+from guestagent.engines.mariadb_archive import (
+    MariadbArchive,
+    checked_name,
+    checked_restore_time,
+    read_binlog_position,
+)
 from guestagent.engines.mariadb_backup import MariadbBackups, checked_parent
 from guestagent.engines.mariadb_config import (
+    BINLOG_DIR,
     MB,
     SETTINGS_FILE,
     USER_FILE,
@@ -99,6 +110,9 @@ class MariadbEngine(Engine):
         self.backups = MariadbBackups(
             self.process, self.data_dir, self.data_dir / SETTINGS_FILE, self.owner
         )
+        self.archive = MariadbArchive(
+            self.process, self.admin, self.data_dir / BINLOG_DIR, self.data_dir, self.owner
+        )
         self._lifecycle = threading.Lock()
         self._preparing = False
         self._failure: str | None = None
@@ -112,14 +126,21 @@ class MariadbEngine(Engine):
         )
         databases = [mariadb_admin.checked_database(d) for d in request.databases]
         users = [mariadb_admin.checked_user(u) for u in request.users]
+        restore_time = checked_restore_time(request.restore_time)
+        if restore_time is not None and not request.restored:
+            raise InvalidInput("a restore time needs a restored instance")
         with self._lifecycle:
             self._preparing = True
             self._failure = None
             started = time.monotonic()
             try:
-                if request.restored and not self.prepared():
+                replay = request.restored and not self.prepared()
+                if replay:
                     self._recover_restored(request.memory_mb)
                 self._ensure_running(request.memory_mb, configuration)
+                if replay:
+                    position = read_binlog_position(self.backups.binlog_info)
+                    self.archive.replay(position, restore_time)
                 created_dbs = sum(self.admin.create_database(d) for d in databases)
                 created_users = sum(self.admin.create_user(u) for u in users)
                 self._write_marker()
@@ -164,6 +185,7 @@ class MariadbEngine(Engine):
         if self.datadir.exists():
             logger.warning("removing %s left by an interrupted install-db", self.datadir)
             shutil.rmtree(self.datadir)
+        self.archive.clear()
 
     def _drop_early_install(self) -> None:
         """Wait for warm_up's install-db, if any, and remove what it made: a restore fills
@@ -176,6 +198,7 @@ class MariadbEngine(Engine):
         if not self.backups.staged() and self.datadir.exists():
             self.process.stop()  # left running by a failed prepare
             shutil.rmtree(self.datadir)
+            self.archive.clear()
 
     def _recover_restored(self, memory_mb: int) -> None:
         """Apply the restored chain and make it the data directory (prepare, restored=True)."""
@@ -198,6 +221,7 @@ class MariadbEngine(Engine):
         previous = read_user_settings(self.data_dir / USER_FILE)
         write_config(self.data_dir, self._settings(memory_mb), self.owner)
         write_user_config(self.data_dir, configuration, self.owner)
+        self.archive.make_folder()
         if not self.process.running():
             started = time.monotonic()
             self.process.start()
@@ -213,6 +237,7 @@ class MariadbEngine(Engine):
             port=self.options.port,
             bind_address=self.options.bind_address,
             memory_mb=memory_mb,
+            binlog_dir=self.archive.binlog_dir,
         )
 
     def _write_marker(self) -> None:
@@ -295,12 +320,53 @@ class MariadbEngine(Engine):
         return self.backups.stream(request)
 
     def restore(self, start: RestoreStart, chunks: Iterator[bytes]) -> int:
-        """Unpack one backup of a chain while it arrives; prepare(restored=True) follows."""
+        """Unpack one backup of a chain, or keep one archive file after them, while it
+        arrives; prepare(restored=True) follows."""
         with self._lifecycle:
             if self.prepared():
                 raise EngineError("the instance already holds data: restore needs a new instance")
+            if start.type == "archive":
+                return self._restore_archive(start, chunks)
+            if self.archive.restored():
+                raise InvalidInput("archive files were restored: the backups come before them")
             self._drop_early_install()
             return self.backups.unpack(start, chunks)
+
+    def _restore_archive(self, start: RestoreStart, chunks: Iterator[bytes]) -> int:
+        name = checked_name(start.name)
+        if start.format != ARCHIVE_FORMAT:
+            raise InvalidInput(f"MariaDB archive files are {ARCHIVE_FORMAT}, not {start.format!r}")
+        positions = self.backups.positions()
+        if not positions:
+            raise InvalidInput(
+                "restore the full backup (and its incrementals) before archive files"
+            )
+        if start.position <= positions[-1]:
+            raise InvalidInput(
+                f"archive file {name} at position {start.position}: archive files follow the "
+                f"backups of the chain (positions 0 to {positions[-1]})"
+            )
+        return self.archive.store(name, chunks)
+
+    def list_archive(self, rotate: bool) -> list[ArchiveFile]:
+        """The closed binary logs, oldest first; none before the instance is prepared."""
+        if not self.prepared():
+            return []
+        return self.archive.list_closed(rotate)
+
+    def fetch_archive(self, name: str) -> Iterator[bytes]:
+        """One closed binary log's bytes; InvalidInput for a bad, missing or open file."""
+        checked_name(name)
+        self._require_prepared()
+        return self.archive.fetch(name)
+
+    def remove_archive(self, names: tuple[str, ...]) -> int:
+        """Purge the oldest closed binary logs among ``names``; how many went."""
+        for name in names:
+            checked_name(name)
+        if not self.prepared():
+            return 0
+        return self.archive.remove(names)
 
     def check_consistency(self) -> ConsistencyReport:
         self._require_prepared()
@@ -311,6 +377,7 @@ class MariadbEngine(Engine):
     def start(self) -> None:
         with self._lifecycle:
             self._require_prepared()
+            self.archive.make_folder()
             try:
                 self.process.start()
             except EngineError as exc:

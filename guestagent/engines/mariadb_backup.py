@@ -4,7 +4,8 @@ Use :class:`MariadbBackups` for everything that reads or writes a backup stream:
 ``stream`` runs ``mariabackup --backup --stream=xbstream`` against the running server,
 ``unpack`` feeds one backup of a chain to ``mbstream -x`` in ``<data_dir>/restore/<n>``,
 ``recover`` applies the chain with ``mariabackup --prepare`` and moves it into the
-server's data directory, ``check`` runs ``mariadb-check``. The tools reach the server
+server's data directory (keeping the binary log position where the chain ends in
+``restore/xtrabackup_binlog_info``), ``check`` runs ``mariadb-check``. The tools reach the server
 over its socket as the agent's account (``unix_socket``: no password anywhere); what
 reads or writes the engine's files runs as the engine's OS user. Bytes always flow
 through pipes in pieces, never a whole backup in memory.
@@ -44,6 +45,7 @@ FORMAT = "xbstream"
 STAGING_DIR = "restore"  # under the engine's data_dir, one folder per position
 CHECKPOINTS_FILE = "xtrabackup_checkpoints"
 INFO_FILE = "xtrabackup_info"
+BINLOG_INFO_FILE = "xtrabackup_binlog_info"  # the binary log position the backup ends at
 DONE_SUFFIX = ".done"  # restore/<n>.done: position n was unpacked completely
 APPLIED_SUFFIX = ".applied"  # restore/<n>.applied: position n was prepared into restore/0
 LSN = re.compile(r"[0-9]{1,20}")
@@ -99,7 +101,7 @@ class MariadbBackups:
             started = time.monotonic()
             sent = 0
             with tempfile.TemporaryFile() as errors:
-                child = _spawn(argv, errors, stdout=subprocess.PIPE, cwd=work)
+                child = spawn_tool(argv, errors, stdout=subprocess.PIPE, cwd=work)
                 try:
                     assert child.stdout is not None
                     while chunk := child.stdout.read(CHUNK_BYTES):
@@ -107,9 +109,9 @@ class MariadbBackups:
                         yield chunk
                     code = child.wait()
                 finally:
-                    _end(child, "mariabackup")
+                    end_tool(child, "mariabackup")
                 if code != 0:
-                    raise EngineError(f"mariabackup failed (exit {code}): {_tail(errors)}")
+                    raise EngineError(f"mariabackup failed (exit {code}): {stderr_tail(errors)}")
             checkpoint = read_checkpoints(work / "lsn").get("to_lsn", "")
             if not LSN.fullmatch(checkpoint):
                 raise EngineError("mariabackup wrote no checkpoint for this backup")
@@ -154,7 +156,7 @@ class MariadbBackups:
         argv = [self.tool("mbstream"), "-x", "-C", str(target)]
         try:
             with tempfile.TemporaryFile() as errors:
-                child = _spawn(
+                child = spawn_tool(
                     self.owner.command(argv),
                     errors,
                     stdin=subprocess.PIPE,
@@ -165,9 +167,9 @@ class MariadbBackups:
                     received = _feed(child, chunks)
                     code = child.wait()
                 finally:
-                    _end(child, "mbstream")
+                    end_tool(child, "mbstream")
                 if code != 0:
-                    raise EngineError(f"mbstream failed (exit {code}): {_tail(errors)}")
+                    raise EngineError(f"mbstream failed (exit {code}): {stderr_tail(errors)}")
             self._check_unpacked(start, position, target)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
@@ -250,6 +252,7 @@ class MariadbBackups:
                 continue
             self._apply(full, position, memory_mb)
             marker.touch()
+        self._keep_binlog_info(positions[-1])
         _write_installed(full)
         for path in _walk(full):
             self.owner.own(path)
@@ -259,6 +262,20 @@ class MariadbBackups:
             shutil.rmtree(datadir)
         os.replace(full, datadir)
         logger.info("the restored data (%d backups) is now in %s", len(positions), datadir)
+
+    def _keep_binlog_info(self, last: int) -> None:
+        """Copy where the chain's last backup ends in the binary log to ``restore/``, before
+        the data moves: the archive's replay starts there."""
+        source = self.staging / str(last) / BINLOG_INFO_FILE
+        if source.exists():
+            shutil.copyfile(source, self.binlog_info)
+        else:
+            logger.warning("backup %d records no binary log position", last)
+
+    @property
+    def binlog_info(self) -> Path:
+        """Where the binary log position of the recovered chain is kept until replayed."""
+        return self.staging / BINLOG_INFO_FILE
 
     def _apply(self, full: Path, position: int, memory_mb: int) -> None:
         argv = [
@@ -290,7 +307,7 @@ class MariadbBackups:
             if result.returncode != 0:
                 raise EngineError(
                     f"mariabackup --prepare of position {position} failed "
-                    f"(exit {result.returncode}): {_tail(errors)}"
+                    f"(exit {result.returncode}): {stderr_tail(errors)}"
                 )
         logger.info("prepared restored position %d in %.1f s", position, time.monotonic() - started)
 
@@ -386,11 +403,11 @@ def summarise_check(output: str) -> ConsistencyReport:
     return ConsistencyReport(ok=True, detail=f"mariadb-check: {len(tables)} tables OK")
 
 
-def _spawn(
+def spawn_tool(
     argv: list[str],
     errors: IO[bytes],
     cwd: Path,
-    stdin: int = subprocess.DEVNULL,
+    stdin: int | IO[bytes] = subprocess.DEVNULL,
     stdout: int = subprocess.DEVNULL,
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
@@ -423,7 +440,7 @@ def _feed(child: subprocess.Popen[bytes], chunks: Iterator[bytes]) -> int:
     return received
 
 
-def _end(child: subprocess.Popen[bytes], name: str) -> None:
+def end_tool(child: subprocess.Popen[bytes], name: str) -> None:
     """Kill ``child`` if it still runs, reap it and close its pipes."""
     if child.poll() is None:
         logger.warning("stopping %s (pid %d) before it finished", name, child.pid)
@@ -443,7 +460,7 @@ def _end(child: subprocess.Popen[bytes], name: str) -> None:
                 pass
 
 
-def _tail(errors: IO[bytes]) -> str:
+def stderr_tail(errors: IO[bytes]) -> str:
     """The last lines a tool wrote to ``errors``."""
     errors.seek(0, os.SEEK_END)
     errors.seek(max(0, errors.tell() - STDERR_TAIL_BYTES))

@@ -4,6 +4,10 @@
 :func:`write_user_config` put them next to the data directory and report whether anything
 changed. The server reads only Cellar's file (``--defaults-file``), which includes the
 user's; the Debian files in ``/etc/mysql`` are never read.
+
+The binary log is always on: its closed files are the continuous archive that Cellar
+copies off the instance for point-in-time recovery. It lives in ``<data_dir>/binlog``,
+outside the server's data directory, and Cellar removes files itself once stored.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ logger = logging.getLogger(__name__)
 SETTINGS_FILE = "cellar.cnf"
 USER_FILE = "cellar-user.cnf"
 PID_FILE = "mariadbd.pid"
+BINLOG_DIR = "binlog"  # next to the server's data directory
+BINLOG_BASENAME = "mariadb-bin"  # files mariadb-bin.000001, ... and mariadb-bin.index
+MAX_BINLOG_SIZE = "64M"  # the server closes a file at this size, between rotations
 DEFAULT_MEMORY_MB = 512
 MIN_BUFFER_POOL_MB = 64
 BUFFER_POOL_STEP_MB = 32
@@ -35,6 +42,13 @@ class ServerSettings:
     port: int
     bind_address: str = "*"
     memory_mb: int = 0
+    binlog_dir: Path | None = None  # default: ``binlog`` next to ``datadir``
+
+    @property
+    def binlog_base(self) -> Path:
+        """The binary log's path without its number (the server's ``log_bin``)."""
+        folder = self.binlog_dir or self.datadir.parent / BINLOG_DIR
+        return folder / BINLOG_BASENAME
 
 
 def buffer_pool_mb(memory_mb: int) -> int:
@@ -57,6 +71,14 @@ def render_settings(settings: ServerSettings, user_file: Path) -> str:
         "skip-name-resolve",
         "character-set-server = utf8mb4",
         f"innodb_buffer_pool_size = {buffer_pool_mb(settings.memory_mb)}M",
+        # The continuous archive: every commit, durably, in row events; never expired.
+        f"log_bin = {settings.binlog_base}",
+        f"log_bin_index = {settings.binlog_base}.index",
+        "binlog_format = ROW",
+        "server_id = 1",
+        "sync_binlog = 1",
+        "expire_logs_days = 0",
+        f"max_binlog_size = {MAX_BINLOG_SIZE}",
         # Statements may carry password hashes: the server never logs them.
         "general_log = OFF",
         "log_warnings = 2",
