@@ -41,6 +41,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "cellar.run_backup_schedules",
                 "schedule": SCHEDULES_EVERY,
             },
+            "collect-archives": {"task": "cellar.collect_archives", "schedule": ARCHIVE_EVERY},
         },
         "beat_schedule_filename": str(settings.home / "beat-schedule"),
     }
