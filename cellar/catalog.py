@@ -74,6 +74,7 @@ DATASTORES: dict[str, Datastore] = {
                 port=5432,
                 reserved_databases=frozenset({"postgres", "template0", "template1"}),
                 reserved_users=frozenset({"postgres", "cellar", "public", "root"}),
+                has_incremental_backups=True,
                 archive_format="wal",
             ),
         ),

@@ -12,6 +12,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
+from cellar import catalog
 from cellar.errors import AgentError
 from cellar.models import Backup, BackupStrategy, Task, utcnow
 from cellar.status import BackupStatus, InstanceStatus
@@ -19,6 +20,7 @@ from taskmanager.agent_client import BackupEnd
 from taskmanager.backup_storage import StorageError
 from taskmanager.context import StepContext
 from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
+from taskmanager.workflows import wal_increments
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +49,17 @@ def take_backup(ctx: StepContext) -> Decision:
     backup.status = BackupStatus.BUILDING.value
     backup.started_at = backup.started_at or utcnow()
     backup.fault = None
+    ctx.session.commit()  # BUILDING is visible while the bytes flow; the lease is kept apart
+    if backup.parent_id and _increments_by_wal(backup):
+        try:
+            wal_increments.take(ctx, backup, parent, storage_key(backup))
+        except StorageError as exc:
+            raise StepFailed(exc.message) from exc
+        backup.status = BackupStatus.COMPLETED.value
+        backup.finished_at = utcnow()
+        return NEXT
     key, kind, agent = storage_key(backup), backup.type, ctx.agent
     deadline = ctx.services.settings.backup_deadline
-    ctx.session.commit()  # BUILDING is visible while the bytes flow; the lease is kept apart
     end: BackupEnd | None = None
     try:
         with ctx.services.storage.writer(key) as out:
@@ -77,6 +87,12 @@ def take_backup(ctx: StepContext) -> Decision:
     logger.info("backup %s completed: %d bytes, sha256 %s", backup.id, backup.size_bytes,
                 backup.checksum)  # fmt: skip
     return NEXT
+
+
+def _increments_by_wal(backup: Backup) -> bool:
+    """True where an incremental backup is the archived WAL since its parent (PostgreSQL)."""
+    version = catalog.DATASTORES[backup.datastore].version(backup.datastore_version)
+    return version is not None and version.archive_format == "wal"
 
 
 def finish(ctx: StepContext) -> Decision:

@@ -21,6 +21,7 @@ from taskmanager.archive import archive_key
 from taskmanager.backup_storage import BackupMissing, StorageError
 from taskmanager.context import StepContext
 from taskmanager.workflow import NEXT, Decision, StepFailed
+from taskmanager.workflows import wal_increments
 from taskmanager.workflows.backup import load_backup, storage_key
 
 logger = logging.getLogger(__name__)
@@ -33,13 +34,19 @@ def chain(ctx: StepContext) -> list[Backup]:
 
 
 def archive(ctx: StepContext) -> list[ArchiveSegment]:
-    """The archive files to replay after the chain (point-in-time restores only)."""
-    ids = (ctx.task.params.get("restore") or {}).get("archive") or []
-    segments = [ctx.session.get(ArchiveSegment, segment_id) for segment_id in ids]
-    missing = [i for i, s in zip(ids, segments, strict=True) if s is None]
-    if missing:
-        raise StepFailed(f"archive files {missing} were pruned; choose a later restore point")
-    return [s for s in segments if s is not None]
+    """The archive files to replay after the backups, by name: those of the chain's WAL
+    increments, then those a point-in-time restore asked for."""
+    ids = [
+        segment_id
+        for backup in chain(ctx)
+        if backup.format == wal_increments.FORMAT
+        for segment_id in wal_increments.segment_ids(ctx, backup, storage_key(backup))
+    ]
+    ids += (ctx.task.params.get("restore") or {}).get("archive") or []
+    segments = [ctx.session.get(ArchiveSegment, segment_id) for segment_id in dict.fromkeys(ids)]
+    if any(segment is None for segment in segments):
+        raise StepFailed("archive files of this restore were pruned; choose a later backup")
+    return sorted((s for s in segments if s is not None), key=lambda s: s.name)
 
 
 def _source(ctx: StepContext, segment: ArchiveSegment) -> Instance:
@@ -92,7 +99,8 @@ def restore_data(ctx: StepContext) -> Decision:
         return NEXT
     agent, deadline = ctx.agent, ctx.services.settings.backup_deadline
     ctx.session.commit()  # nothing pending while the bytes flow; the lease is kept apart
-    for position, backup in enumerate(backups):
+    physical = [b for b in backups if b.format != wal_increments.FORMAT]
+    for position, backup in enumerate(physical):
         digest = hashlib.sha256()
         try:
             agent.restore(backup.type, position, backup.format or "", _checked(ctx, backup, digest),
@@ -104,7 +112,7 @@ def restore_data(ctx: StepContext) -> Decision:
         if digest.hexdigest() != backup.checksum:
             raise StepFailed(f"backup {backup.id} changed while it was restored: checksum mismatch")
         logger.info("restored backup %s (%d of %d)", backup.id, position + 1, len(backups))
-    _restore_archive(ctx, len(backups))
+    _restore_archive(ctx, len(physical))
     return NEXT
 
 

@@ -103,25 +103,26 @@ def test_restore_holds_exactly_the_backed_up_data(api: Api, datastore: str) -> N
     assert leftovers(api.project) == []
 
 
-def test_mariadb_incremental_chain_restores_to_the_last_one(api: Api) -> None:
-    source = create(api, "mariadb")
+@pytest.mark.parametrize("datastore", ["mariadb", "postgresql"])
+def test_incremental_chain_restores_to_the_last_one(api: Api, datastore: str) -> None:
+    source = create(api, datastore)
     assert source["status"] == "ACTIVE", source.get("fault")
     where = source["connection"]
     backups = []
     for step, kind in enumerate(({}, {"incremental": 1}, {"incremental": 1})):
-        with session("mariadb", where, "app", PASSWORD, "shop") as conn:
-            write("mariadb", conn, f"k{step}", f"v{step}")
+        with session(datastore, where, "app", PASSWORD, "shop") as conn:
+            write(datastore, conn, f"k{step}", f"v{step}")
         backups.append(take_backup(api, source["id"], **kind))
         assert backups[-1]["status"] == "COMPLETED", backups[-1].get("fault")
-    with session("mariadb", where, "app", PASSWORD, "shop") as conn:
-        write("mariadb", conn, "k3", "v3")
+    with session(datastore, where, "app", PASSWORD, "shop") as conn:
+        write(datastore, conn, "k3", "v3")
     assert [b["type"] for b in backups] == ["full", "incremental", "incremental"]
     assert backups[2]["parent_id"] == backups[1]["id"]
 
-    copy = create(api, "mariadb", restorePoint={"backupRef": backups[2]["id"]})
+    copy = create(api, datastore, restorePoint={"backupRef": backups[2]["id"]})
     assert copy["status"] == "ACTIVE", copy.get("fault")
-    with session("mariadb", copy["connection"], "app", PASSWORD, "shop") as conn:
-        assert [read("mariadb", conn, f"k{i}") for i in range(4)] == ["v0", "v1", "v2", None]
+    with session(datastore, copy["connection"], "app", PASSWORD, "shop") as conn:
+        assert [read(datastore, conn, f"k{i}") for i in range(4)] == ["v0", "v1", "v2", None]
     drop(api, source["id"], copy["id"])
 
 

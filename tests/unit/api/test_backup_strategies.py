@@ -69,7 +69,7 @@ def test_a_strategy_is_listed_replaced_and_deleted(client: FlaskClient, world: A
 def test_bad_strategies_are_refused(
     client: FlaskClient, world: Any, fields: Any, status: int, words: str
 ) -> None:
-    reply = strategy(client, active(client, world), **fields)
+    reply = strategy(client, active(client, world, "redis"), **fields)
     assert reply.status_code == status
     assert words in str(reply.get_json())
 

@@ -80,9 +80,9 @@ def test_a_failed_backup_says_why_and_returns_the_instance(client: FlaskClient, 
 
 
 def test_incrementals_need_an_engine_that_has_them(client: FlaskClient, world: Any) -> None:
-    pg = active(client, world)
-    backup(client, world, pg)
-    incremental = {"backup": {"name": "i", "instance": pg, "incremental": 1}}
+    cache = active(client, world, "redis")
+    backup(client, world, cache)
+    incremental = {"backup": {"name": "i", "instance": cache, "incremental": 1}}
     refused = client.post(f"{BASE}/backups", json=incremental)
     assert refused.status_code == 422
     assert "no incremental backups" in refused.get_json()["unprocessableEntity"]["message"]
@@ -232,3 +232,36 @@ def test_deleting_the_instance_ends_its_running_backup(client: FlaskClient, worl
 )  # fmt: skip
 def test_bad_backup_requests_are_refused(client: FlaskClient, body: Any, status: int) -> None:
     assert client.post(f"{BASE}/backups", json=body).status_code == status
+
+
+def test_a_postgresql_incremental_is_the_wal_since_its_parent(
+    client: FlaskClient, world: Any
+) -> None:
+    import time
+
+    from taskmanager import archive
+
+    pg = active(client, world)
+    full = backup(client, world, pg)
+    now = time.time()
+    world[2].archive = {"000000010000000000000002": (b"wal-2", now + 1)}
+    archive.collect_archives(world[0])
+    world[2].archive = {"000000010000000000000003": (b"wal-3", now + 2)}
+    inc = backup(client, world, pg, incremental=1)
+    assert (inc["status"], inc["type"], inc["parent_id"]) == (
+        "COMPLETED",
+        "incremental",
+        full["id"],
+    )
+    assert len(world[2].backups) == 1  # the agent made only the full backup
+    reply = client.post(f"{BASE}/instances", json={"instance": {
+        "name": "copy", "flavorRef": "2", "restorePoint": {"backupRef": inc["id"]}}})  # fmt: skip
+    world[3].drain(world[0])
+    copy = client.get(f"{BASE}/instances/{reply.get_json()['instance']['id']}").get_json()
+    assert copy["instance"]["status"] == "ACTIVE"
+    assert [(r[0], r[1], r[3]) for r in world[2].restores] == [
+        ("full", 0, b"page-1page-2"),
+        ("archive:000000010000000000000002", 1, b"wal-2"),
+        ("archive:000000010000000000000003", 2, b"wal-3"),
+    ]
+    assert world[2].restore_times[-1] == ""
