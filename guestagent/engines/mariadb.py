@@ -111,7 +111,8 @@ class MariadbEngine(Engine):
             self.process, self.data_dir, self.data_dir / SETTINGS_FILE, self.owner
         )
         self.archive = MariadbArchive(
-            self.process, self.admin, self.data_dir / BINLOG_DIR, self.data_dir, self.owner
+            # beside the data volume, not on it: a full volume must not block the binary log
+            self.process, self.admin, self.data_dir.parent / BINLOG_DIR, self.data_dir, self.owner
         )
         self._lifecycle = threading.Lock()
         self._preparing = False

@@ -61,7 +61,9 @@ logger = logging.getLogger(__name__)
 
 MARKER = ".cellar-prepared"
 RESTORED_MARKER = ".cellar-restored"
-ARCHIVE_DIR = "wal-archive"  # finished WAL segments, until the control plane removes them
+# Finished WAL segments wait for the control plane beside the data volume, not on it: a
+# full volume must not also stop archiving, or the server could not recycle its WAL.
+ARCHIVE_DIR = "wal-archive"
 RESTORE_ARCHIVE_DIR = "restore-archive"  # restored segments, until recovery has used them
 
 
@@ -104,7 +106,7 @@ class PostgresEngine(Engine):
         self.archive = PostgresArchive(
             self.process,
             self.admin,
-            archive_dir=self.data_dir.absolute() / ARCHIVE_DIR,
+            archive_dir=self.data_dir.absolute().parent / ARCHIVE_DIR,
             restore_dir=self.data_dir.absolute() / RESTORE_ARCHIVE_DIR,
         )
         self.restored_marker = self.data_dir / RESTORED_MARKER

@@ -143,12 +143,14 @@ def history(source: MariadbEngine) -> History:
 def test_binary_logging_is_on_in_a_folder_of_its_own(source: MariadbEngine) -> None:
     admin = source.admin
     assert admin.variable("log_bin") == "1"
-    assert admin.variable("log_bin_basename") == str(source.data_dir / "binlog" / "mariadb-bin")
+    assert admin.variable("log_bin_basename") == str(
+        source.data_dir.parent / "binlog" / "mariadb-bin"
+    )
     assert admin.variable("binlog_format") == "ROW"
     assert admin.variable("server_id") == "1"
     assert admin.variable("sync_binlog") == "1"
     assert float(admin.variable("expire_logs_days") or "nan") == 0
-    binlog_dir = source.data_dir / "binlog"
+    binlog_dir = source.data_dir.parent / "binlog"
     if source.options.os_user is not None and os.geteuid() == 0:
         assert binlog_dir.stat().st_uid == pwd.getpwnam(source.options.os_user).pw_uid
     assert not str(binlog_dir).startswith(str(source.datadir))
@@ -165,7 +167,7 @@ def test_the_closed_files_hold_both_commits_and_never_the_open_one(
         assert len(data) == file.size
         assert data.startswith(b"\xfebin")
         assert file.closed_at == pytest.approx(
-            (source.data_dir / "binlog" / file.name).stat().st_mtime
+            (source.data_dir.parent / "binlog" / file.name).stat().st_mtime
         )
     assert len(names) == 3  # before the backup, holding A, holding B
     assert names[1] == history.backup_file
@@ -282,8 +284,8 @@ def test_remove_purges_the_oldest_stored_files(source: MariadbEngine, history: H
     left = [file.name for file in source.list_archive(rotate=False)]
     assert left == files[2:]
     assert server_binlogs(source)[0] == files[2]
-    assert not (source.data_dir / "binlog" / files[0]).exists()
-    assert not (source.data_dir / "binlog" / files[1]).exists()
+    assert not (source.data_dir.parent / "binlog" / files[0]).exists()
+    assert not (source.data_dir.parent / "binlog" / files[1]).exists()
     insert(source, (20, "after the purge"))  # the server goes on logging
 
 

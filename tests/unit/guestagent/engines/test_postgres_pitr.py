@@ -130,7 +130,7 @@ def test_archiving_is_on_into_a_folder_of_the_engines_user(source: PostgresEngin
             "SELECT current_setting('archive_mode'), current_setting('wal_level')"
         ).fetchone()
     assert row == ("on", "replica")
-    folder = source.data_dir / "wal-archive"
+    folder = source.data_dir.parent / "wal-archive"  # beside the volume, not on it
     assert folder.is_dir()
     assert folder.stat().st_uid == source.pgdata.stat().st_uid
     assert folder.stat().st_mode & 0o777 == 0o700
