@@ -47,6 +47,16 @@ def commands(settings: Settings) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+def child_environment(base: dict[str, str]) -> dict[str, str]:
+    """The environment of the API, worker and beat processes.
+
+    glibc gives every thread its own malloc arena; the worker's threads stream backups in
+    1 MiB pieces, and with an arena each the freed pieces are kept per thread. Two arenas
+    keep the worker's memory near what it uses.
+    """
+    return {**base, "MALLOC_ARENA_MAX": base.get("MALLOC_ARENA_MAX", "2")}
+
+
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -55,7 +65,7 @@ class Supervisor:
 
     def start(self) -> None:
         for name, argv in commands(self.settings).items():
-            self.children[name] = subprocess.Popen(argv, env=os.environ.copy())
+            self.children[name] = subprocess.Popen(argv, env=child_environment(dict(os.environ)))
             logger.info("started %s (pid %d)", name, self.children[name].pid)
 
     def stop(self) -> None:

@@ -112,7 +112,11 @@ class MariadbEngine(Engine):
         )
         self.archive = MariadbArchive(
             # beside the data volume, not on it: a full volume must not block the binary log
-            self.process, self.admin, self.data_dir.parent / BINLOG_DIR, self.data_dir, self.owner
+            self.process,
+            self.admin,
+            self.data_dir.parent / BINLOG_DIR,
+            self.data_dir,
+            self.owner,
         )
         self._lifecycle = threading.Lock()
         self._preparing = False

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from cellar import settings as settings_module
 from cellar.db import Database
 from cellar.models import Instance
-from cellar.serve import commands
+from cellar.serve import child_environment, commands
 from taskmanager.drivers.volumes import LoopVolumes
 
 
@@ -100,7 +100,7 @@ def start_stack(home: Path, extra_env: dict[str, str]) -> Stack:
     database = Database(settings_module.load().database_url)
     database.upgrade()
     database.engine.dispose()
-    stack = Stack(home=home, env=env, url=f"http://127.0.0.1:{port}")
+    stack = Stack(home=home, env=child_environment(env), url=f"http://127.0.0.1:{port}")
     for name in ("api", "worker", "beat"):
         stack.start(name)
     stack.wait_for_api()
