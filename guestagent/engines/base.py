@@ -10,12 +10,13 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from guestagent.errors import Unsupported
+from guestagent.errors import NotPrepared, Unsupported
 from guestagent.logfile import LogFile
 
 
@@ -135,6 +136,7 @@ class ConsistencyReport:
     detail: str = ""
 
 
+MARKER = ".cellar-prepared"  # in the data directory of a prepared instance
 BackupPiece = bytes | BackupDone
 CHUNK_BYTES = 1024 * 1024  # the most a backup chunk holds
 
@@ -159,6 +161,21 @@ class Engine(abc.ABC):
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
+        self.marker = self.data_dir / MARKER  # written once the instance is prepared
+
+    def prepared(self) -> bool:
+        return self.marker.exists()
+
+    def _write_marker(self) -> None:
+        if self.marker.exists():
+            return
+        scratch = self.marker.with_name(MARKER + ".new")
+        scratch.write_text(json.dumps({"engine": self.name, "version": self.version}) + "\n")
+        os.replace(scratch, self.marker)
+
+    def _require_prepared(self) -> None:
+        if not self.prepared():
+            raise NotPrepared("the instance is not prepared yet")
 
     def restart(self) -> ServiceStatus:
         """Stop the engine cleanly and start it again (prepared engines only)."""

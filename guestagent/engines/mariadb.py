@@ -12,9 +12,7 @@ option files and the marker next to them, a restore's unpacked backups in
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -63,12 +61,11 @@ from guestagent.engines.mariadb_config import (
 )
 from guestagent.engines.mariadb_process import MariadbProcess
 from guestagent.engines.os_user import OsUser
-from guestagent.errors import EngineDown, EngineError, NotPrepared
+from guestagent.errors import EngineDown, EngineError
 from guestagent.logfile import LogFile
 
 logger = logging.getLogger(__name__)
 
-MARKER = ".cellar-prepared"
 RULES = parameters.rules_for("mariadb", "10.11")
 
 
@@ -95,7 +92,6 @@ class MariadbEngine(Engine):
         self.options = options or MariadbOptions()
         self.owner = OsUser(self.options.os_user)
         self.datadir = self.data_dir / "mysql"
-        self.marker = self.data_dir / MARKER
         self.process = MariadbProcess(
             basedir=self.options.basedir,
             datadir=self.datadir,
@@ -121,9 +117,6 @@ class MariadbEngine(Engine):
         self._lifecycle = threading.Lock()
         self._preparing = False
         self._failure: str | None = None
-
-    def prepared(self) -> bool:
-        return self.marker.exists()
 
     def prepare(self, request: PrepareRequest) -> ServiceStatus:
         configuration = parameters.check_values(
@@ -245,13 +238,6 @@ class MariadbEngine(Engine):
             binlog_dir=self.archive.binlog_dir,
         )
 
-    def _write_marker(self) -> None:
-        if self.marker.exists():
-            return
-        scratch = self.marker.with_name(MARKER + ".new")
-        scratch.write_text(json.dumps({"engine": self.name, "version": self.version}) + "\n")
-        os.replace(scratch, self.marker)
-
     def status(self) -> StatusReport:
         if self._preparing:
             return StatusReport(ServiceStatus.BUILDING, "prepare is running")
@@ -269,10 +255,6 @@ class MariadbEngine(Engine):
         except EngineError as exc:
             return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
         return StatusReport(ServiceStatus.HEALTHY)
-
-    def _require_prepared(self) -> None:
-        if not self.prepared():
-            raise NotPrepared("the instance is not prepared yet")
 
     def create_database(self, request: Database) -> bool:
         self._require_prepared()

@@ -54,12 +54,11 @@ from guestagent.engines.postgres_config import (
     write_user_config,
 )
 from guestagent.engines.postgres_process import PostgresProcess
-from guestagent.errors import EngineError, NotPrepared, Unsupported
+from guestagent.errors import EngineError, Unsupported
 from guestagent.logfile import LogFile
 
 logger = logging.getLogger(__name__)
 
-MARKER = ".cellar-prepared"
 RESTORED_MARKER = ".cellar-restored"
 # Finished WAL segments wait for the control plane beside the data volume, not on it: a
 # full volume must not also stop archiving, or the server could not recycle its WAL.
@@ -91,7 +90,6 @@ class PostgresEngine(Engine):
         self.options = options or PostgresOptions()
         self.owner = OsUser(self.options.os_user)
         self.pgdata = self.data_dir / "pgdata"
-        self.marker = self.data_dir / MARKER
         self.process = PostgresProcess(
             bin_dir=self.options.bin_dir,
             pgdata=self.pgdata,
@@ -114,9 +112,6 @@ class PostgresEngine(Engine):
         self._preparing = False
         self._restoring = False
         self._failure: str | None = None
-
-    def prepared(self) -> bool:
-        return self.marker.exists()
 
     def prepare(self, request: PrepareRequest) -> ServiceStatus:
         configuration = parameters.check_values(
@@ -245,13 +240,6 @@ class PostgresEngine(Engine):
             archive_dir=self.archive.archive_dir,
         )
 
-    def _write_marker(self) -> None:
-        if self.marker.exists():
-            return
-        scratch = self.marker.with_name(MARKER + ".new")
-        scratch.write_text(json.dumps({"engine": self.name, "version": self.version}) + "\n")
-        os.replace(scratch, self.marker)
-
     def status(self) -> StatusReport:
         if self._preparing:
             return StatusReport(ServiceStatus.BUILDING, "prepare is running")
@@ -271,10 +259,6 @@ class PostgresEngine(Engine):
         except EngineError as exc:
             return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
         return StatusReport(ServiceStatus.HEALTHY)
-
-    def _require_prepared(self) -> None:
-        if not self.prepared():
-            raise NotPrepared("the instance is not prepared yet")
 
     def create_database(self, request: Database) -> bool:
         self._require_prepared()

@@ -10,9 +10,7 @@ no named databases: those calls answer Unsupported. Access is by ACL users only;
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -51,12 +49,11 @@ from guestagent.engines.redis_config import (
     write_user_config,
 )
 from guestagent.engines.redis_process import RedisProcess
-from guestagent.errors import EngineError, NotPrepared, Unsupported
+from guestagent.errors import EngineError, Unsupported
 from guestagent.logfile import LogFile
 
 logger = logging.getLogger(__name__)
 
-MARKER = ".cellar-prepared"
 ADMIN_LOGIN_FILE = ".cellar-admin-password"
 NO_DATABASES = "redis has no named databases (use the numbered ones, SELECT 0-15)"
 
@@ -85,7 +82,6 @@ class RedisEngine(Engine):
         self.options = options or RedisOptions()
         self.owner = OsUser(self.options.os_user)
         self.redis_dir = self.data_dir / "redis"
-        self.marker = self.data_dir / MARKER
         self.process = RedisProcess(
             binary=self.options.binary,
             config_file=self.data_dir / CONFIG_FILE,
@@ -101,9 +97,6 @@ class RedisEngine(Engine):
         self._lifecycle = threading.Lock()
         self._preparing = False
         self._failure: str | None = None
-
-    def prepared(self) -> bool:
-        return self.marker.exists()
 
     def prepare(self, request: PrepareRequest) -> ServiceStatus:
         if request.databases:
@@ -196,13 +189,6 @@ class RedisEngine(Engine):
             memory_mb=memory_mb,
         )
 
-    def _write_marker(self) -> None:
-        if self.marker.exists():
-            return
-        scratch = self.marker.with_name(MARKER + ".new")
-        scratch.write_text(json.dumps({"engine": self.name, "version": self.version}) + "\n")
-        os.replace(scratch, self.marker)
-
     def _apply_live(self, configuration: dict[str, str]) -> list[str]:
         """Set the dynamic parameters that differ from the running ones; the static ones
         that differ are returned (they wait for a restart)."""
@@ -229,10 +215,6 @@ class RedisEngine(Engine):
         except EngineError as exc:
             return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
         return StatusReport(ServiceStatus.HEALTHY)
-
-    def _require_prepared(self) -> None:
-        if not self.prepared():
-            raise NotPrepared("the instance is not prepared yet")
 
     def create_database(self, request: Database) -> bool:
         raise Unsupported(NO_DATABASES)
