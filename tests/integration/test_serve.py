@@ -58,11 +58,14 @@ def test_serve_starts_and_stops_its_children(tmp_path: Path) -> None:
         children = children_of(serve.pid)
         assert len(children) == 3
         assert (tmp_path / "home" / "cellar.db").exists()
+        banner = f"Cellar is up at http://127.0.0.1:{port}"
+        end = time.monotonic() + 30  # serve prints it once its own look at the API succeeds
+        while banner not in (tmp_path / "serve.log").read_text() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert banner in (tmp_path / "serve.log").read_text()
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=40) == 0
         assert not [pid for pid in children if alive(pid)]
-        output = (tmp_path / "serve.log").read_text()
-        assert f"http://127.0.0.1:{port}" in output
     finally:
         if serve.poll() is None:
             serve.kill()
