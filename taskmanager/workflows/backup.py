@@ -9,6 +9,7 @@ never kept under the backup's name); past ``CELLAR_BACKUP_DEADLINE`` it fails.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,7 @@ from cellar.status import BackupStatus, InstanceStatus
 from taskmanager.agent_client import BackupEnd
 from taskmanager.backup_storage import StorageError
 from taskmanager.context import StepContext
+from taskmanager.pipeline import write_behind
 from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
 from taskmanager.workflows import wal_increments
 
@@ -60,17 +62,14 @@ def take_backup(ctx: StepContext) -> Decision:
         return NEXT
     key, kind, agent = storage_key(backup), backup.type, ctx.agent
     deadline = ctx.services.settings.backup_deadline
-    end: BackupEnd | None = None
     try:
+        ends: list[BackupEnd] = []
         with ctx.services.storage.writer(key) as out:
-            for piece in agent.backup(backup.id, kind, parent_checkpoint, deadline):
-                if isinstance(piece, BackupEnd):
-                    end = piece
-                else:
-                    out.write(piece)
-                ctx.keep_lease()
-            if end is None:
+            stream = agent.backup(backup.id, kind, parent_checkpoint, deadline)
+            write_behind(_data_of(ctx, stream, ends), out.write)
+            if not ends:
                 raise StepFailed("the agent's backup stream ended before its end marker")
+        end = ends[-1]
     except AgentError as exc:
         if exc.retryable:
             raise
@@ -87,6 +86,18 @@ def take_backup(ctx: StepContext) -> Decision:
     logger.info("backup %s completed: %d bytes, sha256 %s", backup.id, backup.size_bytes,
                 backup.checksum)  # fmt: skip
     return NEXT
+
+
+def _data_of(
+    ctx: StepContext, stream: Iterable[bytes | BackupEnd], ends: list[BackupEnd]
+) -> Iterator[bytes]:
+    """The backup's bytes as they arrive; its end marker goes to ``ends``."""
+    for piece in stream:
+        if isinstance(piece, BackupEnd):
+            ends.append(piece)
+        else:
+            yield piece
+        ctx.keep_lease()
 
 
 def _increments_by_wal(backup: Backup) -> bool:
