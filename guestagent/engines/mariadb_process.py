@@ -24,6 +24,7 @@ from typing import IO
 import pymysql
 
 from guestagent.engines.os_user import OsUser
+from guestagent.engines.server_process import looks_like, relay_lines, send_signal, wait_gone
 from guestagent.errors import EngineError, NotPrepared
 from guestagent.logfile import LogFile
 
@@ -220,14 +221,7 @@ class MariadbProcess:
         logger.info("started mariadbd (pid %d) on port %d", self._child.pid, self.port)
 
     def _relay_log(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                self._tail.append(line)
-                logger.info("mariadb: %s", line)
-                if self.log_file is not None:
-                    self.log_file.append(line)
-        stream.close()
+        relay_lines(stream, "mariadb", self._tail, self.log_file)
 
     def wait_until_ready(self, deadline: float) -> None:
         """Poll over the socket until ``SELECT 1`` works; EngineError past ``deadline``."""
@@ -259,7 +253,7 @@ class MariadbProcess:
                 return
             started = time.monotonic()
             for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-                _signal(pid, sig)
+                send_signal(pid, sig)
                 if self._wait_gone(pid, wait):
                     break
                 logger.warning("mariadbd (pid %d) ignored %s", pid, sig.name)
@@ -268,19 +262,7 @@ class MariadbProcess:
             logger.info("stopped mariadbd in %.0f ms", (time.monotonic() - started) * 1000)
 
     def _wait_gone(self, pid: int, within: float) -> bool:
-        child = self._child
-        if child is not None and child.pid == pid:
-            try:
-                child.wait(timeout=within)
-            except subprocess.TimeoutExpired:
-                return False
-            return True
-        end = time.monotonic() + within
-        while time.monotonic() < end:
-            if not _is_mariadbd(pid):
-                return True
-            time.sleep(POLL_EVERY)
-        return False
+        return wait_gone(self._child, pid, within, _is_mariadbd)
 
     def _pid_from_file(self) -> int | None:
         try:
@@ -290,29 +272,5 @@ class MariadbProcess:
         return pid if _is_mariadbd(pid) else None
 
 
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def _is_mariadbd(pid: int) -> bool:
-    """True if ``pid`` is a live process that looks like a MariaDB server."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if not Path("/proc/self/comm").exists():
-        return True
-    try:
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return comm.startswith(("mariadbd", "mysqld"))
+    return looks_like(pid, ("mariadbd", "mysqld"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -21,6 +20,7 @@ from typing import IO, Any
 import psycopg
 
 from guestagent.engines.os_user import OsUser
+from guestagent.engines.server_process import looks_like, relay_lines, send_signal, wait_gone
 from guestagent.errors import EngineError, NotPrepared
 from guestagent.logfile import LogFile
 
@@ -184,14 +184,7 @@ class PostgresProcess:
         logger.info("started postgres (pid %d) on port %d", self._child.pid, self.port)
 
     def _relay_log(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                self._tail.append(line)
-                logger.info("postgres: %s", line)
-                if self.log_file is not None:
-                    self.log_file.append(line)
-        stream.close()
+        relay_lines(stream, "postgres", self._tail, self.log_file)
 
     def wait_until_ready(self, deadline: float) -> None:
         """Poll over the socket until ``SELECT 1`` works; EngineError past ``deadline``."""
@@ -223,7 +216,7 @@ class PostgresProcess:
                 (signal.SIGQUIT, 5.0),
                 (signal.SIGKILL, 5.0),
             ):
-                self._signal(pid, sig)
+                send_signal(pid, sig)
                 if self._wait_gone(pid, wait):
                     break
                 logger.warning("postgres (pid %d) ignored %s", pid, sig.name)
@@ -231,26 +224,8 @@ class PostgresProcess:
                 self._relay.join(timeout=2.0)
             logger.info("stopped postgres in %.0f ms", (time.monotonic() - started) * 1000)
 
-    def _signal(self, pid: int, sig: signal.Signals) -> None:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
     def _wait_gone(self, pid: int, within: float) -> bool:
-        child = self._child
-        if child is not None and child.pid == pid:
-            try:
-                child.wait(timeout=within)
-            except subprocess.TimeoutExpired:
-                return False
-            return True
-        end = time.monotonic() + within
-        while time.monotonic() < end:
-            if not _is_postgres(pid):
-                return True
-            time.sleep(POLL_EVERY)
-        return False
+        return wait_gone(self._child, pid, within, _is_postgres)
 
     def _pid_from_file(self) -> int | None:
         try:
@@ -268,21 +243,4 @@ class PostgresProcess:
 
 
 def _is_postgres(pid: int) -> bool:
-    """True if ``pid`` is a live process that looks like a postgres server."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if not Path("/proc/self/comm").exists():
-        return True
-    try:
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return comm.startswith(("postgres", "postmaster"))
+    return looks_like(pid, ("postgres", "postmaster"))

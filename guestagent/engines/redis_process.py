@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from guestagent.engines.os_user import OsUser
+from guestagent.engines.server_process import looks_like, relay_lines, send_signal, wait_gone
 from guestagent.errors import EngineError
 from guestagent.logfile import LogFile
 
@@ -103,14 +103,7 @@ class RedisProcess:
         logger.info("started redis (pid %d)", self._child.pid)
 
     def _relay_log(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                self._tail.append(line)
-                logger.info("redis: %s", line)
-                if self.log_file is not None:
-                    self.log_file.append(line)
-        stream.close()
+        relay_lines(stream, "redis", self._tail, self.log_file)
 
     def wait_until_ready(self, ping: Callable[[], None], deadline: float) -> None:
         """Call ``ping`` until it succeeds; EngineError if the server exits or past ``deadline``."""
@@ -143,7 +136,7 @@ class RedisProcess:
             started = time.monotonic()
             if not (shutdown is not None and self._shutdown(shutdown, pid, timeout)):
                 for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-                    _signal(pid, sig)
+                    send_signal(pid, sig)
                     if self._wait_gone(pid, wait):
                         break
                     logger.warning("redis (pid %d) ignored %s", pid, sig.name)
@@ -160,19 +153,7 @@ class RedisProcess:
         return self._wait_gone(pid, timeout)
 
     def _wait_gone(self, pid: int, within: float) -> bool:
-        child = self._child
-        if child is not None and child.pid == pid:
-            try:
-                child.wait(timeout=within)
-            except subprocess.TimeoutExpired:
-                return False
-            return True
-        end = time.monotonic() + within
-        while time.monotonic() < end:
-            if not _is_redis(pid):
-                return True
-            time.sleep(POLL_EVERY)
-        return False
+        return wait_gone(self._child, pid, within, _is_redis)
 
     def _pid_from_file(self) -> int | None:
         try:
@@ -182,27 +163,5 @@ class RedisProcess:
         return pid if _is_redis(pid) else None
 
 
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def _is_redis(pid: int) -> bool:
-    """True if ``pid`` is a live process that looks like a redis server."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return comm.startswith("redis-server")
+    return looks_like(pid, ("redis-server",))
