@@ -35,6 +35,23 @@ ODD_BODIES: list[Any] = [
     {"restart": None, "resize": {}},
     {"resize": "big"},
     {"resize": {"flavorRef": None}},
+    {"resize": {"volume": {"size": "x"}}},
+    {"instance": {"name": "a", "flavorRef": "1", "restorePoint": {"backupRef": 5}}},
+    {
+        "instance": {
+            "name": "a",
+            "flavorRef": "1",
+            "restorePoint": {"backupRef": "x", "restore_time": 7},
+        }
+    },
+    {"user": None},
+    {"user": {"password": ["x"]}},
+    {"password": {"nested": 1}},
+    {"backup": None},
+    {"backup": {"name": 5, "instance": []}},
+    {"backup": {"name": "b", "instance": "missing", "parent_id": 3, "incremental": "x"}},
+    {"verify": None, "other": 1},
+    {"backup_strategy": {"instance_id": 5, "schedule": 3, "keep_count": "a"}},
 ]
 ROUTES = [
     ("POST", "/v1.0/p/instances"),
@@ -50,6 +67,19 @@ ROUTES = [
     ("GET", "/v1.0/p/audit?limit=x"),
     ("GET", "/v1.0/p/tasks/nope"),
     ("PATCH", "/v1.0/p/instances"),
+    ("PUT", "/v1.0/p/instances/{id}/users"),
+    ("PUT", "/v1.0/p/instances/{id}/users/alice"),
+    ("PUT", "/v1.0/p/instances/{id}/users/a%27b/databases"),
+    ("GET", "/v1.0/p/instances/{id}/users/alice/databases"),
+    ("DELETE", "/v1.0/p/instances/{id}/users/alice/databases/x;y"),
+    ("POST", "/v1.0/p/instances/{id}/root"),
+    ("POST", "/v1.0/p/backups"),
+    ("GET", "/v1.0/p/backups?limit=x"),
+    ("GET", "/v1.0/p/backups/nope"),
+    ("DELETE", "/v1.0/p/backups/nope"),
+    ("POST", "/v1.0/p/backups/nope/action"),
+    ("POST", "/v1.0/p/backup_strategies"),
+    ("DELETE", "/v1.0/p/backup_strategies"),
 ]
 
 
