@@ -59,17 +59,6 @@ def load_backup(session: Session, project_id: str, backup_id: str) -> Backup:
     return backup
 
 
-def restore_chain(session: Session, backup: Backup) -> list[Backup]:
-    """``backup`` and its ancestors, the full backup first."""
-    found = [backup]
-    while found[0].parent_id:
-        parent = session.get(Backup, found[0].parent_id)
-        if parent is None or parent.deleted_at is not None:
-            raise NotFound(f"backup {found[0].id} needs its parent {found[0].parent_id}, gone")
-        found.insert(0, parent)
-    return found
-
-
 def children(session: Session, backup: Backup) -> list[str]:
     """Ids of the live incrementals built on ``backup``."""
     return list(

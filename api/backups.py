@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from api import audit, body
-from api.backup_views import backup_view, children, load_backup, restore_chain
+from api.backup_views import backup_view, children, load_backup
 from api.instances import busy_check, load_instance
 from api.state import services
 from api.views import task_view
@@ -158,7 +158,7 @@ def action(project_id: str, backup_id: str) -> ResponseReturnValue:
         backup = load_backup(session, project_id, backup_id)
         if backup.status != BackupStatus.COMPLETED.value:
             raise Busy(f"backup {backup.id} is {backup.status}; only a COMPLETED one is verified")
-        chain = [b.id for b in restore_chain(session, backup)]
+        chain = [b.id for b in backup_jobs.chain_of(session, backup)]
         task = backup_jobs.start_verify(svc, session, backup, chain, g.request_id)
         audit.record(session, project_id, "backup.verify", "backup", backup.id,
                      {"task_id": task.id})  # fmt: skip

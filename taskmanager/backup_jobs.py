@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cellar import cron
+from cellar.errors import NotFound
 from cellar.models import AuditEvent, Backup, BackupStrategy, Instance, Task, new_id, utcnow
 from cellar.status import BackupStatus, InstanceStatus, TaskState
 from taskmanager.context import Services
@@ -99,15 +100,15 @@ def latest_completed(session: Session, instance_id: str) -> Backup | None:
     ).first()
 
 
-def chain_ids(session: Session, backup: Backup) -> list[str]:
-    """``backup`` and the backups it builds on, the full one first."""
-    ids = [backup.id]
-    parent_id = backup.parent_id
-    while parent_id:
-        ids.insert(0, parent_id)
-        parent = session.get(Backup, parent_id)
-        parent_id = parent.parent_id if parent else None
-    return ids
+def chain_of(session: Session, backup: Backup) -> list[Backup]:
+    """``backup`` and the backups it builds on, the full one first; NotFound if one is gone."""
+    found = [backup]
+    while found[0].parent_id:
+        parent = session.get(Backup, found[0].parent_id)
+        if parent is None or parent.deleted_at is not None:
+            raise NotFound(f"backup {found[0].id} needs its parent {found[0].parent_id}, gone")
+        found.insert(0, parent)
+    return found
 
 
 def _busy(session: Session, instance_id: str) -> bool:

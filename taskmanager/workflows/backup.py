@@ -119,7 +119,7 @@ def finish(ctx: StepContext) -> Decision:
 
     tasks = backup_jobs.prune(ctx.services, ctx.session, strategy)
     if strategy.verify and backup.deleted_at is None:
-        chain = backup_jobs.chain_ids(ctx.session, backup)
+        chain = [b.id for b in backup_jobs.chain_of(ctx.session, backup)]
         tasks.append(backup_jobs.start_verify(ctx.services, ctx.session, backup, chain,
                                               ctx.task.request_id))  # fmt: skip
     ctx.session.commit()
