@@ -17,9 +17,12 @@ from guestagent.engines.base import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
+    EnableReplicationRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    ReplicationSource,
+    ReplicationState,
     RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
@@ -47,6 +50,30 @@ def _user(message: Any) -> User:
     )
 
 
+def _source(message: Any) -> ReplicationSource:
+    return ReplicationSource(
+        host=message.host,
+        port=int(message.port),
+        user=message.user,
+        password=message.password,
+        name=message.name,
+    )
+
+
+def _replication(state: ReplicationState) -> Any:
+    return agent_pb2.ReplicationState(
+        role=state.role,
+        position=state.position,
+        position_value=state.position_value,
+        source_connected=state.source_connected,
+        lag_seconds=state.lag_seconds,
+        lag_bytes=state.lag_bytes,
+        source_host=state.source_host,
+        replicas_connected=state.replicas_connected,
+        writable=state.writable,
+    )
+
+
 class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
     """Serves the v1 contract with one engine."""
 
@@ -62,6 +89,7 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
                 configuration=tuple(sorted(request.configuration.items())),
                 restored=request.restored,
                 restore_time=request.restore_time,
+                replica_of=_source(request.replica_of) if request.HasField("replica_of") else None,
             )
         )
         return agent_pb2.PrepareResponse(status=_status(status))
@@ -205,3 +233,30 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
     def RemoveArchive(self, request: Any, context: Any) -> Any:
         removed = self.engine.remove_archive(tuple(request.names))
         return agent_pb2.RemoveArchiveResponse(removed=removed)
+
+    def EnableReplication(self, request: Any, context: Any) -> Any:
+        self.engine.enable_replication(
+            EnableReplicationRequest(
+                user=request.user,
+                password=request.password,
+                replicas=tuple(request.replicas),
+                synchronous=request.synchronous,
+            )
+        )
+        return agent_pb2.EnableReplicationResponse()
+
+    def GetReplication(self, request: Any, context: Any) -> Any:
+        return _replication(self.engine.replication_state())
+
+    def StopWrites(self, request: Any, context: Any) -> Any:
+        return _replication(self.engine.stop_writes())
+
+    def Promote(self, request: Any, context: Any) -> Any:
+        timeout = float(request.timeout) if request.timeout > 0 else 30.0
+        return _replication(self.engine.promote(int(request.wait_for_position), timeout))
+
+    def Follow(self, request: Any, context: Any) -> Any:
+        if not request.HasField("source") or not request.source.host:
+            raise InvalidInput("Follow needs a source with a host")
+        self.engine.follow(_source(request.source))
+        return agent_pb2.FollowResponse()

@@ -61,6 +61,51 @@ class StatusReport:
     volume_total_bytes: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A primary for a replica to follow (see the proto's ReplicationSource)."""
+
+    host: str
+    port: int
+    user: str
+    password: str = dataclasses.field(repr=False, default="")
+    name: str = ""
+
+    def message(self) -> Any:
+        return agent_pb2.ReplicationSource(
+            host=self.host, port=self.port, user=self.user, password=self.password, name=self.name
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Replication:
+    """One member's replication state, as its agent reports it."""
+
+    role: str
+    position: str
+    position_value: int
+    source_connected: bool
+    lag_seconds: float
+    lag_bytes: int
+    source_host: str
+    replicas_connected: int
+    writable: bool
+
+    @classmethod
+    def of(cls, reply: Any) -> Replication:
+        return cls(
+            role=str(reply.role),
+            position=str(reply.position),
+            position_value=int(reply.position_value),
+            source_connected=bool(reply.source_connected),
+            lag_seconds=float(reply.lag_seconds),
+            lag_bytes=int(reply.lag_bytes),
+            source_host=str(reply.source_host),
+            replicas_connected=int(reply.replicas_connected),
+            writable=bool(reply.writable),
+        )
+
+
 class AgentClient:
     """A connection to one instance's agent at ``host:port``."""
 
@@ -129,6 +174,7 @@ class AgentClient:
         configuration: dict[str, str] | None = None,
         restored: bool = False,
         restore_time: str = "",
+        replica_of: Source | None = None,
     ) -> str:
         request = agent_pb2.PrepareRequest(
             databases=[agent_pb2.Database(name=name) for name in databases],
@@ -138,6 +184,8 @@ class AgentClient:
             restored=restored,
             restore_time=restore_time,
         )
+        if replica_of is not None:
+            request.replica_of.CopyFrom(replica_of.message())
         reply = self._call("Prepare", self._stub.Prepare, request, timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status))
 
@@ -296,6 +344,32 @@ class AgentClient:
         request = agent_pb2.CheckConsistencyRequest()
         reply = self._call("CheckConsistency", self._stub.CheckConsistency, request, timeout)
         return bool(reply.ok), str(reply.detail)
+
+    def enable_replication(
+        self, user: str, password: str, replicas: Sequence[str], synchronous: bool, timeout: float
+    ) -> None:
+        request = agent_pb2.EnableReplicationRequest(
+            user=user, password=password, replicas=list(replicas), synchronous=synchronous
+        )
+        self._call("EnableReplication", self._stub.EnableReplication, request, timeout)
+
+    def replication(self, timeout: float | None = None) -> Replication:
+        request = agent_pb2.GetReplicationRequest()
+        return Replication.of(
+            self._call("GetReplication", self._stub.GetReplication, request, timeout)
+        )
+
+    def stop_writes(self, timeout: float) -> Replication:
+        request = agent_pb2.StopWritesRequest()
+        return Replication.of(self._call("StopWrites", self._stub.StopWrites, request, timeout))
+
+    def promote(self, wait_for_position: int, wait: float, timeout: float) -> Replication:
+        request = agent_pb2.PromoteRequest(wait_for_position=wait_for_position, timeout=wait)
+        return Replication.of(self._call("Promote", self._stub.Promote, request, timeout))
+
+    def follow(self, source: Source, timeout: float) -> None:
+        request = agent_pb2.FollowRequest(source=source.message())
+        self._call("Follow", self._stub.Follow, request, timeout)
 
 
 def _user(user: NewUser) -> Any:

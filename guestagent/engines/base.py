@@ -60,6 +60,49 @@ class User:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReplicationSource:
+    """A primary to replicate from: its address on the instances' network, the account
+    replicas use, and ``name``, the replica's own name there (a slot, a client name)."""
+
+    host: str
+    port: int
+    user: str
+    password: str = dataclasses.field(default="", repr=False)
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicationState:
+    """Replication as one member of a set sees it.
+
+    ``position_value`` only grows along the set's history (a PostgreSQL LSN, a MariaDB
+    GTID sequence number, a Redis replication offset), so members can be compared.
+    ``lag_seconds`` and ``lag_bytes`` are -1 when the engine cannot say.
+    """
+
+    role: str  # "primary" or "replica"
+    position: str = ""
+    position_value: int = 0
+    source_connected: bool = False
+    lag_seconds: float = -1.0
+    lag_bytes: int = -1
+    source_host: str = ""
+    replicas_connected: int = 0
+    writable: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class EnableReplicationRequest:
+    """Let replicas in: the account they log in with, and every replica's name (state
+    kept for names not listed, such as PostgreSQL slots, is dropped)."""
+
+    user: str
+    password: str = dataclasses.field(default="", repr=False)
+    replicas: tuple[str, ...] = ()
+    synchronous: bool = False  # a commit waits until one replica has it (where supported)
+
+
+@dataclasses.dataclass(frozen=True)
 class PrepareRequest:
     """Everything a fresh instance needs: its first databases and users, its memory."""
 
@@ -69,6 +112,7 @@ class PrepareRequest:
     configuration: tuple[tuple[str, str], ...] = ()  # user parameters (name, value)
     restored: bool = False  # ``restore`` filled the data directory: recover it, no fresh init
     restore_time: str = ""  # with ``restored``: replay the archive up to here (RFC 3339, UTC)
+    replica_of: ReplicationSource | None = None  # start as a read-only replica of it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +325,31 @@ class Engine(abc.ABC):
     def remove_archive(self, names: tuple[str, ...]) -> int:
         """Delete archive files the control plane has stored; returns how many went."""
         return 0
+
+    @abc.abstractmethod
+    def enable_replication(self, request: EnableReplicationRequest) -> None:
+        """Make this (writable) instance a source: create or update the replication
+        account, keep per-replica state for exactly ``replicas``; idempotent."""
+
+    @abc.abstractmethod
+    def replication_state(self) -> ReplicationState:
+        """This member's role, position and, for a replica, its link and lag."""
+
+    @abc.abstractmethod
+    def stop_writes(self) -> ReplicationState:
+        """Switchover, on the old primary: refuse new writes, end open transactions, and
+        return the final position (every acknowledged write is at or before it)."""
+
+    @abc.abstractmethod
+    def promote(self, wait_for_position: int, timeout: float) -> ReplicationState:
+        """Become a writable primary, first waiting until ``position_value`` reaches
+        ``wait_for_position`` (0: no wait; EngineError past ``timeout``). A no-op on a
+        primary. The same call detaches a replica into a standalone instance."""
+
+    @abc.abstractmethod
+    def follow(self, source: ReplicationSource) -> None:
+        """Become (or stay) a read-only replica of ``source``: re-point a replica, or
+        turn a former primary into one, rewinding or recopying its data if needed."""
 
     @abc.abstractmethod
     def start(self) -> None:

@@ -27,9 +27,12 @@ from guestagent.engines.base import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
+    EnableReplicationRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    ReplicationSource,
+    ReplicationState,
     RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
@@ -214,6 +217,7 @@ class FakeEngine(Engine):
         self.log_files: dict[str, LogFile] = {}
         self.backup_chunks: list[bytes] = [b"first", b"second"]
         self.restored_bytes = b""
+        self.replication = ReplicationState(role="primary", writable=True)
 
     def logs(self) -> dict[str, LogFile]:
         return self.log_files
@@ -288,6 +292,28 @@ class FakeEngine(Engine):
     def check_consistency(self) -> ConsistencyReport:
         self._call("check_consistency")
         return ConsistencyReport(ok=True, detail="fake data is fine")
+
+    def enable_replication(self, request: EnableReplicationRequest) -> None:
+        self._call("enable_replication", request.replicas)
+
+    def replication_state(self) -> ReplicationState:
+        self._call("replication_state")
+        return self.replication
+
+    def stop_writes(self) -> ReplicationState:
+        self._call("stop_writes")
+        self.replication = dataclasses.replace(self.replication, writable=False)
+        return self.replication
+
+    def promote(self, wait_for_position: int, timeout: float) -> ReplicationState:
+        self._call("promote", wait_for_position)
+        self.replication = ReplicationState(role="primary", position_value=wait_for_position)
+        self.replication = dataclasses.replace(self.replication, writable=True)
+        return self.replication
+
+    def follow(self, source: ReplicationSource) -> None:
+        self._call("follow", source)
+        self.replication = ReplicationState(role="replica", source_host=source.host)
 
     def start(self) -> None:
         self._call("start")
