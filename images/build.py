@@ -94,6 +94,7 @@ IMAGE_LIST = (
     Image("postgresql", "cellar/postgresql:15", app=True),
     Image("mariadb", "cellar/mariadb:10.11", app=True),
     Image("redis", "cellar/redis:7.0", app=True),
+    Image("haproxy", "cellar/haproxy:2.6"),
 )
 
 

@@ -73,12 +73,19 @@ def test_requirements_are_pinned_to_this_interpreter_with_their_dependencies() -
 def test_parents_come_from_the_dockerfiles() -> None:
     parents = {image.name: image.parent for image in build.IMAGE_LIST}
     engines = {name: "cellar/base:latest" for name in ("postgresql", "mariadb", "redis")}
-    assert parents == {"base": build.ROOTFS_TAG, **engines}
+    assert parents == {"base": build.ROOTFS_TAG, **engines, "haproxy": build.ROOTFS_TAG}
 
 
 def test_only_builds_the_image_and_what_it_is_built_on() -> None:
     assert [image.name for image in build.selected("postgresql")] == ["base", "postgresql"]
     assert [image.name for image in build.selected("base")] == ["base"]
+    assert [image.name for image in build.selected("haproxy")] == ["haproxy"]
+
+
+def test_the_haproxy_context_holds_its_config_and_no_agent(tmp_path: Path) -> None:
+    haproxy = next(image for image in build.IMAGE_LIST if image.name == "haproxy")
+    build.stage(haproxy, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dockerfile", "haproxy.cfg"]
 
 
 def test_engine_context_holds_the_agent_code_without_caches(tmp_path: Path) -> None:
