@@ -23,6 +23,7 @@ from api import (
     engine_logs,
     errors,
     instances,
+    replication_events,
     root,
     tasks,
     user_access,
@@ -89,6 +90,7 @@ def create_app(svc: Services | None = None) -> Flask:
     app.register_blueprint(audit_routes.blueprint)
     app.register_blueprint(engine_logs.blueprint)
     app.register_blueprint(configurations.blueprint)
+    app.register_blueprint(replication_events.blueprint)
     return app
 
 

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api import audit, body, specs
+from api import audit, body, replicas, specs
 from api.restore_points import restore_point
 from api.state import services
 from api.views import instance_view, links, running_task
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("instances", __name__)
 
-UNSUPPORTED = ("replica_of", "replica_count", "modules")
+UNSUPPORTED = ("modules",)
 MAX_VOLUME_GB = catalog.MAX_VOLUME_GB
 PAGE_MAX = 1000
 READY = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
@@ -112,8 +112,12 @@ def create(project_id: str) -> ResponseReturnValue:
         if data.get(field) not in (None, [], ""):
             raise InvalidInput(f"{field} is not supported by this Cellar release")
     name = body.text(data, "name")
-    flavor = _flavor(data.get("flavorRef"))
     svc = services()
+    with svc.db.session() as session:
+        replica_plan = replicas.plan(session, project_id, data)
+        if replica_plan is not None:
+            return _create_replicas(svc, session, project_id, name, data, replica_plan)
+    flavor = _flavor(data.get("flavorRef"))
     with svc.db.session() as session:
         restore = restore_point(session, project_id, data.get("restorePoint"))
     if restore is None:
@@ -184,6 +188,67 @@ def create(project_id: str) -> ResponseReturnValue:
     return jsonify({"instance": view}), 202
 
 
+def _create_replicas(
+    svc: Any,
+    session: Session,
+    project_id: str,
+    name: str,
+    data: dict[str, Any],
+    replica_plan: replicas.ReplicaPlan,
+) -> ResponseReturnValue:
+    """``replica_count`` new instances following ``replica_of``, each seeded from it."""
+    source = replica_plan.source
+    flavor = (
+        _flavor(data["flavorRef"]) if data.get("flavorRef") else catalog.FLAVORS[source.flavor_id]
+    )
+    version = catalog.DATASTORES[source.datastore].version(source.datastore_version)
+    assert version is not None
+    size = replicas.volume_size(data, source)
+    config = _configuration_for(session, project_id, data.get("configuration"), version)
+    replica_set = replicas.join(svc, session, replica_plan)
+    made: list[tuple[Instance, str]] = []
+    for number in range(replica_plan.count):
+        instance = Instance(
+            id=new_id(),
+            configuration_id=config.id if config else None,
+            project_id=project_id,
+            name=name if replica_plan.count == 1 else f"{name}-{number + 1}",
+            flavor_id=flavor.id,
+            datastore=version.datastore,
+            datastore_version=version.name,
+            volume_size=size,
+            status=InstanceStatus.BUILD.value,
+            replica_set_id=replica_set.id,
+            replica_of_id=source.id,
+        )
+        session.add(instance)
+        task = start_task(
+            svc,
+            session,
+            project_id=project_id,
+            workflow="provision",
+            request_id=g.request_id,
+            instance_id=instance.id,
+            params={
+                "replica": {"source_id": source.id},
+                "configuration": configuration_values(config),
+            },
+        )
+        made.append((instance, task.id))
+        audit.record(
+            session, project_id, "instance.create", "instance", instance.id,
+            {"name": instance.name, "flavor": flavor.id, "datastore": version.datastore,
+             "version": version.name, "volume_size": size, "replica_of": source.id,
+             "replication_mode": replica_set.mode, "task_id": task.id},
+        )  # fmt: skip
+    session.flush()
+    view = instance_view(session, made[0][0])
+    session.commit()
+    for _instance, task_id in made:
+        svc.enqueue(task_id, 0.0, g.request_id)
+    return jsonify({"instance": view}), 202
+
+
 @blueprint.get("/v1.0/<project_id>/instances")
 @blueprint.get("/v1.0/<project_id>/instances/detail")
 def list_all(project_id: str) -> ResponseReturnValue:
@@ -232,6 +297,7 @@ def delete(project_id: str, instance_id: str) -> ResponseReturnValue:
         current = running_task(session, instance.id)
         if current is not None and current.workflow == "delete":
             return "", 202
+        replicas.check_delete(session, instance)
         instance.status = InstanceStatus.SHUTDOWN.value
         task = start_task(
             svc,
@@ -263,7 +329,7 @@ def busy_check(session: Session, instance: Instance) -> None:
         raise Busy(f"instance {instance.id} is busy with task {task.id} ({task.workflow})")
 
 
-ACTIONS = ("restart", "resize")
+ACTIONS = ("restart", "resize", "promote_to_replica_source", "eject_replica_source")
 
 
 def _resize(instance: Instance, spec: object, volume_backend: str) -> tuple[dict[str, object], str]:
@@ -305,6 +371,8 @@ def action(project_id: str, instance_id: str) -> ResponseReturnValue:
         allowed = ", ".join(ACTIONS)
         raise InvalidInput(f'name one action, e.g. {{"restart": {{}}}}; actions: {allowed}')
     svc = services()
+    if name in ("promote_to_replica_source", "eject_replica_source"):
+        return _change_primary(svc, project_id, instance_id, name)
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
@@ -331,19 +399,76 @@ def action(project_id: str, instance_id: str) -> ResponseReturnValue:
     return "", 202
 
 
+def _change_primary(svc: Any, project_id: str, instance_id: str, name: str) -> ResponseReturnValue:
+    """A switchover (run on the replica to promote) or a failover (run on the dead primary)."""
+    params: dict[str, object]
+    with svc.db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        if name == "promote_to_replica_source":
+            replica_set = replicas.check_promote(session, instance)
+            old = session.get(Instance, replica_set.primary_id)
+            assert old is not None
+            old.status = instance.status = InstanceStatus.PROMOTE.value
+            workflow, params = "switchover", {"set_id": replica_set.id}
+        else:
+            replica_set = replicas.check_eject(session, instance)
+            instance.status = InstanceStatus.EJECT.value
+            workflow, params = "failover", {"set_id": replica_set.id, "kind": "failover"}
+        task = start_task(
+            svc, session, project_id=project_id, workflow=workflow, request_id=g.request_id,
+            instance_id=instance.id, params=params,
+        )  # fmt: skip
+        audit.record(session, project_id, f"instance.{name}", "instance", instance.id,
+                     {**params, "task_id": task.id})  # fmt: skip
+    svc.enqueue(task.id, 0.0, g.request_id)
+    return "", 202
+
+
+def _replication_settings(
+    svc: Any, session: Session, instance: Instance, value: object
+) -> str | None:
+    """Change a set's mode or automatic failover (on its primary); the id of the task that
+    applies a new mode, if any."""
+    replica_set = replicas.check_primary(session, instance)
+    mode, auto = replicas.settings(value, instance.datastore)
+    if auto is not None:
+        replica_set.auto_failover = auto
+    if mode is None or mode == replica_set.mode:
+        return None
+    busy_check(session, instance)
+    replica_set.mode = mode
+    return start_task(
+        svc, session, project_id=instance.project_id, workflow="replication_mode",
+        request_id=g.request_id, instance_id=instance.id,
+    ).id  # fmt: skip
+
+
 @blueprint.put("/v1.0/<project_id>/instances/<instance_id>")
 def update(project_id: str, instance_id: str) -> ResponseReturnValue:
     """Rename, or attach (``configuration``: id) or detach (``configuration``: null) a group."""
     data = body.json_object("instance")
-    unknown = set(data) - {"name", "configuration"}
+    unknown = set(data) - {"name", "configuration", "replica_of", "replication"}
     if unknown or not data:
         raise InvalidInput(
-            f"an instance update takes name and configuration, not {sorted(unknown)}"
+            "an instance update takes name, configuration, replica_of (null) and replication, "
+            f"not {sorted(unknown)}"
         )
+    if "replica_of" in data and data["replica_of"] is not None:
+        raise InvalidInput("replica_of can only be set to null (detach); replicas are created")
     svc = services()
     task_id = None
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
+        if "replica_of" in data:
+            replicas.check_detach(session, instance)
+            busy_check(session, instance)
+            instance.status = InstanceStatus.DETACH.value
+            task_id = start_task(
+                svc, session, project_id=project_id, workflow="detach", request_id=g.request_id,
+                instance_id=instance.id,
+            ).id  # fmt: skip
+        if "replication" in data:
+            task_id = _replication_settings(svc, session, instance, data["replication"]) or task_id
         if "name" in data:
             instance.name = body.text(data, "name")
         if "configuration" in data:

@@ -9,6 +9,7 @@ from flask import request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api import replicas
 from cellar.models import Configuration, Instance, Task
 from cellar.status import InstanceStatus, TaskState
 from taskmanager.archive import recovery_window
@@ -100,6 +101,7 @@ def instance_view(session: Session, instance: Instance) -> dict[str, Any]:
                 f"/v1.0/{instance.project_id}/configurations/{instance.configuration_id}"
             ),
         }
+    view.update(replicas.view(session, instance, links))
     window = recovery_window(session, instance)
     if window is not None:
         view["recovery_window"] = {k: f"{timestamp(v)}Z" for k, v in window.items()}

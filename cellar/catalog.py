@@ -37,6 +37,9 @@ class DatastoreVersion:
     has_user_hosts: bool = False  # True where a user is bound to a client host (MariaDB)
     has_incremental_backups: bool = False  # True where a backup can build on its parent
     archive_format: str = ""  # the continuous archive's files ("wal", "binlog"): PITR
+    backup_format: str = "tar"  # how a full backup's bytes are packed
+    replicas_copy_themselves: bool = False  # a replica's first sync is its seed (Redis)
+    has_sync_replication: bool = False  # commits can wait for a replica (PostgreSQL)
 
     @property
     def id(self) -> str:
@@ -73,9 +76,10 @@ DATASTORES: dict[str, Datastore] = {
                 image="postgresql",
                 port=5432,
                 reserved_databases=frozenset({"postgres", "template0", "template1"}),
-                reserved_users=frozenset({"postgres", "cellar", "public", "root"}),
+                reserved_users=frozenset({"postgres", "cellar", "cellar_repl", "public", "root"}),
                 has_incremental_backups=True,
                 archive_format="wal",
+                has_sync_replication=True,
             ),
         ),
     ),
@@ -90,10 +94,13 @@ DATASTORES: dict[str, Datastore] = {
                 reserved_databases=frozenset(
                     {"mysql", "information_schema", "performance_schema", "sys", "lost_found"}
                 ),
-                reserved_users=frozenset({"root", "mysql", "mariadb_sys", "cellar", "public"}),
+                reserved_users=frozenset(
+                    {"root", "mysql", "mariadb_sys", "cellar", "cellar_repl", "public"}
+                ),
                 has_user_hosts=True,
                 has_incremental_backups=True,
                 archive_format="binlog",
+                backup_format="xbstream",
             ),
         ),
     ),
@@ -106,8 +113,9 @@ DATASTORES: dict[str, Datastore] = {
                 image="redis",
                 port=6379,
                 reserved_databases=frozenset(),
-                reserved_users=frozenset({"default", "cellar", "root"}),
+                reserved_users=frozenset({"default", "cellar", "cellar_repl", "root"}),
                 has_databases=False,
+                replicas_copy_themselves=True,
             ),
         ),
     ),

@@ -60,9 +60,55 @@ class Instance(Base):
     volume_total_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     root_enabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     purpose: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "verify": scratch
+    replica_set_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    replica_of_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # its primary
+    replication: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # last seen
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ReplicaSet(Base):
+    """A primary and its replicas: who is primary now, how they replicate, their endpoints."""
+
+    __tablename__ = "replica_sets"
+    __table_args__ = (Index("ix_replica_sets_live", "deleted_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(64))
+    primary_id: Mapped[str] = mapped_column(String(36))
+    datastore: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(8), default="async")  # or "sync"
+    auto_failover: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # the replication account's password
+    rw_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ro_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    down_since: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ReplicationEvent(Base):
+    """A change of primary: a switchover, or a failover (asked for or automatic)."""
+
+    __tablename__ = "replication_events"
+    __table_args__ = (Index("ix_replication_events_set", "set_id", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(64))
+    set_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(24))  # switchover, failover, automatic_failover
+    state: Mapped[str] = mapped_column(String(16), default="RUNNING")  # COMPLETED, FAILED
+    old_primary_id: Mapped[str] = mapped_column(String(36))
+    new_primary_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    detected_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    promoted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    behind_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    behind_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class Configuration(Base):

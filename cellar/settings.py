@@ -113,6 +113,7 @@ class Settings:
     backup_url: str = ""  # "": files under backups_dir; "s3://bucket/prefix": an S3 bucket
     s3_endpoint_url: str = ""  # an S3-compatible service; "" is AWS itself
     s3_region: str = "us-east-1"
+    failover_grace: float = 2.0  # seconds a primary must stay unreachable before failover
 
     @property
     def embedded_broker(self) -> bool:
@@ -164,6 +165,7 @@ def load() -> Settings:
         volume_backend=_volume_backend(),
         backup_dir=Path(_env("CELLAR_BACKUP_DIR", str(home / "backups"))).expanduser(),
         backup_deadline=_float("CELLAR_BACKUP_DEADLINE", 3600.0),
+        failover_grace=_float("CELLAR_FAILOVER_GRACE", 2.0),
         backup_url=backup_url,
         s3_endpoint_url=_endpoint_url(),
         s3_region=_env("CELLAR_S3_REGION", "us-east-1"),

@@ -22,6 +22,7 @@ RECONCILE_EVERY = 2.0
 HEALTH_EVERY = 5.0
 SCHEDULES_EVERY = 15.0  # seconds between looks at the backup schedules
 ARCHIVE_EVERY = 10.0  # seconds between collections of the instances' WAL and binary logs
+WATCH_EVERY = 1.0  # seconds between looks at the replica sets' primaries
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -42,6 +43,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": SCHEDULES_EVERY,
             },
             "collect-archives": {"task": "cellar.collect_archives", "schedule": ARCHIVE_EVERY},
+            "watch-primaries": {"task": "cellar.watch_primaries", "schedule": WATCH_EVERY},
         },
         "beat_schedule_filename": str(settings.home / "beat-schedule"),
     }
@@ -108,9 +110,11 @@ def reconcile() -> None:
 
 @app.task(name="cellar.check_health", expires=HEALTH_EVERY)
 def check_health() -> None:
-    from taskmanager import monitor, services
+    from taskmanager import monitor, replication_watch, services
 
-    monitor.check_health(services.current())
+    current = services.current()
+    monitor.check_health(current)
+    replication_watch.record_replication(current)
 
 
 @app.task(name="cellar.run_backup_schedules", expires=SCHEDULES_EVERY)
@@ -125,6 +129,13 @@ def collect_archives() -> None:
     from taskmanager import archive, services
 
     archive.collect_archives(services.current())
+
+
+@app.task(name="cellar.watch_primaries", expires=WATCH_EVERY)
+def watch_primaries() -> None:
+    from taskmanager import replication_watch, services
+
+    replication_watch.watch_primaries(services.current())
 
 
 def enqueue(task_id: str, countdown: float, request_id: str) -> None:

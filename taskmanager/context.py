@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -19,9 +19,29 @@ from taskmanager.agent_client import AgentClient
 from taskmanager.backup_storage import BackupStorage
 from taskmanager.drivers.base import ComputeDriver
 
+if TYPE_CHECKING:
+    from taskmanager.drivers.endpoints import Backend
+
 
 class Enqueue(Protocol):
     def __call__(self, task_id: str, countdown: float, request_id: str) -> None: ...
+
+
+class Endpoints(Protocol):
+    """A replica set's fixed rw and ro addresses (an HAProxy container per set)."""
+
+    def ensure(
+        self,
+        set_id: str,
+        project_id: str,
+        rw: Backend | None,
+        ro: Sequence[Backend],
+        publish_host: str,
+        rw_port: int = 0,
+        ro_port: int = 0,
+    ) -> tuple[int, int]: ...
+
+    def remove(self, set_id: str) -> bool: ...
 
 
 @dataclasses.dataclass
@@ -35,6 +55,7 @@ class Services:
     secrets: SecretBox
     enqueue: Enqueue
     storage: BackupStorage
+    endpoints: Endpoints
 
 
 @dataclasses.dataclass

@@ -14,6 +14,8 @@ from taskmanager.agent_client import AgentClient
 from taskmanager.backup_storage import storage_for
 from taskmanager.context import Enqueue, Services
 from taskmanager.drivers.docker import DockerDriver
+from taskmanager.drivers.endpoints import IMAGE as ENDPOINT_IMAGE
+from taskmanager.drivers.endpoints import EndpointDriver
 from taskmanager.drivers.volumes import LoopVolumes
 
 
@@ -38,16 +40,18 @@ class AgentPool:
 
 
 def build(settings: Settings, enqueue: Enqueue) -> Services:
+    compute = DockerDriver(
+        volumes=LoopVolumes(settings.volumes_dir) if settings.volume_backend == "loop" else None
+    )
     return Services(
         settings=settings,
         db=Database(settings.database_url),
-        compute=DockerDriver(
-            volumes=LoopVolumes(settings.volumes_dir) if settings.volume_backend == "loop" else None
-        ),
+        compute=compute,
         agent_for=AgentPool(settings.agent_call_timeout),
         secrets=SecretBox(load_key(settings.home)),
         enqueue=enqueue,
         storage=storage_for(settings),
+        endpoints=EndpointDriver(compute, f"{settings.image_prefix}/{ENDPOINT_IMAGE}"),
     )
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from cellar.cli import replicas
 from cellar.cli.client import ApiError, Client
 from cellar.cli.output import Progress, emit
 
@@ -270,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     root_sub = root.add_subparsers(dest="action", required=True)
     for name in ("enable", "show"):
         root_sub.add_parser(name).add_argument("instance")
+    replicas.add_parser(sub)
     return top
 
 
@@ -288,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "user": cmd_user,
         "root": cmd_root,
         "backup": cmd_backup,
+        "replica": replicas.run,
     }
     try:
         return handlers[args.command](args, client)

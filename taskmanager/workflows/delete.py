@@ -11,7 +11,7 @@ from cellar.models import Secret, Task, utcnow
 from cellar.status import InstanceStatus, TaskState
 from taskmanager.context import StepContext
 from taskmanager.workflow import NEXT, Decision, Nap, Step, Workflow, register
-from taskmanager.workflows import backup
+from taskmanager.workflows import backup, detach
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,12 @@ DELETE = register(
         (
             Step("stop_other_tasks", stop_other_tasks, 120, "stopping the instance's other tasks"),
             Step("remove_container", remove_container, "delete_deadline", "removing the container"),
+            Step(
+                "leave_replica_set",
+                detach.leave_replica_set,
+                60,
+                "taking the instance out of its replica set",
+            ),
             Step("remove_volume", remove_volume, "delete_deadline", "removing the data volume"),
             Step("remove_network", remove_network, 60, "removing the project network"),
             Step("mark_deleted", mark_deleted, 30, "marking the instance deleted"),

@@ -12,7 +12,7 @@ from taskmanager.context import StepContext
 from taskmanager.drivers.base import ContainerSpec
 from taskmanager.drivers.docker import ImageMissing
 from taskmanager.workflow import NEXT, Decision, Nap, Step, StepFailed, Workflow, register
-from taskmanager.workflows import restore
+from taskmanager.workflows import replica, restore
 from taskmanager.workflows.common import agent_call, poll, seconds_left
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,9 @@ def prepare(ctx: StepContext) -> Decision:
             catalog.FLAVORS[instance.flavor_id].ram_mb,
             timeout,
             params.get("configuration") or {},
-            restored=bool(params.get("restore")),
+            restored=bool(params.get("restore")) or replica.restored_by_seed(ctx),
             restore_time=(params.get("restore") or {}).get("restore_time", ""),
+            replica_of=replica.replica_source(ctx),
         )
     )
     if status == "HEALTHY":
@@ -133,8 +134,20 @@ PROVISION = register(
             Step("create_volume", create_volume, 60, "creating the data volume"),
             Step("start_container", start_container, 120, "starting the container"),
             Step("wait_for_agent", wait_for_agent, "build_deadline", "waiting for the guest agent"),
+            Step(
+                "seed_replica",
+                replica.seed_replica,
+                "backup_deadline",
+                "copying the primary into the replica",
+            ),
             Step("restore_data", restore.restore_data, "backup_deadline", "restoring the backups"),
             Step("prepare", prepare, "build_deadline", "preparing the database engine"),
+            Step(
+                "join_replica_set",
+                replica.join_replica_set,
+                120,
+                "letting the replica in at its primary and its endpoint",
+            ),
         ),
         on_failure=_failed,
     )

@@ -13,7 +13,7 @@ from cellar.db import Database
 from cellar.errors import AgentError, ComputeError
 from cellar.models import Instance
 from cellar.secrets import SecretBox
-from taskmanager.agent_client import BackupEnd, NewUser, StatusReport
+from taskmanager.agent_client import BackupEnd, NewUser, Replication, Source, StatusReport
 from taskmanager.backup_storage import LocalStorage
 from taskmanager.context import Services
 from taskmanager.drivers.base import ContainerSpec, Ports
@@ -124,6 +124,10 @@ class FakeAgent:
     consistency: tuple[bool, str] = (True, "every table is fine")
     archive: dict[str, tuple[bytes, float]] = dataclasses.field(default_factory=dict)
     rotations: int = 0
+    replication_calls: list[tuple[str, object]] = dataclasses.field(default_factory=list)
+    replication_state: Replication = dataclasses.field(
+        default_factory=lambda: replication_of("replica", position_value=7, connected=True)
+    )
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         return self.serving
@@ -137,7 +141,10 @@ class FakeAgent:
         configuration: dict[str, str] | None = None,
         restored: bool = False,
         restore_time: str = "",
+        replica_of: Source | None = None,
     ) -> str:
+        if replica_of is not None:
+            self.replication_calls.append(("prepare_replica", replica_of))
         self.restore_times.append(restore_time)
         self.applied.append(dict(configuration or {}))
         self.restored_prepares += restored
@@ -198,6 +205,26 @@ class FakeAgent:
     def remove_archive(self, names: list[str], timeout: float) -> int:
         gone = [name for name in names if self.archive.pop(name, None) is not None]
         return len(gone)
+
+    def enable_replication(
+        self, user: str, password: str, replicas: list[str], synchronous: bool, timeout: float
+    ) -> None:
+        assert user == "cellar_repl" and password
+        self.replication_calls.append(("enable", (list(replicas), synchronous)))
+
+    def replication(self, timeout: float | None = None) -> Replication:
+        return self.replication_state
+
+    def stop_writes(self, timeout: float) -> Replication:
+        self.replication_calls.append(("stop_writes", None))
+        return replication_of("primary", position_value=42)
+
+    def promote(self, wait_for_position: int, wait: float, timeout: float) -> Replication:
+        self.replication_calls.append(("promote", wait_for_position))
+        return replication_of("primary", position_value=wait_for_position, writable=True)
+
+    def follow(self, source: Source, timeout: float) -> None:
+        self.replication_calls.append(("follow", source))
 
     def status_report(self, timeout: float | None = None) -> StatusReport:
         state, detail = self.status(timeout)
@@ -282,6 +309,49 @@ def _expire_naps(services: Services, task_id: str) -> None:
             task.next_run_at = utcnow()
 
 
+def replication_of(
+    role: str, position_value: int = 0, connected: bool = False, writable: bool = False
+) -> Replication:
+    return Replication(
+        role=role,
+        position=str(position_value),
+        position_value=position_value,
+        source_connected=connected,
+        lag_seconds=0.0 if role == "replica" else -1.0,
+        lag_bytes=0 if role == "replica" else -1,
+        source_host="",
+        replicas_connected=0,
+        writable=writable,
+    )
+
+
+@dataclasses.dataclass
+class FakeEndpoints:
+    """Records what the endpoints of each replica set lead to."""
+
+    sets: dict[str, tuple[object, list[object]]] = dataclasses.field(default_factory=dict)
+    next_port: int = 46000
+
+    def ensure(
+        self,
+        set_id: str,
+        project_id: str,
+        rw: object,
+        ro: list[object],
+        publish_host: str,
+        rw_port: int = 0,
+        ro_port: int = 0,
+    ) -> tuple[int, int]:
+        self.sets[set_id] = (rw, list(ro))
+        if not rw_port:
+            rw_port, ro_port = self.next_port, self.next_port + 1
+            self.next_port += 2
+        return rw_port, ro_port
+
+    def remove(self, set_id: str) -> bool:
+        return self.sets.pop(set_id, None) is not None
+
+
 def make_services(
     home: Path, monkeypatch: object
 ) -> tuple[Services, FakeCompute, FakeAgent, Queue]:
@@ -307,5 +377,6 @@ def make_services(
         secrets=SecretBox(Fernet.generate_key()),
         enqueue=queue,
         storage=LocalStorage(settings.backups_dir),
+        endpoints=FakeEndpoints(),
     )
     return services, compute, agent, queue

@@ -85,7 +85,7 @@ def test_request_id_is_echoed_and_stored(client: FlaskClient, world: Any) -> Non
         ({"users": [{"name": "bob", "password": ""}]}, ["password"]),
         ({"users": [{"name": "bob", "password": "x", "databases": [{"name": "nope"}]}]}, ["nope"]),
         ({"users": [{"name": "postgres", "password": "x"}]}, ["reserved"]),
-        ({"replica_of": "abc"}, ["replica_of", "not supported"]),
+        ({"modules": ["abc"]}, ["modules", "not supported"]),
     ],
 )
 def test_bad_create_bodies_get_400_naming_the_field(

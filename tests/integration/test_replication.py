@@ -1,0 +1,183 @@
+"""Replica sets of every engine: replicas that read, switchover and automatic failover
+through the set's rw endpoint, with every acknowledged write accounted for."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import docker
+import pytest
+
+from benchmarks.writer import CounterWriter, Login, connect, prepare_counter, stored, write_one
+from tests.integration.stack import Api
+
+PASSWORD = "Replica-pass-42"
+VERSIONS = {"postgresql": "15", "mariadb": "10.11", "redis": "7.0"}
+READ_ONLY_WORDS = ("read-only", "read only", "readonly", "--read-only")
+
+
+def create_primary(api: Api, datastore: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": f"{datastore}-primary",
+        "flavorRef": "2",
+        "volume": {"size": 1},
+        "datastore": {"type": datastore, "version": VERSIONS[datastore]},
+        "users": [{"name": "app", "password": PASSWORD}],
+    }
+    if datastore != "redis":
+        body["databases"] = [{"name": "shop"}]
+        body["users"][0]["databases"] = [{"name": "shop"}]
+    reply = api.call("POST", "/instances", json={"instance": body})
+    assert reply.status_code == 202, reply.text
+    view = api.wait_instance(reply.json()["instance"]["id"], {"ACTIVE", "ERROR"})
+    assert view["status"] == "ACTIVE", view.get("fault")
+    return view
+
+
+def create_replicas(
+    api: Api, primary: dict[str, Any], count: int = 1, **extra: Any
+) -> list[dict[str, Any]]:
+    body = {"name": "copy", "replica_of": primary["id"], "replica_count": count, **extra}
+    reply = api.call("POST", "/instances", json={"instance": body})
+    assert reply.status_code == 202, reply.text
+    ids = [r["id"] for r in api.call("GET", f"/instances/{primary['id']}").json()["instance"]
+           ["replicas"]]  # fmt: skip
+    views = [api.wait_instance(i, {"ACTIVE", "ERROR"}, within=240) for i in ids]
+    for view in views:
+        assert view["status"] == "ACTIVE", view.get("fault")
+    return views
+
+
+def login(datastore: str, where: dict[str, Any]) -> Login:
+    database = "" if datastore == "redis" else "shop"
+    return Login(datastore, where["host"], where["port"], "app", PASSWORD, database)
+
+
+def show(api: Api, instance_id: str) -> dict[str, Any]:
+    return dict(api.call("GET", f"/instances/{instance_id}").json()["instance"])
+
+
+def wait_for(check: Any, within: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not seen within {within} s")
+
+
+def drop_set(api: Api, primary_id: str) -> None:
+    for replica in show(api, primary_id).get("replicas", []):
+        assert api.call("DELETE", f"/instances/{replica['id']}").status_code == 202
+        assert api.wait_instance(replica["id"], {"GONE", "ERROR"})["status"] == "GONE"
+    assert api.call("DELETE", f"/instances/{primary_id}").status_code == 202
+    assert api.wait_instance(primary_id, {"GONE", "ERROR"})["status"] == "GONE"
+
+
+def refused_as_read_only(datastore: str, where: dict[str, Any]) -> str:
+    conn = connect(login(datastore, where))
+    try:
+        write_one(conn, -1)
+    except Exception as exc:  # noqa: BLE001  (each client raises its own error type)
+        return str(exc).lower()
+    finally:
+        conn.close()
+    raise AssertionError("a write on the replica was accepted")
+
+
+@pytest.mark.parametrize("datastore", sorted(VERSIONS))
+def test_a_replica_reads_the_primarys_writes_and_refuses_its_own(
+    api: Api, datastore: str
+) -> None:
+    primary = create_primary(api, datastore)
+    conn = connect(login(datastore, primary["connection"]))
+    prepare_counter(conn)
+    write_one(conn, 1)
+    (replica,) = create_replicas(api, primary)
+    assert replica["replica_of"]["id"] == primary["id"]
+    assert replica["replication"]["role"] == "replica"
+    assert [r["id"] for r in show(api, primary["id"])["replicas"]] == [replica["id"]]
+    reader = connect(login(datastore, replica["connection"]))
+    assert stored(reader) == {1}  # the seed copy holds what was there
+    for number in range(2, 12):
+        write_one(conn, number)
+    wait_for(lambda: stored(reader) == set(range(1, 12)), 10, "the primary's rows")
+    text = refused_as_read_only(datastore, replica["connection"])
+    assert any(word in text for word in READ_ONLY_WORDS), text
+    endpoints = show(api, primary["id"])["endpoints"]
+    assert stored(connect(login(datastore, endpoints["rw"]))) == set(range(1, 12))
+    ro = connect(login(datastore, endpoints["ro"]))
+    assert stored(ro) == set(range(1, 12))
+    for client in (conn, reader, ro):
+        client.close()
+    drop_set(api, primary["id"])
+
+
+@pytest.mark.parametrize("datastore", sorted(VERSIONS))
+def test_switchover_keeps_every_acknowledged_write(api: Api, datastore: str) -> None:
+    primary = create_primary(api, datastore)
+    prepare_counter(connect(login(datastore, primary["connection"])))
+    replicas = create_replicas(api, primary, count=2)
+    rw = show(api, primary["id"])["endpoints"]["rw"]
+    writer = CounterWriter(login(datastore, rw)).start()
+    wait_for(lambda: len(writer.acked) > 20, 20, "writes through the rw endpoint")
+    switched = time.monotonic()
+    reply = api.call("POST", f"/instances/{replicas[0]['id']}/action",
+                     json={"promote_to_replica_source": {}})  # fmt: skip
+    assert reply.status_code == 202, reply.text
+    new = api.wait_instance(replicas[0]["id"], {"ACTIVE", "ERROR"}, within=120)
+    assert new["status"] == "ACTIVE", new.get("fault")
+    done = time.monotonic()
+    wait_for(lambda: writer.first_ack_after(done) is not None, 30, "writes after the switchover")
+    writer.stop()
+    assert new["replication"]["role"] == "primary"
+    head = connect(login(datastore, new["connection"]))
+    missing = writer.acked_numbers() - stored(head)
+    assert not missing, f"acknowledged writes lost: {sorted(missing)[:10]}"
+    old = api.wait_instance(primary["id"], {"ACTIVE", "ERROR"}, within=60)
+    assert old["replica_of"]["id"] == new["id"]
+    old_reader = connect(login(datastore, old["connection"]))
+    wait_for(lambda: writer.acked_numbers() <= stored(old_reader), 15, "the old primary catch up")
+    write_one(head, 10**9)
+    wait_for(lambda: 10**9 in stored(old_reader), 15, "a new write on the old primary")
+    text = refused_as_read_only(datastore, old["connection"])
+    assert any(word in text for word in READ_ONLY_WORDS), text
+    events = api.call("GET", f"/instances/{new['id']}/replication_events").json()
+    event = events["replication_events"][0]
+    assert (event["kind"], event["state"]) == ("switchover", "COMPLETED")
+    print(f"{datastore} switchover: writes refused for {writer.longest_gap(switched):.2f} s")
+    drop_set(api, new["id"])
+
+
+@pytest.mark.parametrize("datastore", sorted(VERSIONS))
+def test_killing_the_primary_fails_over_by_itself(api: Api, datastore: str) -> None:
+    primary = create_primary(api, datastore)
+    prepare_counter(connect(login(datastore, primary["connection"])))
+    extra = {"replication": {"mode": "sync"}} if datastore == "postgresql" else {}
+    replicas = create_replicas(api, primary, count=2, **extra)
+    rw = show(api, primary["id"])["endpoints"]["rw"]
+    writer = CounterWriter(login(datastore, rw)).start()
+    wait_for(lambda: len(writer.acked) > 20, 20, "writes through the rw endpoint")
+    docker.from_env().containers.get(f"cellar-{primary['id']}").kill()
+    killed = time.monotonic()
+    took = wait_for(lambda: writer.first_ack_after(killed) is not None, 60, "a write after the kill")
+    writer.stop()
+    events = api.call("GET", f"/instances/{primary['id']}/replication_events").json()
+    event = events["replication_events"][0]
+    assert (event["kind"], event["old_primary"]) == ("automatic_failover", primary["id"])
+    new_id = event["new_primary"]
+    assert new_id in {r["id"] for r in replicas}
+    new = api.wait_instance(new_id, {"ACTIVE", "ERROR"}, within=60)
+    assert new["replication"]["role"] == "primary"
+    old = show(api, primary["id"])
+    assert old["status"] == "SHUTDOWN" and "failover" in old["fault"]["message"]
+    other = next(r for r in replicas if r["id"] != new_id)
+    assert show(api, other["id"])["replica_of"]["id"] == new_id
+    if datastore == "postgresql":  # synchronous: nothing acknowledged may be missing
+        missing = writer.acked_numbers() - stored(connect(login(datastore, new["connection"])))
+        assert not missing, f"acknowledged writes lost in sync mode: {sorted(missing)[:10]}"
+    print(f"{datastore} failover: first write {took:.2f} s after the kill")
+    drop_set(api, new_id)
+    assert api.call("DELETE", f"/instances/{primary['id']}").status_code == 202
+    assert api.wait_instance(primary["id"], {"GONE", "ERROR"})["status"] == "GONE"
