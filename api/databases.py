@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
-from api import audit, body, specs
+from api import audit, body, replicas, specs
 from api.instances import busy_check, load_instance
 from api.state import services
 from cellar import catalog, names
@@ -59,6 +59,7 @@ def start_change(
     svc = services()
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
+        replicas.refuse_on_replica(instance)
         busy_check(session, instance)
         if validate is not None:
             validate(instance)

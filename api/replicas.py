@@ -230,3 +230,12 @@ def check_primary(session: Session, instance: Instance) -> ReplicaSet:
             "belong to a set's primary"
         )
     return replica_set
+
+
+def refuse_on_replica(instance: Instance) -> None:
+    """Users, databases and root change on a set's primary; its replicas copy them."""
+    if instance.replica_of_id is not None:
+        raise Conflict(
+            f"instance {instance.id} is a read-only replica of {instance.replica_of_id}; "
+            "change its users, databases and root on that primary"
+        )

@@ -13,7 +13,7 @@ import time
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from api import audit, body
+from api import audit, body, replicas
 from api.databases import BASE, instance_version
 from api.instances import busy_check, load_instance
 from api.state import services
@@ -50,6 +50,7 @@ def enable_root(project_id: str, instance_id: str) -> ResponseReturnValue:
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         instance_version(instance)
+        replicas.refuse_on_replica(instance)
         busy_check(session, instance)
         task = start_task(
             svc, session, project_id=project_id, workflow="enable_root",

@@ -40,6 +40,7 @@ class DatastoreVersion:
     backup_format: str = "tar"  # how a full backup's bytes are packed
     replicas_copy_themselves: bool = False  # a replica's first sync is its seed (Redis)
     has_sync_replication: bool = False  # commits can wait for a replica (PostgreSQL)
+    users_replicate: bool = True  # False: replicas copy users when told to follow (Redis)
 
     @property
     def id(self) -> str:
@@ -116,6 +117,7 @@ DATASTORES: dict[str, Datastore] = {
                 reserved_users=frozenset({"default", "cellar", "cellar_repl", "root"}),
                 has_databases=False,
                 replicas_copy_themselves=True,
+                users_replicate=False,
             ),
         ),
     ),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 
+from cellar import catalog
 from cellar.models import utcnow
+from taskmanager import replica_sets
 from taskmanager.agent_client import NewUser
 from taskmanager.context import StepContext
 from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
@@ -89,6 +91,28 @@ def enable_root(ctx: StepContext) -> Decision:
     return NEXT
 
 
+def copy_users_to_replicas(ctx: StepContext) -> Decision:
+    """Where users do not travel with the data (Redis ACLs), a primary's replicas copy
+    them again: following the same primary once more copies its users."""
+    instance = ctx.instance
+    version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
+    replica_set = replica_sets.load_set(ctx.session, instance)
+    if version is None or version.users_replicate or replica_set is None:
+        return NEXT
+    if replica_set.primary_id != instance.id:
+        return NEXT
+    for member in replica_sets.replicas(ctx.session, replica_set):
+        if member.status not in replica_sets.SERVING:
+            continue
+        name = replica_sets.replica_name(member.id)
+        source = replica_sets.source(ctx.services, replica_set, instance, name)
+        agent = ctx.services.agent_for(member)
+        agent_call(functools.partial(agent.follow, source, 60.0))
+    return NEXT
+
+
+COPY = Step("copy_users_to_replicas", copy_users_to_replicas, 120, "copying users to replicas")
+
 for _name, _run, _what in (
     ("create_databases", create_databases, "creating databases"),
     ("delete_database", delete_database, "deleting a database"),
@@ -99,4 +123,4 @@ for _name, _run, _what in (
     ("revoke_access", revoke_access, "revoking access to a database"),
     ("enable_root", enable_root, "enabling the superuser"),
 ):
-    register(Workflow(_name, (Step(_name, _run, 120, _what),)))
+    register(Workflow(_name, (Step(_name, _run, 120, _what), COPY)))

@@ -81,9 +81,7 @@ def test_replicas_are_seeded_from_the_primary_and_shown_both_ways(
     assert sorted(b.host for b in ro) == sorted(container_name(r) for r in replicas)
 
 
-def test_redis_replicas_copy_themselves_without_a_restore(
-    client: FlaskClient, world: Any
-) -> None:
+def test_redis_replicas_copy_themselves_without_a_restore(client: FlaskClient, world: Any) -> None:
     agent = world[2]
     body = {**BODY, "datastore": {"type": "redis", "version": "7.0"}}
     primary = create(client, world, body).get_json()["instance"]["id"]
@@ -178,7 +176,9 @@ def test_eject_needs_a_dead_primary_then_fences_it_and_promotes_a_replica(
         row = session.get(Instance, primary)
         assert row is not None
         row.operating_status = "SHUTDOWN"
-    assert "switchover needs" in error(action(client, replicas[0], "promote_to_replica_source"), 409)
+    assert "switchover needs" in error(
+        action(client, replicas[0], "promote_to_replica_source"), 409
+    )
     assert action(client, primary, "eject_replica_source").status_code == 202
     queue.drain(services)
     assert primary in compute.stopped
@@ -226,7 +226,10 @@ def test_sync_mode_is_set_on_the_primary_and_applied_by_a_task(
     assert "primary" in error(reply, 400)
     assert client.put(f"{BASE}/instances/{primary}", json=body).status_code == 202
     queue.drain(services)
-    assert agent.replication_calls[-1] == ("enable", (["cellar_" + replicas[0].replace("-", "")], True))
+    assert agent.replication_calls[-1] == (
+        "enable",
+        (["cellar_" + replicas[0].replace("-", "")], True),
+    )
     view = show(client, primary)["replication"]
     assert (view["mode"], view["auto_failover"]) == ("sync", False)
 
@@ -260,3 +263,27 @@ def test_the_watcher_fails_over_a_primary_that_stays_silent(
     event = client.get(f"{BASE}/instances/{primary}/replication_events").get_json()
     first = event["replication_events"][0]
     assert first["kind"] == "automatic_failover" and first["detected"] is not None
+
+
+def test_users_and_databases_change_on_the_primary_only(client: FlaskClient, world: Any) -> None:
+    _primary, replicas = primary_with_replicas(client, world, 1)
+    path = f"{BASE}/instances/{replicas[0]}"
+    user = {"users": [{"name": "late", "password": "pw-123456"}]}
+    assert "primary" in error(client.post(f"{path}/users", json=user), 409)
+    reply = client.post(f"{path}/databases", json={"databases": [{"name": "more"}]})
+    assert "read-only replica" in error(reply, 409)
+    assert "primary" in error(client.post(f"{path}/root"), 409)
+
+
+def test_redis_replicas_copy_a_new_user_from_their_primary(client: FlaskClient, world: Any) -> None:
+    services, _compute, agent, queue = world
+    body = {**BODY, "datastore": {"type": "redis", "version": "7.0"}}
+    primary = create(client, world, body).get_json()["instance"]["id"]
+    replica = create(client, world, {"name": "copy", "replica_of": primary}).get_json()
+    agent.replication_calls.clear()
+    user = {"users": [{"name": "late", "password": "pw-123456"}]}
+    assert client.post(f"{BASE}/instances/{primary}/users", json=user).status_code == 202
+    queue.drain(services)
+    follows = [c[1] for c in agent.replication_calls if c[0] == "follow"]
+    assert [f.name for f in follows] == ["cellar_" + replica["instance"]["id"].replace("-", "")]  # type: ignore[attr-defined]
+    assert follows[0].host == container_name(primary)  # type: ignore[attr-defined]
