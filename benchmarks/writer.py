@@ -128,6 +128,12 @@ class CounterWriter:
     def first_ack_after(self, moment: float) -> float | None:
         return next((at for _n, at in self.acked if at > moment), None)
 
+    def back_after(self, moment: float) -> float | None:
+        """The first acknowledged write after the first error after ``moment``: when
+        writes worked again after an outage that began then."""
+        failed = next((at for at, _text in self.errors if at >= moment), None)
+        return None if failed is None else self.first_ack_after(failed)
+
     def last_ack_before(self, moment: float) -> float | None:
         before = [at for _n, at in self.acked if at <= moment]
         return before[-1] if before else None

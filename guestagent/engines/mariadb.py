@@ -3,7 +3,8 @@
 :class:`MariadbEngine` is the RPC-facing facade: it orders the work and keeps the
 service status; the process is handled by ``mariadb_process``, the option files by
 ``mariadb_config``, databases, users and variables by ``mariadb_admin``, backups, restores
-and checks by ``mariadb_backup``, the binary log archive and its replay by ``mariadb_archive``.
+and checks by ``mariadb_backup``, the binary log archive and its replay by ``mariadb_archive``,
+sources, replicas and their switchover by ``mariadb_replication``.
 The server's files live in ``<data_dir>/mysql``, its binary logs in ``<data_dir>/binlog``, its
 option files and the marker next to them, a restore's unpacked backups in
 ``<data_dir>/restore`` and its archive files in ``<data_dir>/restore-archive``.
@@ -30,9 +31,12 @@ from guestagent.engines.base import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
+    EnableReplicationRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    ReplicationSource,
+    ReplicationState,
     RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
@@ -60,6 +64,11 @@ from guestagent.engines.mariadb_config import (
     write_user_config,
 )
 from guestagent.engines.mariadb_process import MariadbProcess
+from guestagent.engines.mariadb_replication import (
+    MariadbReplication,
+    checked_source,
+    read_backup_gtid,
+)
 from guestagent.engines.os_user import OsUser
 from guestagent.errors import EngineDown, EngineError
 from guestagent.logfile import LogFile
@@ -114,6 +123,7 @@ class MariadbEngine(Engine):
             self.data_dir,
             self.owner,
         )
+        self.replication = MariadbReplication(self.admin, self.data_dir, self.owner)
         self._lifecycle = threading.Lock()
         self._preparing = False
         self._failure: str | None = None
@@ -127,6 +137,7 @@ class MariadbEngine(Engine):
         restore_time = checked_restore_time(request.restore_time)
         if restore_time is not None and not request.restored:
             raise InvalidInput("a restore time needs a restored instance")
+        source = self._checked_replica_of(request)
         with self._lifecycle:
             self._preparing = True
             self._failure = None
@@ -135,10 +146,17 @@ class MariadbEngine(Engine):
                 replay = request.restored and not self.prepared()
                 if replay:
                     self._recover_restored(request.memory_mb)
+                    if source is not None:
+                        self.replication.persist_replica()  # read-only from its first start
                 self._ensure_running(request.memory_mb, configuration)
-                if replay:
+                if replay and source is not None:
+                    self.replication.seed(source, read_backup_gtid(self.backups.binlog_info))
+                elif replay:
                     position = read_binlog_position(self.backups.binlog_info)
                     self.archive.replay(position, restore_time)
+                if source is not None and (databases or users):
+                    logger.warning("a replica gets its databases and users from its source")
+                    databases, users = [], []
                 created_dbs = sum(self.admin.create_database(d) for d in databases)
                 created_users = sum(self.admin.create_user(u) for u in users)
                 self._write_marker()
@@ -160,6 +178,16 @@ class MariadbEngine(Engine):
             created_users,
         )
         return ServiceStatus.HEALTHY
+
+    def _checked_replica_of(self, request: PrepareRequest) -> ReplicationSource | None:
+        """The source a restored replica starts from (None for a primary), or InvalidInput."""
+        if request.replica_of is None:
+            return None
+        if not request.restored:
+            raise InvalidInput("a replica starts from a restored backup of its source")
+        if request.restore_time or self.archive.restored():
+            raise InvalidInput("a replica replays nothing: its source sends what follows")
+        return checked_source(request.replica_of)
 
     def warm_up(self) -> None:
         """Start mariadb-install-db at once on a new volume, overlapping the agent's start."""
@@ -360,6 +388,26 @@ class MariadbEngine(Engine):
         if not self.process.running():
             raise EngineDown("mariadb is not running")
         return self.backups.check()
+
+    def enable_replication(self, request: EnableReplicationRequest) -> None:
+        self._require_prepared()
+        self.replication.enable(request)
+
+    def replication_state(self) -> ReplicationState:
+        self._require_prepared()
+        return self.replication.state()
+
+    def stop_writes(self) -> ReplicationState:
+        self._require_prepared()
+        return self.replication.stop_writes()
+
+    def promote(self, wait_for_position: int, timeout: float) -> ReplicationState:
+        self._require_prepared()
+        return self.replication.promote(wait_for_position, timeout)
+
+    def follow(self, source: ReplicationSource) -> None:
+        self._require_prepared()
+        self.replication.follow(source)
 
     def start(self) -> None:
         with self._lifecycle:

@@ -8,6 +8,10 @@ user's; the Debian files in ``/etc/mysql`` are never read.
 The binary log is always on: its closed files are the continuous archive that Cellar
 copies off the instance for point-in-time recovery. It lives in ``<data_dir>/binlog``,
 outside the server's data directory, and Cellar removes files itself once stored.
+
+What a member of a replication set decides for itself (its ``server_id``, whether it is
+read-only, whether commits wait for a replica) lives in a third file, included before the
+user's: ``mariadb_replication`` rewrites it when the member's role changes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import secrets
 from pathlib import Path
 
 from guestagent.engines.os_user import OsUser
@@ -23,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "cellar.cnf"
 USER_FILE = "cellar-user.cnf"
+REPLICATION_FILE = "cellar-replication.cnf"
+UNASSIGNED_SERVER_ID = 1  # a standalone's: replaced by a random one when it joins a set
+RELAY_LOG_BASENAME = "relay-bin"  # in the server's data directory, whatever the host name
+SLAVE_NET_TIMEOUT = 10  # seconds without a byte (heartbeats every 5 s) before reconnecting
 PID_FILE = "mariadbd.pid"
 BINLOG_DIR = "binlog"  # next to the server's data directory
 BINLOG_BASENAME = "mariadb-bin"  # files mariadb-bin.000001, ... and mariadb-bin.index
@@ -75,18 +84,70 @@ def render_settings(settings: ServerSettings, user_file: Path) -> str:
         f"log_bin = {settings.binlog_base}",
         f"log_bin_index = {settings.binlog_base}.index",
         "binlog_format = ROW",
-        "server_id = 1",
         "sync_binlog = 1",
         "expire_logs_days = 0",
         f"max_binlog_size = {MAX_BINLOG_SIZE}",
+        # Replication by GTID: a promoted replica has the binary log the others follow.
+        "log_slave_updates = ON",
+        "gtid_strict_mode = ON",
+        f"relay_log = {settings.datadir / RELAY_LOG_BASENAME}",
+        f"relay_log_index = {settings.datadir / RELAY_LOG_BASENAME}.index",
+        f"slave_net_timeout = {SLAVE_NET_TIMEOUT}",
+        "rpl_semi_sync_slave_enabled = ON",  # acknowledges only to a primary that asks
         # Statements may carry password hashes: the server never logs them.
         "general_log = OFF",
         "log_warnings = 2",
         "",
+        f"!include {user_file.with_name(REPLICATION_FILE)}",
         f"!include {user_file}",
         "",
     ]
     return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicationSettings:
+    """This member's own part in a replication set, kept in ``cellar-replication.cnf``."""
+
+    server_id: int = UNASSIGNED_SERVER_ID
+    read_only: bool = False
+    semi_sync: bool = False  # as a primary, a commit waits until a replica has it
+
+
+def new_server_id() -> int:
+    """A random ``server_id`` for a member of a set, never the standalone's."""
+    return UNASSIGNED_SERVER_ID + 1 + secrets.randbelow(2**32 - 2 - UNASSIGNED_SERVER_ID)
+
+
+def render_replication_settings(settings: ReplicationSettings) -> str:
+    lines = [
+        "# Written by Cellar's guest agent: this member's role in replication.",
+        "[mariadbd]",
+        f"server_id = {int(settings.server_id)}",
+        f"read_only = {'ON' if settings.read_only else 'OFF'}",
+        f"rpl_semi_sync_master_enabled = {'ON' if settings.semi_sync else 'OFF'}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def read_replication_settings(config_dir: Path) -> ReplicationSettings:
+    """What :func:`write_replication_config` last wrote (the defaults when nothing)."""
+    values = read_user_settings(config_dir / REPLICATION_FILE)
+    server_id = values.get("server_id", "")
+    return ReplicationSettings(
+        server_id=int(server_id) if server_id.isdigit() else UNASSIGNED_SERVER_ID,
+        read_only=values.get("read_only") == "ON",
+        semi_sync=values.get("rpl_semi_sync_master_enabled") == "ON",
+    )
+
+
+def write_replication_config(
+    config_dir: Path, settings: ReplicationSettings, owner: OsUser
+) -> bool:
+    """Write this member's replication settings; True if the file changed."""
+    return _write_if_changed(
+        config_dir / REPLICATION_FILE, render_replication_settings(settings), owner
+    )
 
 
 def render_user_settings(values: dict[str, str]) -> str:
@@ -122,11 +183,14 @@ def _write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
 
 
 def write_config(config_dir: Path, settings: ServerSettings, owner: OsUser) -> bool:
-    """Write Cellar's settings (and an empty user file if none); True if anything changed."""
+    """Write Cellar's settings (and empty user and replication files if none); True if
+    anything changed."""
     user_file = config_dir / USER_FILE
     changed = False
     if not user_file.exists():
         changed = _write_if_changed(user_file, render_user_settings({}), owner)
+    if not (config_dir / REPLICATION_FILE).exists():
+        changed |= write_replication_config(config_dir, ReplicationSettings(), owner)
     text = render_settings(settings, user_file)
     changed |= _write_if_changed(config_dir / SETTINGS_FILE, text, owner)
     if changed:

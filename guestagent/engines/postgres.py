@@ -3,8 +3,8 @@
 :class:`PostgresEngine` is the RPC-facing facade: it orders the work and keeps the
 service status; the process and its files are handled by ``postgres_process`` and
 ``postgres_config``, databases and users by ``postgres_admin``, backups by
-``postgres_backup`` and the continuous WAL archive (point-in-time recovery) by
-``postgres_archive``.
+``postgres_backup``, the continuous WAL archive (point-in-time recovery) by
+``postgres_archive`` and streaming replication by ``postgres_replication``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ from guestagent.engines.base import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
+    EnableReplicationRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    ReplicationSource,
+    ReplicationState,
     RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
@@ -51,9 +54,11 @@ from guestagent.engines.postgres_config import (
     write_config,
     write_hba,
     write_recovery,
+    write_replication,
     write_user_config,
 )
 from guestagent.engines.postgres_process import PostgresProcess
+from guestagent.engines.postgres_replication import PostgresReplication, checked_source
 from guestagent.errors import EngineError, Unsupported
 from guestagent.logfile import LogFile
 
@@ -64,6 +69,7 @@ RESTORED_MARKER = ".cellar-restored"
 # full volume must not also stop archiving, or the server could not recycle its WAL.
 ARCHIVE_DIR = "wal-archive"
 RESTORE_ARCHIVE_DIR = "restore-archive"  # restored segments, until recovery has used them
+PASSFILE = "replication.pgpass"  # a replica's password for its source, outside pgdata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +113,13 @@ class PostgresEngine(Engine):
             archive_dir=self.data_dir.absolute().parent / ARCHIVE_DIR,
             restore_dir=self.data_dir.absolute() / RESTORE_ARCHIVE_DIR,
         )
+        self.replication = PostgresReplication(
+            self.process,
+            self.admin,
+            passfile=self.data_dir.absolute() / PASSFILE,
+            archive_dir=self.archive.archive_dir,
+            recovery_timeout=self.options.recovery_timeout,
+        )
         self.restored_marker = self.data_dir / RESTORED_MARKER
         self._lifecycle = threading.Lock()
         self._preparing = False
@@ -122,15 +135,20 @@ class PostgresEngine(Engine):
         target_time = checked_target_time(request.restore_time)
         if target_time and not request.restored:
             raise InvalidInput("a restore time needs a restored instance")
+        source = None if request.replica_of is None else checked_source(request.replica_of)
+        if source is not None and (target_time or not request.restored):
+            raise InvalidInput("a replica starts on a whole restored backup of its primary")
         with self._lifecycle:
             self._preparing = True
             self._failure = None
             started = time.monotonic()
             try:
                 if request.restored and not self.prepared():
-                    self._recover_restored(request.memory_mb, configuration, target_time)
+                    self._recover_restored(request.memory_mb, configuration, target_time, source)
                 else:
                     self._ensure_running(request.memory_mb, configuration)
+                if source is not None or self.replication.standby_signalled():
+                    databases, users = [], []  # a replica has its primary's
                 created_dbs = sum(self.admin.create_database(d) for d in databases)
                 created_users = sum(self.admin.create_user(u) for u in users)
                 self._write_marker()
@@ -190,12 +208,17 @@ class PostgresEngine(Engine):
             logger.info("reloaded the configuration (memory settings apply at the next start)")
 
     def _recover_restored(
-        self, memory_mb: int, configuration: dict[str, str], target_time: str
+        self,
+        memory_mb: int,
+        configuration: dict[str, str],
+        target_time: str,
+        source: ReplicationSource | None = None,
     ) -> None:
         """Start the server on a restored backup: check it against its manifest while it is
         untouched, write Cellar's configuration, and let it recover from its backup label,
         then through the restored archive files (up to ``target_time`` if given) until it
-        is promoted. A retry after an interruption resumes the recovery in progress."""
+        is promoted; or, with ``source``, start it as a hot standby of ``source``. A retry
+        after an interruption resumes the recovery in progress."""
         if not self.restored_marker.exists() or not self.process.initialized():
             raise EngineError("nothing was restored")
         untouched = (self.pgdata / "backup_label").exists()
@@ -204,6 +227,13 @@ class PostgresEngine(Engine):
         write_config(self.pgdata, self._settings(memory_mb), self.owner)
         write_user_config(self.pgdata, configuration, self.owner)
         self.archive.make_dirs()
+        if source is not None:
+            self.replication.start_standby(source)
+            self.archive.clear_restored()
+            (self.pgdata / "backup_manifest").unlink(missing_ok=True)
+            return
+        # The source's synchronous standbys are not this instance's: a commit would wait.
+        write_replication(self.pgdata, "", self.owner)
         if untouched and (target_time or self.archive.restored_files()):
             write_recovery(self.pgdata, self.archive.restore_dir, target_time, self.owner)
         replaying = (self.pgdata / RECOVERY_SIGNAL).exists()
@@ -394,7 +424,8 @@ class PostgresEngine(Engine):
         if it holds new WAL. None before the instance is prepared."""
         if not self.prepared():
             return []
-        return self.archive.files(rotate)
+        # A standby archives nothing and cannot switch segments.
+        return self.archive.files(rotate and not self.replication.standby_signalled())
 
     def fetch_archive(self, name: str) -> Iterator[bytes]:
         """One archived WAL file in pieces of at most ``CHUNK_BYTES``."""
@@ -409,6 +440,35 @@ class PostgresEngine(Engine):
         serving; only shared locks are taken)."""
         self._require_prepared()
         return self.backups.check()
+
+    def enable_replication(self, request: EnableReplicationRequest) -> None:
+        """Let replicas stream from this primary: the replication account, one slot per
+        replica (unlisted idle ones dropped), the synchronous standbys; then a reload."""
+        self._require_prepared()
+        self.replication.enable_source(request)
+
+    def replication_state(self) -> ReplicationState:
+        self._require_prepared()
+        return self.replication.state()
+
+    def stop_writes(self) -> ReplicationState:
+        """Shut the primary down cleanly; its shutdown checkpoint is the final position.
+        It stays down until ``promote``'s replica takes over and ``follow`` or ``start``."""
+        with self._lifecycle:
+            self._require_prepared()
+            return self.replication.stop_writes()
+
+    def promote(self, wait_for_position: int, timeout: float) -> ReplicationState:
+        with self._lifecycle:
+            self._require_prepared()
+            return self.replication.promote(wait_for_position, timeout)
+
+    def follow(self, source: ReplicationSource) -> None:
+        """Stream from ``source``; a former primary is rewound first (pg_rewind)."""
+        source = checked_source(source)
+        with self._lifecycle:
+            self._require_prepared()
+            self.replication.follow(source)
 
     def start(self) -> None:
         with self._lifecycle:

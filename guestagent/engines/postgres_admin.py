@@ -34,6 +34,13 @@ RESERVED_USERS = VERSION.reserved_users
 DATABASE_OPTION = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 RELOAD_WAIT = 5.0
 BAD_OPTIONS = ("22", "42")  # SQLSTATE classes: data exception, syntax or access rule
+# What pg_rewind calls on its source server, beyond what a REPLICATION login may.
+REWIND_FUNCTIONS = (
+    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+    "pg_catalog.pg_stat_file(text, boolean)",
+    "pg_catalog.pg_read_binary_file(text)",
+    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+)
 
 
 def checked_database(database: Database) -> Database:
@@ -317,6 +324,28 @@ class PostgresAdmin:
                 return False
         logger.info("dropped user %s", name)
         return True
+
+    def ensure_replication_role(self, name: str, password: str) -> bool:
+        """Create the account replicas stream with (LOGIN REPLICATION), or give it
+        ``password`` again, and let it read what ``pg_rewind`` reads from a source; True
+        when it was created. The caller checks ``name``, a name users cannot take."""
+        check_password(password, "replication")
+        role = sql.Identifier(name)
+        with self.connect() as conn:
+            created = not self._role_exists(conn, name)
+            verb = "CREATE" if created else "ALTER"
+            conn.execute(
+                sql.SQL(verb + " ROLE {} WITH LOGIN REPLICATION NOSUPERUSER PASSWORD {}").format(
+                    role, self._scram(conn, name, password)
+                )
+            )
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE postgres TO {}").format(role))
+            for function in REWIND_FUNCTIONS:
+                conn.execute(
+                    sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(function), role)
+                )
+        logger.info("%s the replication account %s", "created" if created else "updated", name)
+        return created
 
     @staticmethod
     def _database_exists(conn: psycopg.Connection[TupleRow], name: str) -> bool:

@@ -3,7 +3,9 @@
 :func:`render_settings` and :func:`render_hba` are pure (tested on their own);
 :func:`write_config` puts them in a data directory and reports whether anything changed,
 so a running server is only reloaded when needed. :func:`write_recovery` and
-:func:`clear_recovery` add and take away the settings of one point-in-time recovery.
+:func:`clear_recovery` add and take away the settings of one point-in-time recovery;
+:func:`write_replication` holds the streaming replication settings of either side
+(a source's synchronous standbys, or a standby's link to its primary).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ USER_INCLUDE_LINE = f"include_if_exists = '{USER_FILE}'"
 RECOVERY_FILE = "cellar-recovery.conf"
 RECOVERY_INCLUDE_LINE = f"include_if_exists = '{RECOVERY_FILE}'"
 RECOVERY_SIGNAL = "recovery.signal"
+REPLICATION_FILE = "cellar-replication.conf"
+REPLICATION_INCLUDE_LINE = f"include_if_exists = '{REPLICATION_FILE}'"
+STANDBY_SIGNAL = "standby.signal"
 ARCHIVE_SCRATCH_SUFFIX = ".cellar-copy"  # a segment being copied into the archive
 DEFAULT_MEMORY_MB = 512
 MIN_SHARED_BUFFERS_MB = 16
@@ -84,6 +89,14 @@ def render_settings(settings: ServerSettings) -> str:
         "log_line_prefix = '%m [%p] %q%u@%d '",
         # Enough WAL for base backups and the archive (the default, stated).
         "wal_level = replica",
+        # pg_rewind needs hint-bit changes in the WAL to turn a former primary into a
+        # replica of the new one; like wal_level, it only changes with a restart.
+        "wal_log_hints = on",
+        # A standby (standby.signal) takes read-only queries and follows its primary onto
+        # a new timeline; both only change with a restart, so they are here for everyone
+        # (the defaults, stated).
+        "hot_standby = on",
+        "recovery_target_timeline = 'latest'",
     ]
     if settings.archive_dir is not None:
         # Every finished segment is archived for point-in-time recovery; archive_mode
@@ -106,6 +119,9 @@ def render_hba() -> str:
             "local   replication all             trust",  # pg_basebackup, as the superuser
             "host    all       all   0.0.0.0/0   scram-sha-256",
             "host    all       all   ::/0        scram-sha-256",
+            # Replicas stream with the replication account (only REPLICATION roles may).
+            "host    replication all 0.0.0.0/0   scram-sha-256",
+            "host    replication all ::/0        scram-sha-256",
             "",
         ]
     )
@@ -134,7 +150,7 @@ def write_config(pgdata: Path, settings: ServerSettings, owner: OsUser) -> bool:
     changed |= write_hba(pgdata, owner)
     main = pgdata / "postgresql.conf"
     text = main.read_text()
-    includes = (INCLUDE_LINE, USER_INCLUDE_LINE, RECOVERY_INCLUDE_LINE)
+    includes = (INCLUDE_LINE, USER_INCLUDE_LINE, RECOVERY_INCLUDE_LINE, REPLICATION_INCLUDE_LINE)
     missing = [line for line in includes if line not in text.splitlines()]
     if missing:
         text = text.rstrip("\n") + "\n" + "\n".join(missing) + "\n"
@@ -195,3 +211,38 @@ def clear_recovery(pgdata: Path) -> bool:
     existed = path.exists()
     path.unlink(missing_ok=True)
     return existed
+
+
+def render_standby(conninfo: str, slot: str) -> str:
+    """The settings of a hot standby streaming from the primary at ``conninfo`` (a libpq
+    connection string without a password) through the replication slot ``slot``."""
+    return "\n".join(
+        [
+            "# Written by Cellar's guest agent: this server is a standby (with standby.signal).",
+            f"primary_conninfo = {_quote(conninfo)}",
+            f"primary_slot_name = {_quote(slot)}",
+            "",
+        ]
+    )
+
+
+def render_source(synchronous_standby_names: str) -> str:
+    """The settings of a primary: which standbys a commit waits for ('' for none)."""
+    return "\n".join(
+        [
+            "# Written by Cellar's guest agent for the replicas of this primary.",
+            f"synchronous_standby_names = {_quote(synchronous_standby_names)}",
+            "",
+        ]
+    )
+
+
+def write_replication(pgdata: Path, text: str, owner: OsUser) -> bool:
+    """Make ``text`` (see :func:`render_standby`, :func:`render_source`; '' for neither)
+    the replication settings; True if the file changed and the server needs a reload."""
+    path = pgdata / REPLICATION_FILE
+    if not text:
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
+    return _write_if_changed(path, text, owner)

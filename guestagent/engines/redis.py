@@ -2,9 +2,10 @@
 
 :class:`RedisEngine` is the RPC-facing facade: it orders the work and keeps the service
 status; the process is handled by ``redis_process``, the files by ``redis_config``, users
-and live settings by ``redis_admin``, backups and restores by ``redis_backup``. Redis has
-no named databases: those calls answer Unsupported. Access is by ACL users only; the
-``default`` user stays off until root is enabled.
+and live settings by ``redis_admin``, backups and restores by ``redis_backup``, roles and
+switchovers by ``redis_replication``. Redis has no named databases: those calls answer
+Unsupported. Access is by ACL users only; the ``default`` user stays off until root is
+enabled.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from guestagent.engines.base import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
+    EnableReplicationRequest,
     Engine,
     GrantAccessRequest,
     PrepareRequest,
+    ReplicationSource,
+    ReplicationState,
     RestoreStart,
     RevokeAccessRequest,
     ServiceStatus,
@@ -49,6 +53,7 @@ from guestagent.engines.redis_config import (
     write_user_config,
 )
 from guestagent.engines.redis_process import RedisProcess
+from guestagent.engines.redis_replication import LINK_TIMEOUT, RedisReplication, checked_source
 from guestagent.errors import EngineError, Unsupported
 from guestagent.logfile import LogFile
 
@@ -69,6 +74,7 @@ class RedisOptions:
     check_rdb_binary: Path = Path("/usr/bin/redis-check-rdb")
     os_user: str | None = "redis"
     start_timeout: float = 30.0
+    replica_link_timeout: float = LINK_TIMEOUT  # a new replica's prepare waits for its link
 
 
 class RedisEngine(Engine):
@@ -94,6 +100,7 @@ class RedisEngine(Engine):
         self.backups = RedisBackups(
             self.admin, self.data_dir, self.redis_dir, self.owner, self.options.check_rdb_binary
         )
+        self.replication = RedisReplication(self.admin, self.data_dir, self.owner)
         self._lifecycle = threading.Lock()
         self._preparing = False
         self._failure: str | None = None
@@ -105,6 +112,9 @@ class RedisEngine(Engine):
             parameters.check_values(self.name, self.version, dict(request.configuration))
         )
         users = [checked_user(u) for u in request.users]
+        source = None if request.replica_of is None else checked_source(request.replica_of)
+        if source is not None and request.restored:
+            raise Unsupported("a Redis replica is seeded by its primary's full sync, not a restore")
         with self._lifecycle:
             recover = request.restored and not self.prepared()
             if recover and not self.backups.restored():
@@ -116,8 +126,11 @@ class RedisEngine(Engine):
                 if recover:
                     self._recover_restored(request.memory_mb, configuration)
                 else:
-                    self._ensure_running(request.memory_mb, configuration)
+                    self._ensure_running(request.memory_mb, configuration, source)
                 created = sum(self.admin.create_user(u) for u in users)
+                if source is not None:
+                    self.replication.follow(source)
+                    self.replication.wait_for_link(self.options.replica_link_timeout)
                 self._write_marker()
                 self.backups.forget_restore()
             except CellarError as exc:
@@ -134,10 +147,16 @@ class RedisEngine(Engine):
         )
         return ServiceStatus.HEALTHY
 
-    def _ensure_running(self, memory_mb: int, configuration: dict[str, str]) -> None:
+    def _ensure_running(
+        self, memory_mb: int, configuration: dict[str, str], source: ReplicationSource | None
+    ) -> None:
+        """Write the files and start the server (a replica of ``source`` from its start),
+        or apply them live to a running one."""
         self._make_dirs()
         write_config(self._settings(memory_mb), self.owner)
         write_user_config(self.data_dir, configuration, self.owner)
+        if source is not None:
+            self.replication.persist(source)
         if self.process.running():
             self.admin.config_set({"maxmemory": str(maxmemory_bytes(memory_mb))})
             self._apply_live(configuration)
@@ -276,6 +295,31 @@ class RedisEngine(Engine):
         """redis-check-rdb over a snapshot saved now."""
         self._require_prepared()
         return self.backups.check()
+
+    def enable_replication(self, request: EnableReplicationRequest) -> None:
+        """The replication ACL user (replica names and ``synchronous`` mean nothing here)."""
+        self._require_prepared()
+        self.replication.enable(request)
+
+    def replication_state(self) -> ReplicationState:
+        self._require_prepared()
+        return self.replication.state()
+
+    def stop_writes(self) -> ReplicationState:
+        """CLIENT PAUSE WRITE for a bounded time; ``follow`` or ``promote`` ends it."""
+        self._require_prepared()
+        return self.replication.stop_writes()
+
+    def promote(self, wait_for_position: int, timeout: float) -> ReplicationState:
+        with self._lifecycle:
+            self._require_prepared()
+            return self.replication.promote(wait_for_position, timeout)
+
+    def follow(self, source: ReplicationSource) -> None:
+        """REPLICAOF ``source``: Redis resyncs the data itself (partially if it can)."""
+        with self._lifecycle:
+            self._require_prepared()
+            self.replication.follow(source)
 
     def start(self) -> None:
         with self._lifecycle:

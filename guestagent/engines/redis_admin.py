@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
 
 from cellar import catalog
@@ -31,6 +32,7 @@ RESERVED_USERS = VERSION.reserved_users
 ROOT_USER = catalog.ROOT_USERS["redis"]
 APP_RIGHTS = ("on", "~*", "&*", "+@all", "-@admin")  # the data, not the server
 ROOT_RIGHTS = ("on", "~*", "&*", "+@all")
+SHUTDOWN_WAIT = 20.0  # for an AOF rewrite that Redis will not exit during
 
 
 def checked_user(user: User) -> User:
@@ -94,11 +96,39 @@ class RedisAdmin:
     def ping(self) -> None:
         self.run("PING")
 
-    def shutdown(self) -> None:
-        """Ask the server to save a snapshot and exit; EngineError if it refused."""
+    def info(self, section: str) -> dict[str, str]:
+        """The ``name:value`` fields of one INFO section."""
+        fields = {}
+        for line in _text(self.run("INFO", section)).splitlines():
+            name, colon, value = line.partition(":")
+            if colon and not line.startswith("#"):
+                fields[name] = value.strip()
+        return fields
+
+    def shutdown(self, wait: float = SHUTDOWN_WAIT) -> None:
+        """Ask the server to save a snapshot and exit; EngineError if it refused.
+
+        Redis refuses while it writes its first append-only file (after a replica's full
+        sync, or once the AOF is turned on): that is waited for, up to ``wait`` seconds.
+        """
         self.ping()  # EngineDown here means the command could not be sent
-        with contextlib.suppress(EngineDown):  # the server closes the connection as it exits
-            self.run("SHUTDOWN", "SAVE")
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                with contextlib.suppress(EngineDown):  # the server closes the connection
+                    self.run("SHUTDOWN", "SAVE")
+                return
+            except EngineError:
+                if time.monotonic() >= deadline or not self._rewriting_aof():
+                    raise
+            time.sleep(0.05)
+
+    def _rewriting_aof(self) -> bool:
+        persistence = self.info("persistence")
+        return "1" in (
+            persistence.get("aof_rewrite_in_progress"),
+            persistence.get("aof_rewrite_scheduled"),
+        )
 
     def config_get(self, names: list[str]) -> dict[str, str]:
         values = {}

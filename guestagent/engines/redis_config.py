@@ -1,10 +1,12 @@
 """Redis's configuration files and ACL file, as Cellar wants them.
 
-``redis.conf`` holds what Cellar decides (addresses, files, persistence, memory) and ends
-by including ``redis-user.conf``, the user's parameters, so those win. :func:`render_config`
-and :func:`render_user_config` are pure; the ``write_*`` functions report whether a file
-changed. :func:`write_admin_acl` keeps the agent's own ACL user in the ACL file before the
-server starts, so no anonymous access is ever open.
+``redis.conf`` holds what Cellar decides (addresses, files, persistence, memory), then
+includes ``redis-replication.conf``, this server's replication source if it is a replica,
+and ends by including ``redis-user.conf``, the user's parameters, so those win.
+:func:`render_config`, :func:`render_replication_config` and :func:`render_user_config`
+are pure; the ``write_*`` functions report whether a file changed. :func:`write_admin_acl`
+keeps the agent's own ACL user in the ACL file before the server starts, so no anonymous
+access is ever open.
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ import re
 from pathlib import Path
 
 from cellar import parameters
+from guestagent.engines.base import ReplicationSource
 from guestagent.engines.os_user import OsUser
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "redis.conf"
 USER_FILE = "redis-user.conf"
+REPLICATION_FILE = "redis-replication.conf"
 ACL_FILE = "users.acl"
 ADMIN_USER = "cellar"
 DEFAULT_MEMORY_MB = 512
 MAXMEMORY_SHARE = 0.75
 BIND = re.compile(r"[0-9A-Fa-f.:*! -]{1,200}")
+HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,252}")  # a host name, IPv4 or IPv6 address
+# A replica's full sync starts this long after it asks (Redis waits 5 s by default for
+# more replicas to share the snapshot; Cellar adds replicas one at a time).
+DISKLESS_SYNC_DELAY = 1
 # Redis's own values for the parameters users may set, with Cellar's persistence on:
 # removing a parameter from a configuration group brings its value back to these.
 DEFAULTS = {
@@ -87,11 +95,36 @@ def render_config(settings: ServerSettings) -> str:
         f"aclfile {_quote(str(settings.data_dir / ACL_FILE))}",
         "save 3600 1 300 100 60 10000",
         f"maxmemory {maxmemory_bytes(settings.memory_mb)}",
+        f"repl-diskless-sync-delay {DISKLESS_SYNC_DELAY}",
         *(f"{name} {value}" for name, value in DEFAULTS.items()),
-        f"include {_quote(str(settings.data_dir / USER_FILE))}",
+        _include(settings.data_dir / REPLICATION_FILE),
+        _include(settings.data_dir / USER_FILE),
         "",
     ]
     return "\n".join(lines)
+
+
+def _include(path: Path) -> str:
+    return f"include {_quote(str(path))}"
+
+
+def render_replication_config(source: ReplicationSource | None) -> str:
+    """The contents of ``redis-replication.conf``: ``source`` to replicate from, or none.
+
+    The file holds the replication password in clear (Redis needs it to log in); like
+    every file here it is private to the engine's OS user.
+    """
+    lines = ["# Written by Cellar's guest agent: where this server replicates from."]
+    if source is not None:
+        if not HOST.fullmatch(source.host) or not 0 < source.port < 65536:
+            raise ValueError(f"replication source {source.host}:{source.port} is not allowed")
+        lines += [
+            f"replicaof {_quote(source.host)} {int(source.port)}",
+            f"masteruser {_quote(source.user)}",
+            f"masterauth {_quote(source.password)}",
+            "replica-read-only yes",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def redis_values(checked: dict[str, str]) -> dict[str, str]:
@@ -124,11 +157,37 @@ def write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
 
 
 def write_config(settings: ServerSettings, owner: OsUser) -> bool:
-    """Write ``redis.conf``; True if it changed."""
+    """Write ``redis.conf`` (and an empty replication file if there is none); True if
+    ``redis.conf`` changed."""
+    if not (settings.data_dir / REPLICATION_FILE).exists():
+        write_replication_config(settings.data_dir, None, owner)
     changed = write_if_changed(settings.data_dir / CONFIG_FILE, render_config(settings), owner)
     if changed:
         logger.info("wrote the Redis configuration in %s", settings.data_dir)
     return changed
+
+
+def write_replication_config(
+    data_dir: Path, source: ReplicationSource | None, owner: OsUser
+) -> bool:
+    """Make ``source`` (None: no source) the one a restarted server replicates from.
+
+    A ``redis.conf`` written before replication existed gets its include line here, so
+    the file is read at the next start. True if something changed.
+    """
+    text = render_replication_config(source)
+    changed = write_if_changed(data_dir / REPLICATION_FILE, text, owner)
+    config = data_dir / CONFIG_FILE
+    if not config.exists():
+        return changed
+    lines = config.read_text().splitlines()
+    include = _include(data_dir / REPLICATION_FILE)
+    if include in lines:
+        return changed
+    user_include = _include(data_dir / USER_FILE)
+    at = lines.index(user_include) if user_include in lines else len(lines)
+    lines.insert(at, include)
+    return write_if_changed(config, "\n".join(lines) + "\n", owner) or changed
 
 
 def write_user_config(data_dir: Path, values: dict[str, str], owner: OsUser) -> bool:

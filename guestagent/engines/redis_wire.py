@@ -62,8 +62,10 @@ class RedisConnection:
     Thread-safe: commands are serialised, which suits a handful of admin commands.
     """
 
-    def __init__(self, path: Path, username: str, password: str, timeout: float = 10.0) -> None:
-        self.path = path
+    def __init__(
+        self, path: Path | tuple[str, int], username: str, password: str, timeout: float = 10.0
+    ) -> None:
+        self.path = path  # a unix socket, or a (host, port) over TCP
         self.username = username
         self._password = password
         self.timeout = timeout
@@ -87,13 +89,16 @@ class RedisConnection:
     def _connected(self) -> BinaryIO:
         if self._stream is not None:
             return self._stream
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self.path))
-        except OSError:
-            sock.close()
-            raise
+        if isinstance(self.path, tuple):
+            sock = socket.create_connection(self.path, timeout=self.timeout)
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(str(self.path))
+            except OSError:
+                sock.close()
+                raise
         self._sock, self._stream = sock, sock.makefile("rb")
         sock.sendall(encode(("AUTH", self.username, self._password)))
         read_reply(self._stream)

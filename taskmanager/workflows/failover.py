@@ -67,7 +67,7 @@ def elect(ctx: StepContext) -> Decision:
     if best is None:
         raise StepFailed("no replica answers: there is nothing to promote")
     member, state = best
-    promotion.remember(ctx, candidate_id=member.id)
+    promotion.remember(ctx, candidate_id=member.id, candidate_position=state.position_value)
     found = promotion.current_event(ctx)
     if found is not None:
         found.behind_bytes = state.lag_bytes if state.lag_bytes >= 0 else None
@@ -83,9 +83,7 @@ def promote(ctx: StepContext) -> Decision:
     if candidate is None or candidate.deleted_at is not None:
         raise StepFailed("the chosen replica was deleted")
     if replica_set.primary_id == old.id:
-        state = agent_call(
-            lambda: ctx.services.agent_for(candidate).promote(0, 1.0, promotion.CALL_TIMEOUT)
-        )
+        state = _promote(ctx, candidate, int(ctx.task.params.get("candidate_position", 0)))
         if not state.writable:
             raise StepFailed(f"replica {candidate.id} did not become writable")
         promotion.make_primary(ctx, replica_set, candidate)
@@ -97,6 +95,18 @@ def promote(ctx: StepContext) -> Decision:
         old.fault_at = utcnow()
     replica_sets.refresh_endpoints(ctx.services, ctx.session, replica_set)
     return NEXT
+
+
+def _promote(ctx: StepContext, candidate: Instance, received: int) -> Replication:
+    """Promote after applying what the candidate received; at once if that fails."""
+    agent = ctx.services.agent_for(candidate)
+    try:
+        return agent.promote(received, promotion.PROMOTE_WAIT, promotion.CALL_TIMEOUT)
+    except AgentError as exc:
+        if exc.retryable:
+            raise
+        logger.warning("replica %s did not apply all it received: %s", candidate.id, exc)
+    return agent_call(lambda: agent.promote(0, 1.0, promotion.CALL_TIMEOUT))
 
 
 def _set_of_task(ctx: StepContext) -> ReplicaSet:
