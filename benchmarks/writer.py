@@ -17,9 +17,12 @@ from typing import Any
 import psycopg
 import pymysql
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 PACE = 0.01  # seconds between writes: light, steady load
 CONNECT_TIMEOUT = 2
+OUTAGE = 0.5  # a pause between acknowledged writes this long is an outage, not noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,7 @@ def connect(login: Login) -> Any:
     client = redis.Redis(
         host=login.host, port=login.port, username=login.user, password=login.password,
         socket_timeout=CONNECT_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),  # every failure shows, as with the SQL clients
     )  # fmt: skip
     client.ping()
     return client
@@ -128,11 +132,13 @@ class CounterWriter:
     def first_ack_after(self, moment: float) -> float | None:
         return next((at for _n, at in self.acked if at > moment), None)
 
-    def back_after(self, moment: float) -> float | None:
-        """The first acknowledged write after the first error after ``moment``: when
-        writes worked again after an outage that began then."""
-        failed = next((at for at, _text in self.errors if at >= moment), None)
-        return None if failed is None else self.first_ack_after(failed)
+    def back_after(self, moment: float, outage: float = OUTAGE) -> float | None:
+        """When writes worked again after an outage that began at ``moment``: the end of
+        the first pause of at least ``outage`` seconds between acknowledged writes that
+        ends after it (None while it lasts)."""
+        start = self.last_ack_before(moment)
+        times = [at for _n, at in self.acked if start is None or at >= start]
+        return next((b for a, b in itertools.pairwise(times) if b - a >= outage), None)
 
     def last_ack_before(self, moment: float) -> float | None:
         before = [at for _n, at in self.acked if at <= moment]

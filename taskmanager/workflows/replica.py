@@ -13,14 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from sqlalchemy import select
+
 from cellar import catalog
 from cellar.errors import AgentError
-from cellar.models import Instance, ReplicaSet
-from cellar.status import InstanceStatus
+from cellar.models import Instance, ReplicaSet, Task
+from cellar.status import InstanceStatus, TaskState
 from taskmanager import replica_sets
 from taskmanager.agent_client import BackupEnd, Source
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, StepFailed
+from taskmanager.workflow import NEXT, Decision, Nap, StepFailed
 from taskmanager.workflows.common import agent_call
 
 logger = logging.getLogger(__name__)
@@ -40,11 +42,33 @@ def _set_and_primary(ctx: StepContext) -> tuple[ReplicaSet, Instance]:
     return replica_set, head
 
 
+def _earlier_seed(ctx: StepContext, replica_set: ReplicaSet) -> str | None:
+    """A replica of the same set, asked for before this one, that is not seeded yet: the
+    primary makes one copy at a time."""
+    before_seeded = ("check_backups", "create_volume", "start_container", "wait_for_agent",
+                     "seed_replica")  # fmt: skip
+    members = [m.id for m in replica_sets.members(ctx.session, replica_set)]
+    return ctx.session.scalars(
+        select(Task.instance_id).where(
+            Task.workflow == "provision",
+            Task.state == TaskState.RUNNING.value,
+            Task.instance_id.in_(members),
+            Task.id != ctx.task.id,
+            Task.created < ctx.task.created,
+            Task.step.in_(before_seeded),
+        )
+    ).first()
+
+
 def seed_replica(ctx: StepContext) -> Decision:
     if not is_replica(ctx):
         return NEXT
     instance = ctx.instance
     replica_set, head = _set_and_primary(ctx)
+    earlier = _earlier_seed(ctx, replica_set)
+    if earlier is not None:
+        logger.info("replica %s waits for replica %s to be copied first", instance.id, earlier)
+        return Nap(0.5)
     agent_call(lambda: replica_sets.enable_on_primary(ctx.services, ctx.session, replica_set))
     version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
     if version is None or version.replicas_copy_themselves:
@@ -53,18 +77,26 @@ def seed_replica(ctx: StepContext) -> Decision:
     ctx.session.commit()  # nothing pending while the bytes flow; the lease is kept apart
     pieces = ctx.services.agent_for(head).backup(f"seed-{instance.id}", "full", "", deadline)
 
+    failures: list[AgentError] = []
+
     def data() -> Iterator[bytes]:
-        for piece in pieces:
-            ctx.keep_lease()
-            if not isinstance(piece, BackupEnd):
-                yield piece
+        try:
+            for piece in pieces:
+                ctx.keep_lease()
+                if not isinstance(piece, BackupEnd):
+                    yield piece
+        except AgentError as exc:  # gRPC only says "exception iterating requests"
+            failures.append(exc)
+            raise
 
     try:
         received = ctx.agent.restore("full", 0, version.backup_format, data(), deadline)
     except AgentError as exc:
-        if exc.retryable:
-            raise
-        raise StepFailed(f"copying the primary {head.id} failed: {exc.message}") from exc
+        cause = failures[0] if failures else exc
+        if cause.retryable:
+            raise cause from exc
+        side = "backing up the primary" if failures else "restoring into the replica"
+        raise StepFailed(f"copying the primary {head.id} failed {side}: {cause.message}") from exc
     logger.info("seeded replica %s from %s: %d bytes", instance.id, head.id, received)
     return NEXT
 

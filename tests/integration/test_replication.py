@@ -69,13 +69,26 @@ def show(api: Api, instance_id: str) -> dict[str, Any]:
     return dict(api.call("GET", f"/instances/{instance_id}").json()["instance"])
 
 
-def wait_for(check: Any, within: float, what: str) -> float:
+def wait_for(check: Any, within: float, what: Any) -> float:
+    """Seconds until ``check()`` held; ``what`` (a text or a callable giving one) names it."""
     start = time.monotonic()
     while time.monotonic() - start < within:
         if check():
             return time.monotonic() - start
         time.sleep(0.02)
-    raise AssertionError(f"{what} not seen within {within} s")
+    raise AssertionError(f"{what() if callable(what) else what} not seen within {within} s")
+
+
+def finished_event(api: Api, instance_id: str, within: float = 60) -> dict[str, Any]:
+    """The newest replication event of the instance's set, once it has ended."""
+    end = time.monotonic() + within
+    path = f"/instances/{instance_id}/replication_events"
+    while time.monotonic() < end:
+        events = api.call("GET", path).json()["replication_events"]
+        if events and events[0]["state"] != "RUNNING":
+            return dict(events[0])
+        time.sleep(0.1)
+    raise AssertionError(f"no finished replication event for {instance_id} within {within} s")
 
 
 def drop_set(api: Api, primary_id: str) -> None:
@@ -154,8 +167,7 @@ def test_switchover_keeps_every_acknowledged_write(api: Api, datastore: str) -> 
     wait_for(lambda: 10**9 in stored_at(datastore, old["connection"]), 15, "a later write")
     text = refused_as_read_only(datastore, old["connection"])
     assert any(word in text for word in READ_ONLY_WORDS), text
-    events = api.call("GET", f"/instances/{new['id']}/replication_events").json()
-    event = events["replication_events"][0]
+    event = finished_event(api, new["id"])
     assert (event["kind"], event["state"]) == ("switchover", "COMPLETED")
     print(f"{datastore} switchover: writes refused for {writer.longest_gap(switched):.2f} s")
     drop_set(api, new["id"])
@@ -172,12 +184,16 @@ def test_killing_the_primary_fails_over_by_itself(api: Api, datastore: str) -> N
     wait_for(lambda: len(writer.acked) > 20, 20, "writes through the rw endpoint")
     docker.from_env().containers.get(f"cellar-{primary['id']}").kill()
     killed = time.monotonic()
-    wait_for(lambda: writer.back_after(killed) is not None, 60, "a write after the kill")
+    wait_for(
+        lambda: writer.back_after(killed) is not None,
+        60,
+        lambda: f"a write after the kill (last errors {writer.errors[-3:]})",
+    )
     took = (writer.back_after(killed) or killed) - killed
     writer.stop()
-    events = api.call("GET", f"/instances/{primary['id']}/replication_events").json()
-    event = events["replication_events"][0]
+    event = finished_event(api, primary["id"])
     assert (event["kind"], event["old_primary"]) == ("automatic_failover", primary["id"])
+    assert event["state"] == "COMPLETED", event
     new_id = event["new_primary"]
     assert new_id in {r["id"] for r in replicas}
     new = api.wait_instance(new_id, {"ACTIVE", "ERROR"}, within=60)
