@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -17,6 +18,7 @@ from taskmanager.agent_client import BackupEnd, NewUser, Replication, Source, St
 from taskmanager.backup_storage import LocalStorage
 from taskmanager.context import Services
 from taskmanager.drivers.base import ContainerSpec, Ports
+from taskmanager.drivers.endpoints import Backend
 from taskmanager.drivers.volumes import OnlineResizeRefused, VolumeBusy
 
 
@@ -124,7 +126,7 @@ class FakeAgent:
     consistency: tuple[bool, str] = (True, "every table is fine")
     archive: dict[str, tuple[bytes, float]] = dataclasses.field(default_factory=dict)
     rotations: int = 0
-    replication_calls: list[tuple[str, object]] = dataclasses.field(default_factory=list)
+    replication_calls: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     replication_state: Replication = dataclasses.field(
         default_factory=lambda: replication_of("replica", position_value=7, connected=True)
     )
@@ -329,15 +331,15 @@ def replication_of(
 class FakeEndpoints:
     """Records what the endpoints of each replica set lead to."""
 
-    sets: dict[str, tuple[object, list[object]]] = dataclasses.field(default_factory=dict)
+    sets: dict[str, tuple[Backend | None, list[Backend]]] = dataclasses.field(default_factory=dict)
     next_port: int = 46000
 
     def ensure(
         self,
         set_id: str,
         project_id: str,
-        rw: object,
-        ro: list[object],
+        rw: Backend | None,
+        ro: Sequence[Backend],
         publish_host: str,
         rw_port: int = 0,
         ro_port: int = 0,

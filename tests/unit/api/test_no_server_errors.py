@@ -52,6 +52,13 @@ ODD_BODIES: list[Any] = [
     {"backup": {"name": "b", "instance": "missing", "parent_id": 3, "incremental": "x"}},
     {"verify": None, "other": 1},
     {"backup_strategy": {"instance_id": 5, "schedule": 3, "keep_count": "a"}},
+    {"instance": {"name": "a", "replica_of": 5}},
+    {"instance": {"name": "a", "replica_of": ["x"], "replica_count": "many"}},
+    {"instance": {"name": "a", "replica_of": {"id": 1}, "replication": "sync"}},
+    {"instance": {"replica_of": "x"}},
+    {"instance": {"replication": {"mode": 5}}},
+    {"promote_to_replica_source": None},
+    {"eject_replica_source": [], "restart": {}},
 ]
 ROUTES = [
     ("POST", "/v1.0/p/instances"),
@@ -80,6 +87,7 @@ ROUTES = [
     ("POST", "/v1.0/p/backups/nope/action"),
     ("POST", "/v1.0/p/backup_strategies"),
     ("DELETE", "/v1.0/p/backup_strategies"),
+    ("GET", "/v1.0/p/instances/nope/replication_events"),
 ]
 
 
@@ -101,4 +109,34 @@ def test_odd_input_never_causes_a_server_error(client: FlaskClient) -> None:
         error = reply.get_json()
         assert isinstance(error, dict) and len(error) == 1, (method, path, error)
         inner = next(iter(error.values()))
+        assert inner["code"] == reply.status_code and inner["message"]
+
+
+def test_odd_replication_requests_on_a_running_instance_get_4xx(
+    client: FlaskClient, world: Any
+) -> None:
+    made = client.post(
+        "/v1.0/p/instances",
+        json={"instance": {"name": "a", "flavorRef": "1", "volume": {"size": 1}}},
+    )
+    instance_id = made.get_json()["instance"]["id"]
+    world[3].drain(world[0])
+    bodies: list[tuple[str, str, Any]] = [
+        ("POST", "/instances", {"instance": {"name": "r", "replica_of": instance_id,
+                                             "replica_count": [2]}}),
+        ("POST", "/instances", {"instance": {"name": "r", "replica_of": instance_id,
+                                             "replication": {"mode": None, "x": 1}}}),
+        ("POST", "/instances", {"instance": {"name": "r", "replica_of": instance_id,
+                                             "volume": {"size": "x"}}}),
+        ("POST", "/instances", {"instance": {"name": "r", "replica_of": instance_id,
+                                             "flavorRef": "nope"}}),
+        ("POST", f"/instances/{instance_id}/action", {"promote_to_replica_source": {}}),
+        ("POST", f"/instances/{instance_id}/action", {"eject_replica_source": {}}),
+        ("PUT", f"/instances/{instance_id}", {"instance": {"replica_of": None}}),
+        ("PUT", f"/instances/{instance_id}", {"instance": {"replication": {"mode": "sync"}}}),
+    ]  # fmt: skip
+    for method, path, body in bodies:
+        reply = client.open("/v1.0/p" + path, method=method, json=body)
+        assert 400 <= reply.status_code < 500, (method, path, body, reply.status_code)
+        inner = next(iter(reply.get_json().values()))
         assert inner["code"] == reply.status_code and inner["message"]

@@ -66,8 +66,8 @@ def test_replicas_are_seeded_from_the_primary_and_shown_both_ways(
         assert view["replication"]["role"] == "replica"
         assert view["name"].startswith("copy-")
     sources = [c[1] for c in agent.replication_calls if c[0] == "prepare_replica"]
-    assert [s.host for s in sources] == [container_name(primary)] * 2  # type: ignore[attr-defined]
-    assert all(s.user == "cellar_repl" and s.password for s in sources)  # type: ignore[attr-defined]
+    assert [s.host for s in sources] == [container_name(primary)] * 2
+    assert all(s.user == "cellar_repl" and s.password for s in sources)
     assert [r[:3] for r in agent.restores] == [("full", 0, "tar")] * 2  # a fresh backup each
     enabled = [c[1] for c in agent.replication_calls if c[0] == "enable"]
     assert sorted(enabled[-1][0]) == sorted("cellar_" + r.replace("-", "") for r in replicas)
@@ -154,7 +154,7 @@ def test_switchover_promotes_at_the_old_primarys_final_position(
     kinds = [c[0] for c in agent.replication_calls]
     assert kinds[:2] == ["stop_writes", "promote"]
     assert agent.replication_calls[1] == ("promote", 42)  # waits for the old primary's end
-    followers = [c[1].host for c in agent.replication_calls if c[0] == "follow"]  # type: ignore[attr-defined]
+    followers = [c[1].host for c in agent.replication_calls if c[0] == "follow"]
     assert sorted(followers) == [container_name(replicas[0])] * 2
     new = show(client, replicas[0])
     assert new["status"] == "ACTIVE" and new["replication"]["role"] == "primary"
@@ -169,7 +169,7 @@ def test_switchover_promotes_at_the_old_primarys_final_position(
 def test_eject_needs_a_dead_primary_then_fences_it_and_promotes_a_replica(
     client: FlaskClient, world: Any
 ) -> None:
-    services, compute, agent, queue = world
+    services, compute, _agent, queue = world
     primary, replicas = primary_with_replicas(client, world, 2)
     assert "healthy" in error(action(client, primary, "eject_replica_source"), 409)
     with services.db.session() as session:
@@ -285,5 +285,5 @@ def test_redis_replicas_copy_a_new_user_from_their_primary(client: FlaskClient, 
     assert client.post(f"{BASE}/instances/{primary}/users", json=user).status_code == 202
     queue.drain(services)
     follows = [c[1] for c in agent.replication_calls if c[0] == "follow"]
-    assert [f.name for f in follows] == ["cellar_" + replica["instance"]["id"].replace("-", "")]  # type: ignore[attr-defined]
-    assert follows[0].host == container_name(primary)  # type: ignore[attr-defined]
+    assert [f.name for f in follows] == ["cellar_" + replica["instance"]["id"].replace("-", "")]
+    assert follows[0].host == container_name(primary)
