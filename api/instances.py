@@ -226,7 +226,7 @@ def _create_replicas(
             svc,
             session,
             project_id=project_id,
-            workflow="provision",
+            workflow="provision_replica",
             request_id=g.request_id,
             instance_id=instance.id,
             params={
@@ -322,7 +322,7 @@ def busy_check(session: Session, instance: Instance) -> None:
         select(Task).where(
             Task.instance_id == instance.id,
             Task.state == TaskState.RUNNING.value,
-            Task.workflow.in_(("provision", "delete")),
+            Task.workflow.in_(("provision", "provision_replica", "delete")),
         )
     ).first()
     if task is not None:

@@ -121,27 +121,46 @@ def _failed(ctx: StepContext, reason: str) -> None:
         instance.fault_at = utcnow()
 
 
+CHECK_BACKUPS = Step(
+    "check_backups", restore.check_backups, "backup_deadline", "checking the backups to restore"
+)
+CREATE_VOLUME = Step("create_volume", create_volume, 60, "creating the data volume")
+START_CONTAINER = Step("start_container", start_container, 120, "starting the container")
+WAIT_FOR_AGENT = Step(
+    "wait_for_agent", wait_for_agent, "build_deadline", "waiting for the guest agent"
+)
+PREPARE = Step("prepare", prepare, "build_deadline", "preparing the database engine")
+
 PROVISION = register(
     Workflow(
         "provision",
         (
-            Step(
-                "check_backups",
-                restore.check_backups,
-                "backup_deadline",
-                "checking the backups to restore",
-            ),
-            Step("create_volume", create_volume, 60, "creating the data volume"),
-            Step("start_container", start_container, 120, "starting the container"),
-            Step("wait_for_agent", wait_for_agent, "build_deadline", "waiting for the guest agent"),
+            CHECK_BACKUPS,
+            CREATE_VOLUME,
+            START_CONTAINER,
+            WAIT_FOR_AGENT,
+            Step("restore_data", restore.restore_data, "backup_deadline", "restoring the backups"),
+            PREPARE,
+        ),
+        on_failure=_failed,
+    )
+)
+
+# A replica: the same, copying a fresh backup of its primary instead of restoring one.
+PROVISION_REPLICA = register(
+    Workflow(
+        replica.WORKFLOW,
+        (
+            CREATE_VOLUME,
+            START_CONTAINER,
+            WAIT_FOR_AGENT,
             Step(
                 "seed_replica",
                 replica.seed_replica,
                 "backup_deadline",
                 "copying the primary into the replica",
             ),
-            Step("restore_data", restore.restore_data, "backup_deadline", "restoring the backups"),
-            Step("prepare", prepare, "build_deadline", "preparing the database engine"),
+            PREPARE,
             Step(
                 "join_replica_set",
                 replica.join_replica_set,

@@ -27,6 +27,8 @@ from taskmanager.workflows.common import agent_call
 
 logger = logging.getLogger(__name__)
 
+WORKFLOW = "provision_replica"
+
 
 def is_replica(ctx: StepContext) -> bool:
     return bool(ctx.task.params.get("replica"))
@@ -45,12 +47,11 @@ def _set_and_primary(ctx: StepContext) -> tuple[ReplicaSet, Instance]:
 def _earlier_seed(ctx: StepContext, replica_set: ReplicaSet) -> str | None:
     """A replica of the same set, asked for before this one, that is not seeded yet: the
     primary makes one copy at a time."""
-    before_seeded = ("check_backups", "create_volume", "start_container", "wait_for_agent",
-                     "seed_replica")  # fmt: skip
+    before_seeded = ("create_volume", "start_container", "wait_for_agent", "seed_replica")
     members = [m.id for m in replica_sets.members(ctx.session, replica_set)]
     return ctx.session.scalars(
         select(Task.instance_id).where(
-            Task.workflow == "provision",
+            Task.workflow == WORKFLOW,
             Task.state == TaskState.RUNNING.value,
             Task.instance_id.in_(members),
             Task.id != ctx.task.id,

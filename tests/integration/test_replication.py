@@ -135,7 +135,20 @@ def test_a_replica_reads_the_primarys_writes_and_refuses_its_own(api: Api, datas
     endpoints = show(api, primary["id"])["endpoints"]
     assert stored_at(datastore, endpoints["rw"]) == set(range(1, 12))
     assert stored_at(datastore, endpoints["ro"]) == set(range(1, 12))
+    wait_for(lambda: "lag_seconds" in show(api, replica["id"])["replication"], 20, "the lag")
+    lag = show(api, replica["id"])["replication"]
+    assert lag["source_connected"] is True and lag["lag_seconds"] >= 0, lag
+    detach = {"instance": {"replica_of": None}}
+    assert api.call("PUT", f"/instances/{replica['id']}", json=detach).status_code == 202
+    alone = api.wait_instance(replica["id"], {"ACTIVE", "ERROR"}, within=60)
+    assert alone["status"] == "ACTIVE" and "replica_of" not in alone, alone
+    with contextlib.closing(connect(login(datastore, alone["connection"]))) as conn:
+        write_one(conn, 100)  # writable on its own
+    assert 100 not in stored_at(datastore, primary["connection"])
+    assert show(api, primary["id"])["replicas"] == []
     drop_set(api, primary["id"])
+    assert api.call("DELETE", f"/instances/{replica['id']}").status_code == 202
+    assert api.wait_instance(replica["id"], {"GONE", "ERROR"})["status"] == "GONE"
 
 
 @pytest.mark.parametrize("datastore", sorted(VERSIONS))

@@ -52,7 +52,7 @@ def test_provision_runs_every_step_and_forgets_the_secret(world: Any) -> None:
     task = load(services, Task, task_id)
     assert (instance.status, instance.operating_status) == ("ACTIVE", "HEALTHY")
     assert (instance.port, instance.agent_port) == (40000, 40001)
-    assert task.state == "COMPLETED" and task.step == "join_replica_set"
+    assert task.state == "COMPLETED" and task.step == "prepare"
     assert load(services, Secret, task_id) is None
     databases, users, memory = agent.prepared[0]
     assert databases == ["shop"] and memory == 512
@@ -92,7 +92,7 @@ def test_a_wait_past_its_deadline_ends_in_error(world: Any) -> None:
     agent.prepare_error = AgentError("agent unavailable", retryable=True)
     instance_id, task_id = provision(services)
     queue(task_id, 0, "req-1")
-    queue.drain(services, limit=8)
+    queue.drain(services, limit=6)
     with services.db.session() as session:
         task = session.get(Task, task_id)
         assert task.step == "prepare" and task.state == "RUNNING"
