@@ -153,7 +153,7 @@ def create(project_id: str) -> ResponseReturnValue:
             svc,
             session,
             project_id=project_id,
-            workflow="provision",
+            workflow="provision_restore" if restore else "provision",
             request_id=g.request_id,
             instance_id=instance.id,
             params={
@@ -322,13 +322,14 @@ def busy_check(session: Session, instance: Instance) -> None:
         select(Task).where(
             Task.instance_id == instance.id,
             Task.state == TaskState.RUNNING.value,
-            Task.workflow.in_(("provision", "provision_replica", "delete")),
+            Task.workflow.in_((*PROVISIONS, "delete")),
         )
     ).first()
     if task is not None:
         raise Busy(f"instance {instance.id} is busy with task {task.id} ({task.workflow})")
 
 
+PROVISIONS = ("provision", "provision_restore", "provision_replica")
 ACTIONS = ("restart", "resize", "promote_to_replica_source", "eject_replica_source")
 
 

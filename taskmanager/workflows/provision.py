@@ -70,6 +70,14 @@ def wait_for_agent(ctx: StepContext) -> Decision:
     return Nap(0.1)
 
 
+def start_instance(ctx: StepContext) -> Decision:
+    """The volume, the container and a serving agent, in one step: each part finds its
+    earlier work when the step runs again, and one step is one hop fewer to wait for."""
+    create_volume(ctx)
+    start_container(ctx)
+    return wait_for_agent(ctx)
+
+
 def prepare(ctx: StepContext) -> Decision:
     instance = ctx.instance
     params = ctx.task.params
@@ -121,24 +129,25 @@ def _failed(ctx: StepContext, reason: str) -> None:
         instance.fault_at = utcnow()
 
 
-CHECK_BACKUPS = Step(
-    "check_backups", restore.check_backups, "backup_deadline", "checking the backups to restore"
-)
-CREATE_VOLUME = Step("create_volume", create_volume, 60, "creating the data volume")
-START_CONTAINER = Step("start_container", start_container, 120, "starting the container")
-WAIT_FOR_AGENT = Step(
-    "wait_for_agent", wait_for_agent, "build_deadline", "waiting for the guest agent"
+START_INSTANCE = Step(
+    "start_instance", start_instance, "build_deadline", "starting the container and its agent"
 )
 PREPARE = Step("prepare", prepare, "build_deadline", "preparing the database engine")
 
-PROVISION = register(
+PROVISION = register(Workflow("provision", (START_INSTANCE, PREPARE), on_failure=_failed))
+
+# From a backup: every backup of the chain is checked before anything is created.
+PROVISION_RESTORE = register(
     Workflow(
-        "provision",
+        "provision_restore",
         (
-            CHECK_BACKUPS,
-            CREATE_VOLUME,
-            START_CONTAINER,
-            WAIT_FOR_AGENT,
+            Step(
+                "check_backups",
+                restore.check_backups,
+                "backup_deadline",
+                "checking the backups to restore",
+            ),
+            START_INSTANCE,
             Step("restore_data", restore.restore_data, "backup_deadline", "restoring the backups"),
             PREPARE,
         ),
@@ -146,14 +155,12 @@ PROVISION = register(
     )
 )
 
-# A replica: the same, copying a fresh backup of its primary instead of restoring one.
+# A replica: a fresh backup of its primary is copied in, then it joins the set.
 PROVISION_REPLICA = register(
     Workflow(
         replica.WORKFLOW,
         (
-            CREATE_VOLUME,
-            START_CONTAINER,
-            WAIT_FOR_AGENT,
+            START_INSTANCE,
             Step(
                 "seed_replica",
                 replica.seed_replica,

@@ -47,7 +47,7 @@ def _set_and_primary(ctx: StepContext) -> tuple[ReplicaSet, Instance]:
 def _earlier_seed(ctx: StepContext, replica_set: ReplicaSet) -> str | None:
     """A replica of the same set, asked for before this one, that is not seeded yet: the
     primary makes one copy at a time."""
-    before_seeded = ("create_volume", "start_container", "wait_for_agent", "seed_replica")
+    before_seeded = ("start_instance", "seed_replica")
     members = [m.id for m in replica_sets.members(ctx.session, replica_set)]
     return ctx.session.scalars(
         select(Task.instance_id).where(

@@ -111,7 +111,7 @@ def test_a_leased_task_is_not_run_twice(world: Any) -> None:
         session.get(Task, task_id).lease_until = utcnow() + dt.timedelta(seconds=30)
     runner.run_step(services, task_id)
     assert compute.calls == []
-    assert load(services, Task, task_id).step == "check_backups"
+    assert load(services, Task, task_id).step == "start_instance"
 
 
 def test_reconcile_requeues_only_overdue_unleased_tasks(world: Any) -> None:
@@ -134,7 +134,7 @@ def test_delete_cancels_provisioning_and_removes_everything(world: Any) -> None:
     services, compute, _agent, queue = world
     instance_id, task_id = provision(services)
     queue(task_id, 0, "req-1")
-    queue.drain(services, limit=2)
+    queue.drain(services, limit=1)  # the container runs; prepare is next
     queue.items.clear()
     with services.db.session() as session:
         delete = runner.start_task(
