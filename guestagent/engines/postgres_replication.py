@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -143,6 +144,7 @@ class PostgresReplication:
         self.passfile = passfile
         self.archive_dir = archive_dir
         self.recovery_timeout = recovery_timeout
+        self._enabling = threading.Lock()  # concurrent GRANTs fail: one at a time
 
     @property
     def pgdata(self) -> Path:
@@ -161,6 +163,10 @@ class PostgresReplication:
 
     def enable_source(self, request: EnableReplicationRequest) -> None:
         """Let ``request.replicas`` stream from this primary (see ``Engine.enable_replication``)."""
+        with self._enabling:
+            self._enable_source(request)
+
+    def _enable_source(self, request: EnableReplicationRequest) -> None:
         user = checked_account(request.user)
         names = sorted({checked_replica_name(name) for name in request.replicas})
         check_password(request.password, "replication")
