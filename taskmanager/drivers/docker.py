@@ -49,6 +49,15 @@ def free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def host_port(container: Any, port: int) -> int:
+    """The host port a (reloaded) container publishes its TCP ``port`` on."""
+    ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+    bindings = ports.get(f"{port}/tcp") or []
+    if not bindings:
+        raise ComputeError(f"container {container.name} publishes no port for {port}")
+    return int(bindings[0]["HostPort"])
+
+
 def container_name(instance_id: str) -> str:
     return f"cellar-{instance_id}"
 
@@ -71,10 +80,10 @@ class DockerDriver:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self._call("connect to the Docker engine", docker.from_env)
+            self._client = self.call("connect to the Docker engine", docker.from_env)
         return self._client
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except docker.errors.ImageNotFound as exc:
@@ -84,10 +93,10 @@ class DockerDriver:
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise ComputeError(f"cannot {what}: {exc}") from exc
 
-    def _find(self, kind: str, name: str) -> Any | None:
+    def find(self, kind: str, name: str) -> Any | None:
         collection = getattr(self.client, kind)
         try:
-            return self._call(f"look up {name}", lambda: collection.get(name))
+            return self.call(f"look up {name}", lambda: collection.get(name))
         except ComputeError as exc:
             if isinstance(exc.__cause__, docker.errors.NotFound):
                 return None
@@ -95,9 +104,9 @@ class DockerDriver:
 
     def ensure_network(self, project_id: str) -> str:
         name = network_name(project_id)
-        if self._find("networks", name) is None:
+        if self.find("networks", name) is None:
             logger.info("creating network %s", name)
-            self._call(
+            self.call(
                 f"create network {name}",
                 lambda: self.client.networks.create(
                     name, driver="bridge", labels={"cellar.project": project_id}
@@ -109,34 +118,34 @@ class DockerDriver:
         if self.volumes is not None:
             return str(self.volumes.ensure(instance_id, size_gb))
         name = volume_name(instance_id)
-        if self._find("volumes", name) is None:
+        if self.find("volumes", name) is None:
             logger.info("creating volume %s", name)
             labels = {
                 LABEL: instance_id,
                 "cellar.project": project_id,
                 "cellar.size_gb": str(size_gb),
             }
-            self._call(
+            self.call(
                 f"create volume {name}", lambda: self.client.volumes.create(name, labels=labels)
             )
         return name
 
     def ensure_container(self, spec: ContainerSpec) -> Ports:
         name = container_name(spec.instance_id)
-        container = self._find("containers", name)
+        container = self.find("containers", name)
         if container is None:
             logger.info("creating container %s from %s", name, spec.image)
-            container = self._call(f"create container {name}", lambda: self._create(spec))
+            container = self.call(f"create container {name}", lambda: self._create(spec))
         if container.status != "running":
             self.remount_volume(spec.instance_id)
             try:
-                self._call(f"start container {name}", container.start)
+                self.call(f"start container {name}", container.start)
             except ComputeError as exc:
                 if "port is already allocated" in exc.message:
                     # another process took one of the ports chosen for it: choose again
-                    self._remove(name, lambda: container.remove(force=True))
+                    self.remove_named(name, lambda: container.remove(force=True))
                 raise
-            self._call(f"inspect container {name}", container.reload)
+            self.call(f"inspect container {name}", container.reload)
         return self._ports(container, spec)
 
     def _create(self, spec: ContainerSpec) -> Any:
@@ -177,7 +186,7 @@ class DockerDriver:
 
     def published_ports(self, instance_id: str, engine_port: int, agent_port: int) -> Ports | None:
         """Where a running container's ports are published now (they change on restart)."""
-        container = self._find("containers", container_name(instance_id))
+        container = self.find("containers", container_name(instance_id))
         if container is None or container.status != "running":
             return None
         return self._host_ports(container, engine_port, agent_port)
@@ -186,25 +195,19 @@ class DockerDriver:
         return self._host_ports(container, spec.engine_port, spec.agent_port)
 
     def _host_ports(self, container: Any, engine_port: int, agent_port: int) -> Ports:
-        ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
-
-        def host_port(port: int) -> int:
-            bindings = ports.get(f"{port}/tcp") or []
-            if not bindings:
-                raise ComputeError(f"container {container.name} publishes no port for {port}")
-            return int(bindings[0]["HostPort"])
-
-        return Ports(engine=host_port(engine_port), agent=host_port(agent_port))
+        return Ports(
+            engine=host_port(container, engine_port), agent=host_port(container, agent_port)
+        )
 
     def update_limits(self, instance_id: str, memory_mb: int, vcpus: float) -> None:
         """Change a running container's memory and CPU limits in place."""
         name = container_name(instance_id)
-        container = self._find("containers", name)
+        container = self.find("containers", name)
         if container is None:
             raise ComputeError(f"container {name} does not exist")
         memory = memory_mb * 1024 * 1024
         logger.info("setting %s to %d MB and %.1f vCPU", name, memory_mb, vcpus)
-        self._call(
+        self.call(
             f"update the limits of {name}",
             lambda: container.update(
                 mem_limit=memory,
@@ -215,38 +218,38 @@ class DockerDriver:
         )
 
     def container_state(self, instance_id: str) -> str | None:
-        container = self._find("containers", container_name(instance_id))
+        container = self.find("containers", container_name(instance_id))
         return None if container is None else str(container.status)
 
     def remove_container(self, instance_id: str) -> bool:
         name = container_name(instance_id)
-        container = self._find("containers", name)
+        container = self.find("containers", name)
         if container is None:
             return False
         logger.info("removing container %s", name)
-        return self._remove(name, lambda: container.remove(force=True, v=False))
+        return self.remove_named(name, lambda: container.remove(force=True, v=False))
 
     def start_container(self, instance_id: str) -> bool:
         """Start a stopped container, its volume mounted first; False if it does not exist."""
         name = container_name(instance_id)
-        container = self._find("containers", name)
+        container = self.find("containers", name)
         if container is None:
             return False
         self.remount_volume(instance_id)
         if container.status != "running":
             logger.info("starting container %s", name)
-            self._call(f"start container {name}", container.start)
+            self.call(f"start container {name}", container.start)
         return True
 
     def stop_container(self, instance_id: str) -> bool:
         """Stop a running container (it stays stopped until started); False if it does not exist."""
         name = container_name(instance_id)
-        container = self._find("containers", name)
+        container = self.find("containers", name)
         if container is None:
             return False
         if container.status == "running":
             logger.info("stopping container %s", name)
-            self._call(f"stop container {name}", lambda: container.stop(timeout=STOP_TIMEOUT))
+            self.call(f"stop container {name}", lambda: container.stop(timeout=STOP_TIMEOUT))
         return True
 
     def remount_volume(self, instance_id: str) -> bool:
@@ -265,27 +268,27 @@ class DockerDriver:
     def remove_volume(self, instance_id: str) -> bool:
         removed = self.volumes is not None and self.volumes.remove(instance_id)
         name = volume_name(instance_id)
-        volume = self._find("volumes", name)
+        volume = self.find("volumes", name)
         if volume is None:
             return removed
         logger.info("removing volume %s", name)
-        return self._remove(name, lambda: volume.remove(force=True))
+        return self.remove_named(name, lambda: volume.remove(force=True))
 
     def remove_network_if_unused(self, project_id: str) -> bool:
         name = network_name(project_id)
-        network = self._find("networks", name)
+        network = self.find("networks", name)
         if network is None:
             return False
-        self._call(f"inspect network {name}", network.reload)
+        self.call(f"inspect network {name}", network.reload)
         if network.attrs.get("Containers"):
             return False
         logger.info("removing network %s", name)
-        return self._remove(name, network.remove)
+        return self.remove_named(name, network.remove)
 
-    def _remove(self, name: str, remove: Callable[[], object]) -> bool:
+    def remove_named(self, name: str, remove: Callable[[], object]) -> bool:
         """Run ``remove``; False when the thing was already gone (someone else removed it)."""
         try:
-            self._call(f"remove {name}", remove)
+            self.call(f"remove {name}", remove)
         except ComputeError as exc:
             if isinstance(exc.__cause__, docker.errors.NotFound):
                 return False

@@ -25,7 +25,13 @@ import docker.errors
 
 from cellar import settings as settings_module
 from cellar.errors import ComputeError
-from taskmanager.drivers.docker import DockerDriver, container_name, free_port, network_name
+from taskmanager.drivers.docker import (
+    DockerDriver,
+    container_name,
+    free_port,
+    host_port,
+    network_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,17 +173,17 @@ class EndpointDriver:
         name = endpoint_name(set_id)
         config = render(rw, ro)
         digest = hashlib.sha256(config.encode()).hexdigest()
-        container = self.compute._find("containers", name)
+        container = self.compute.find("containers", name)
         if container is not None and not self._published_as(
             container, publish_host, rw_port, ro_port
         ):
             logger.info("recreating %s on %s:%d/%d", name, publish_host, rw_port, ro_port)
             stale = container
-            self.compute._remove(name, lambda: stale.remove(force=True))
+            self.compute.remove_named(name, lambda: stale.remove(force=True))
             container = None
         if container is None:
             logger.info("creating endpoint container %s from %s", name, self.image)
-            container = self.compute._call(
+            container = self.compute.call(
                 f"create container {name}",
                 lambda: self._create(set_id, project_id, publish_host, rw_port, ro_port),
             )
@@ -196,11 +202,11 @@ class EndpointDriver:
     def remove(self, set_id: str) -> bool:
         """Remove the set's endpoint container; False if there was none."""
         name = endpoint_name(set_id)
-        container = self.compute._find("containers", name)
+        container = self.compute.find("containers", name)
         if container is None:
             return False
         logger.info("removing endpoint container %s", name)
-        return self.compute._remove(name, lambda: container.remove(force=True))
+        return self.compute.remove_named(name, lambda: container.remove(force=True))
 
     def _create(
         self, set_id: str, project_id: str, publish_host: str, rw_port: int, ro_port: int
@@ -237,7 +243,7 @@ class EndpointDriver:
         """The digest of the config HAProxy runs with, None when not recorded."""
         path = f"{CONFIG_DIR}/{LOADED_FILE}"
         try:
-            stream, _ = self.compute._call(
+            stream, _ = self.compute.call(
                 f"read {path} of {container.name}", lambda: container.get_archive(path)
             )
         except ComputeError as exc:
@@ -247,7 +253,7 @@ class EndpointDriver:
         return read_file(stream, LOADED_FILE)
 
     def _put(self, container: Any, files: dict[str, str]) -> None:
-        done = self.compute._call(
+        done = self.compute.call(
             f"write {', '.join(files)} into {container.name}",
             lambda: container.put_archive(CONFIG_DIR, tar_of(files)),
         )
@@ -255,7 +261,7 @@ class EndpointDriver:
             raise ComputeError(f"cannot write {', '.join(files)} into {container.name}")
 
     def _reload(self, container: Any) -> None:
-        check = self.compute._call(
+        check = self.compute.call(
             f"check the config of {container.name}",
             lambda: container.exec_run(
                 ["haproxy", "-c", "-q", "-f", f"{CONFIG_DIR}/{CONFIG_FILE}"]
@@ -265,26 +271,18 @@ class EndpointDriver:
             output = check.output.decode(errors="replace").strip()
             raise ComputeError(f"HAProxy refuses the config of {container.name}: {output}")
         logger.info("reloading %s", container.name)
-        self.compute._call(f"reload {container.name}", lambda: container.kill(signal="SIGUSR2"))
+        self.compute.call(f"reload {container.name}", lambda: container.kill(signal="SIGUSR2"))
 
     def _start(self, container: Any) -> None:
         logger.info("starting endpoint container %s", container.name)
         try:
-            self.compute._call(f"start container {container.name}", container.start)
+            self.compute.call(f"start container {container.name}", container.start)
         except ComputeError as exc:
             if "port is already allocated" in exc.message:
                 # another process took a port chosen for it: the next attempt chooses again
-                self.compute._remove(container.name, lambda: container.remove(force=True))
+                self.compute.remove_named(container.name, lambda: container.remove(force=True))
             raise
-        self.compute._call(f"inspect container {container.name}", container.reload)
+        self.compute.call(f"inspect container {container.name}", container.reload)
 
     def _host_ports(self, container: Any) -> tuple[int, int]:
-        ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
-
-        def host_port(port: int) -> int:
-            bindings = ports.get(f"{port}/tcp") or []
-            if not bindings:
-                raise ComputeError(f"container {container.name} publishes no port for {port}")
-            return int(bindings[0]["HostPort"])
-
-        return host_port(RW_PORT), host_port(RO_PORT)
+        return host_port(container, RW_PORT), host_port(container, RO_PORT)
