@@ -204,7 +204,10 @@ def _create_replicas(
     version = catalog.DATASTORES[source.datastore].version(source.datastore_version)
     assert version is not None
     size = replicas.volume_size(data, source)
-    config = _configuration_for(session, project_id, data.get("configuration"), version)
+    # the primary's group unless another is named: a standby needs settings such as
+    # max_connections at least as high as its primary's
+    wanted = data["configuration"] if "configuration" in data else source.configuration_id
+    config = _configuration_for(session, project_id, wanted, version)
     replica_set = replicas.join(svc, session, replica_plan)
     made: list[tuple[Instance, str]] = []
     for number in range(replica_plan.count):

@@ -287,3 +287,16 @@ def test_redis_replicas_copy_a_new_user_from_their_primary(client: FlaskClient, 
     follows = [c[1] for c in agent.replication_calls if c[0] == "follow"]
     assert [f.name for f in follows] == ["cellar_" + replica["instance"]["id"].replace("-", "")]
     assert follows[0].host == container_name(primary)
+
+
+def test_a_replica_takes_its_primarys_configuration_group(client: FlaskClient, world: Any) -> None:
+    group = client.post(
+        f"{BASE}/configurations",
+        json={"configuration": {"name": "big", "values": {"max_connections": 300},
+                                "datastore": {"type": "postgresql", "version": "15"}}},
+    ).get_json()["configuration"]  # fmt: skip
+    primary = create(client, world, {**BODY, "configuration": group["id"]}).get_json()
+    reply = create(client, world, {"name": "copy", "replica_of": primary["instance"]["id"]})
+    replica = show(client, reply.get_json()["instance"]["id"])
+    assert replica["configuration"]["id"] == group["id"]
+    assert world[2].applied[-1] == {"max_connections": "300"}
