@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from cellar.cli import main as cli
+from cellar.cli import replicas
 from cellar.cli.output import Progress
 
 
@@ -140,3 +141,35 @@ def test_backup_create_and_restore_send_troves_bodies() -> None:
     body = restore.sent[0][2]["instance"]
     assert body["restorePoint"] == {"backupRef": "b1"}
     assert "datastore" not in body and "volume" not in body
+
+
+@pytest.mark.parametrize(
+    ("argv", "sent"),
+    [
+        (
+            ["replica", "create", "p1", "copy", "--count", "2", "--mode", "sync"],
+            ("POST", "/instances", {"instance": {"name": "copy", "replica_of": "p1",
+             "replica_count": 2, "replication": {"mode": "sync"}}}),
+        ),
+        (
+            ["replica", "promote", "r1"],
+            ("POST", "/instances/r1/action", {"promote_to_replica_source": {}}),
+        ),
+        (
+            ["replica", "eject", "p1"],
+            ("POST", "/instances/p1/action", {"eject_replica_source": {}}),
+        ),
+        (
+            ["replica", "detach", "r1"],
+            ("PUT", "/instances/r1", {"instance": {"replica_of": None}}),
+        ),
+        (
+            ["replica", "set", "p1", "--auto-failover", "off"],
+            ("PUT", "/instances/p1", {"instance": {"replication": {"auto_failover": False}}}),
+        ),
+    ],
+)  # fmt: skip
+def test_replica_commands_use_troves_routes(argv: list[str], sent: tuple[str, str, Any]) -> None:
+    client = RecordingClient({"instance": {"id": "r9", "status": "BUILD"}})
+    assert replicas.run(cli.parser().parse_args(argv), client) == 0  # type: ignore[arg-type]
+    assert client.sent == [sent]
