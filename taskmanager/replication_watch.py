@@ -2,7 +2,8 @@
 member's replication state (role, lag) recorded for the instance views.
 
 A primary is declared dead only when its agent and its engine port both fail for
-``CELLAR_FAILOVER_GRACE`` seconds and no replica still has a live link to it. Then a
+``CELLAR_FAILOVER_GRACE`` seconds, no replica still has a live link to it and at least
+one replica answers (when none does, there is nothing to promote). Then a
 ``failover`` task starts on it (at most one: the instance's status moves from ACTIVE to
 EJECT in one conditional update), which fences it and promotes the best replica.
 """
@@ -52,16 +53,20 @@ def primary_alive(services: Services, instance: Instance) -> bool:
     return engine_answers(instance)
 
 
-def seen_by_a_replica(services: Services, session: Session, replica_set: ReplicaSet) -> bool:
+def replicas_view(services: Services, session: Session, replica_set: ReplicaSet) -> tuple[int, int]:
+    """How many replicas answer, and how many of those still have a live link to the
+    primary."""
+    answering = seeing = 0
     for member in replica_sets.replicas(session, replica_set):
         if member.status not in WATCHED:
             continue
         try:
-            if services.agent_for(member).replication(timeout=ASK_TIMEOUT).source_connected:
-                return True
+            state = services.agent_for(member).replication(timeout=ASK_TIMEOUT)
         except (CellarError, LookupError):
             continue
-    return False
+        answering += 1
+        seeing += state.source_connected
+    return answering, seeing
 
 
 def _changing(session: Session, replica_set: ReplicaSet) -> bool:
@@ -115,8 +120,12 @@ def _watch(services: Services, session: Session, replica_set: ReplicaSet) -> str
         return None
     if (now - replica_set.down_since).total_seconds() < services.settings.failover_grace:
         return None
-    if seen_by_a_replica(services, session, replica_set):
+    answering, seeing = replicas_view(services, session, replica_set)
+    if seeing:
         logger.warning("primary %s does not answer here, but a replica still sees it", head.id)
+        return None
+    if not answering:  # the whole host may be down or restarting: nothing to promote
+        logger.warning("primary %s and its replicas all fail to answer", head.id)
         return None
     return _start_failover(services, session, replica_set, head)
 

@@ -1,7 +1,8 @@
 """Failover (``eject_replica_source``, or the watcher's automatic one): the primary is down.
 
-Its container is stopped first so it cannot take writes (fencing); the replica that has
-received the most is promoted and the rw endpoint moves to it; the other replicas follow
+The replica that has received the most is chosen (with none answering, nothing is
+touched); the old primary's container is stopped so it cannot take writes (fencing); the
+chosen replica is promoted and the rw endpoint moves to it; the other replicas follow
 it. The old primary leaves the set, stopped, with a fault saying why. The event records
 how far behind its own source the promoted replica last was. The task runs on the old
 primary and does not wait for that instance's other tasks (they may hang on the dead agent).
@@ -36,12 +37,11 @@ def fence(ctx: StepContext) -> Decision:
     replica_set = _set_of_task(ctx)  # given by whoever started the failover
     if replica_set.primary_id != old.id:
         return NEXT  # promoted already (this step runs again after a crash)
-    kind = str(ctx.task.params.get("kind", "failover"))
-    promotion.event(ctx, replica_set, kind, old)
     try:
         ctx.services.compute.stop_container(old.id)
     except CellarError as exc:
         raise StepFailed(f"cannot fence the old primary: {exc.message}") from exc
+    promotion.remember(ctx, fenced=True)
     return NEXT
 
 
@@ -54,9 +54,12 @@ def _ask(ctx: StepContext, member: Instance) -> Replication | None:
 
 
 def elect(ctx: StepContext) -> Decision:
-    replica_set = _set_of_task(ctx)
+    """Choose the replica to promote before anything is stopped: with none to promote,
+    the primary is left as it is."""
+    replica_set = _set_of_task(ctx)  # given by whoever started the failover
     if replica_set.primary_id != ctx.instance.id:
-        return NEXT
+        return NEXT  # promoted already (this step runs again after a crash)
+    promotion.event(ctx, replica_set, str(ctx.task.params.get("kind", "failover")), ctx.instance)
     best: tuple[Instance, Replication] | None = None
     for member in replica_sets.replicas(ctx.session, replica_set):
         if member.status not in CANDIDATES:
@@ -130,10 +133,16 @@ def finish(ctx: StepContext) -> Decision:
 
 
 def _failed(ctx: StepContext, reason: str) -> None:
-    promotion.fail_event(ctx, reason)
+    """A primary that was not stopped stays as it was; a stopped one is in ERROR. The
+    event is recorded either way."""
     old = ctx.instance
+    replica_set = ctx.session.get(ReplicaSet, str(ctx.task.params.get("set_id")))
+    if promotion.current_event(ctx) is None and replica_set is not None:
+        promotion.event(ctx, replica_set, str(ctx.task.params.get("kind", "failover")), old)
+    promotion.fail_event(ctx, reason)
     if old.status == InstanceStatus.EJECT.value:
-        old.status = InstanceStatus.ERROR.value
+        fenced = bool(ctx.task.params.get("fenced"))
+        old.status = InstanceStatus.ERROR.value if fenced else InstanceStatus.ACTIVE.value
     old.fault = f"failover failed: {reason}"
     old.fault_at = utcnow()
 
@@ -142,8 +151,8 @@ FAILOVER = register(
     Workflow(
         "failover",
         (
-            Step("fence", fence, 60, "stopping the old primary's container"),
             Step("elect", elect, 30, "choosing the replica that has received the most"),
+            Step("fence", fence, 60, "stopping the old primary's container"),
             Step("promote", promote, 90, "promoting it and moving the rw endpoint"),
             Step("follow", follow, 300, "pointing the other replicas at the new primary"),
             Step("finish", finish, 60, "putting the set back in service"),

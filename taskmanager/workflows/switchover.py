@@ -58,17 +58,25 @@ def finish(ctx: StepContext) -> Decision:
 
 
 def _failed(ctx: StepContext, reason: str) -> None:
-    """Before the promotion, give the old primary its writes back; after, keep going."""
-    promotion.fail_event(ctx, reason)
+    """Before the promotion, give the old primary its writes back; after, keep going.
+    The event is recorded either way."""
     replica_set = replica_sets.load_set(ctx.session, ctx.instance)
     if replica_set is None:
+        promotion.fail_event(ctx, reason)
         return
     if replica_set.primary_id != ctx.instance.id:
         old = replica_sets.primary(ctx.session, replica_set)
-        try:
-            ctx.services.agent_for(old).restart(promotion.CALL_TIMEOUT)
+        if promotion.current_event(ctx) is None:
+            promotion.event(ctx, replica_set, "switchover", old)
+        promotion.fail_event(ctx, reason)
+        try:  # started again if it was stopped, then writable again (read_only, pauses)
+            agent = ctx.services.agent_for(old)
+            agent.restart(promotion.CALL_TIMEOUT)
+            agent.promote(0, 1.0, promotion.CALL_TIMEOUT)
         except AgentError as exc:
-            reason += f"; the old primary did not restart: {exc.message}"
+            reason += f"; the old primary did not take writes again: {exc.message}"
+    else:
+        promotion.fail_event(ctx, reason)
     for member in replica_sets.members(ctx.session, replica_set):
         if member.status == InstanceStatus.PROMOTE.value:
             member.status = InstanceStatus.ACTIVE.value

@@ -127,6 +127,8 @@ class FakeAgent:
     archive: dict[str, tuple[bytes, float]] = dataclasses.field(default_factory=dict)
     rotations: int = 0
     replication_calls: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
+    replication_error: AgentError | None = None
+    promote_errors: list[AgentError] = dataclasses.field(default_factory=list)
     replication_state: Replication = dataclasses.field(
         default_factory=lambda: replication_of("replica", position_value=7, connected=True)
     )
@@ -215,6 +217,8 @@ class FakeAgent:
         self.replication_calls.append(("enable", (list(replicas), synchronous)))
 
     def replication(self, timeout: float | None = None) -> Replication:
+        if self.replication_error is not None:
+            raise self.replication_error
         return self.replication_state
 
     def stop_writes(self, timeout: float) -> Replication:
@@ -223,6 +227,8 @@ class FakeAgent:
 
     def promote(self, wait_for_position: int, wait: float, timeout: float) -> Replication:
         self.replication_calls.append(("promote", wait_for_position))
+        if self.promote_errors:
+            raise self.promote_errors.pop(0)
         return replication_of("primary", position_value=wait_for_position, writable=True)
 
     def follow(self, source: Source, timeout: float) -> None:

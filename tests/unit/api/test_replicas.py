@@ -8,6 +8,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api.app import create_app
+from cellar.errors import AgentError
 from cellar.models import AuditEvent, Instance, ReplicaSet, Task
 from taskmanager import replication_watch
 from taskmanager.drivers.docker import container_name
@@ -300,3 +301,45 @@ def test_a_replica_takes_its_primarys_configuration_group(client: FlaskClient, w
     replica = show(client, reply.get_json()["instance"]["id"])
     assert replica["configuration"]["id"] == group["id"]
     assert world[2].applied[-1] == {"max_connections": "300"}
+
+
+def test_nothing_is_stopped_when_no_replica_answers(client: FlaskClient, world: Any) -> None:
+    services, compute, agent, queue = world
+    services.settings = dataclasses.replace(services.settings, failover_grace=0.0)
+    primary, _replicas = primary_with_replicas(client, world, 1)
+    agent.serving = False
+    agent.replication_error = AgentError("agent unavailable", retryable=True)
+    for _ in range(3):  # the whole host may be down: no automatic failover
+        assert replication_watch.watch_primaries(services) == []
+    with services.db.session() as session:
+        row = session.get(Instance, primary)
+        assert row is not None
+        row.operating_status = "SHUTDOWN"
+    assert action(client, primary, "eject_replica_source").status_code == 202
+    queue.drain(services)
+    view = show(client, primary)
+    assert view["status"] == "ACTIVE" and "no replica answers" in view["fault"]["message"]
+    assert primary not in compute.stopped
+    event = client.get(f"{BASE}/instances/{primary}/replication_events").get_json()
+    assert event["replication_events"][0]["state"] == "FAILED"
+
+
+def test_a_failed_switchover_gives_the_old_primary_its_writes_back(
+    client: FlaskClient, world: Any
+) -> None:
+    services, _compute, agent, queue = world
+    primary, replicas = primary_with_replicas(client, world, 1)
+    agent.replication_calls.clear()
+    agent.promote_errors.append(AgentError("did not reach position 42 within 15 s"))
+    assert action(client, replicas[0], "promote_to_replica_source").status_code == 202
+    queue.drain(services)
+    assert [c for c in agent.replication_calls if c[0] != "enable"] == [
+        ("stop_writes", None),
+        ("promote", 42),  # the candidate could not catch up
+        ("promote", 0),  # the old primary takes writes again
+    ]
+    old, candidate = show(client, primary), show(client, replicas[0])
+    assert old["status"] == "ACTIVE" and old["replication"]["role"] == "primary"
+    assert candidate["status"] == "ACTIVE" and "switchover failed" in candidate["fault"]["message"]
+    events = client.get(f"{BASE}/instances/{primary}/replication_events").get_json()
+    assert events["replication_events"][0]["state"] == "FAILED"
