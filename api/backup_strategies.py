@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from api import audit, body
-from api.instances import load_instance
+from api.instance_checks import load_instance
 from api.state import services
 from api.views import timestamp
 from cellar import catalog, cron

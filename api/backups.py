@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from api import audit, body
 from api.backup_views import backup_view, children, load_backup
-from api.instances import busy_check, load_instance
+from api.instance_checks import busy_check, load_instance
 from api.state import services
 from api.views import task_view
 from cellar import catalog

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import audit, body
-from api.instances import datastore_version
+from api.instance_checks import datastore_version
 from api.state import services
 from api.views import links, timestamp
 from cellar import catalog, parameters

@@ -9,7 +9,7 @@ from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from api import audit, body, replicas, specs
-from api.instances import busy_check, load_instance
+from api.instance_checks import busy_check, load_instance
 from api.state import services
 from cellar import catalog, names
 from cellar.errors import AgentError, Busy, InvalidInput, NotFound, Unavailable

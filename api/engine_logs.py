@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from api import body
 from api.databases import live
-from api.instances import load_instance
+from api.instance_checks import load_instance
 from api.state import services
 from cellar.errors import NotFound
 

@@ -8,16 +8,25 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from api import audit, body, replicas, specs
+from api import audit, body, replica_changes, replicas, specs
+from api.instance_checks import (
+    MAX_VOLUME_GB,
+    busy_check,
+    configuration_for,
+    configuration_values,
+    datastore_version,
+    find_flavor,
+    load_instance,
+    volume_size,
+)
 from api.restore_points import restore_point
 from api.state import services
 from api.views import instance_view, links, running_task
-from cellar import catalog, parameters
-from cellar.errors import Busy, InvalidInput, NotFound
-from cellar.models import Configuration, Instance, Task, new_id
-from cellar.status import InstanceStatus, TaskState
+from cellar import catalog
+from cellar.errors import InvalidInput
+from cellar.models import Instance, new_id
+from cellar.status import InstanceStatus
 from taskmanager.runner import start_task
 
 logger = logging.getLogger(__name__)
@@ -25,84 +34,7 @@ logger = logging.getLogger(__name__)
 blueprint = Blueprint("instances", __name__)
 
 UNSUPPORTED = ("modules",)
-MAX_VOLUME_GB = catalog.MAX_VOLUME_GB
 PAGE_MAX = 1000
-READY = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
-
-
-def load_instance(session: Session, project_id: str, instance_id: str) -> Instance:
-    instance = session.get(Instance, instance_id)
-    if (
-        instance is None
-        or instance.project_id != project_id
-        or instance.deleted_at is not None
-        or instance.purpose is not None  # scratch instances of backup checks are Cellar's own
-    ):
-        raise NotFound(f"instance {instance_id} does not exist in project {project_id}")
-    return instance
-
-
-def _flavor(value: object) -> catalog.Flavor:
-    if value is None:
-        raise InvalidInput(f"flavorRef is required; flavors are {', '.join(catalog.FLAVORS)}")
-    key = str(value).rstrip("/").rsplit("/", 1)[-1]
-    flavor = catalog.FLAVORS.get(key)
-    if flavor is None:
-        raise InvalidInput(
-            f"flavorRef {value!r} is not a known flavor; flavors are {', '.join(catalog.FLAVORS)}"
-        )
-    return flavor
-
-
-def datastore_version(value: object) -> catalog.DatastoreVersion:
-    allowed = ", ".join(catalog.DATASTORES)
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise InvalidInput('datastore must be an object {"type": ..., "version": ...}')
-    name = value.get("type") or next(iter(catalog.DATASTORES))
-    datastore = catalog.find_datastore(str(name))
-    if datastore is None:
-        raise InvalidInput(f"datastore type {name!r} is not offered; datastores are {allowed}")
-    requested = value.get("version")
-    if not requested:
-        return datastore.default_version
-    version = datastore.version(str(requested))
-    if version is None:
-        versions = ", ".join(v.name for v in datastore.versions)
-        raise InvalidInput(
-            f"datastore {datastore.name} has no version {requested!r}; versions are {versions}"
-        )
-    return version
-
-
-def _configuration_for(
-    session: Session, project_id: str, config_id: object, version: catalog.DatastoreVersion
-) -> Configuration | None:
-    """The configuration group ``config_id`` if it suits ``version`` (None for none)."""
-    if config_id in (None, ""):
-        return None
-    config = session.get(Configuration, str(config_id))
-    if config is None or config.project_id != project_id or config.deleted_at is not None:
-        raise NotFound(f"configuration {config_id} does not exist in project {project_id}")
-    if (config.datastore, config.datastore_version) != (version.datastore, version.name):
-        raise InvalidInput(
-            f"configuration {config.id} is for {config.datastore} {config.datastore_version}, "
-            f"not {version.datastore} {version.name}"
-        )
-    return config
-
-
-def configuration_values(config: Configuration | None) -> dict[str, str]:
-    if config is None:
-        return {}
-    return parameters.check_values(config.datastore, config.datastore_version, config.values)
-
-
-def _volume(value: object) -> int:
-    if not isinstance(value, dict) or "size" not in value:
-        raise InvalidInput(f'volume is required: {{"size": 1..{MAX_VOLUME_GB}}} (GB)')
-    return body.integer(value["size"], "volume.size", 1, MAX_VOLUME_GB)
 
 
 @blueprint.post("/v1.0/<project_id>/instances")
@@ -116,13 +48,15 @@ def create(project_id: str) -> ResponseReturnValue:
     with svc.db.session() as session:
         replica_plan = replicas.plan(session, project_id, data)
         if replica_plan is not None:
-            return _create_replicas(svc, session, project_id, name, data, replica_plan)
-    flavor = _flavor(data.get("flavorRef"))
+            return replica_changes.create_replicas(
+                svc, session, project_id, name, data, replica_plan
+            )
+    flavor = find_flavor(data.get("flavorRef"))
     with svc.db.session() as session:
         restore = restore_point(session, project_id, data.get("restorePoint"))
     if restore is None:
         version = datastore_version(data.get("datastore"))
-        size = _volume(data.get("volume"))
+        size = volume_size(data.get("volume"))
     else:
         version, size = restore.fit(data.get("datastore"), data.get("volume"))
     dbs = specs.databases(body.object_list(data, "databases"), version)
@@ -136,7 +70,7 @@ def create(project_id: str) -> ResponseReturnValue:
                 "which is not in this request's databases"
             )
     with svc.db.session() as session:
-        config = _configuration_for(session, project_id, data.get("configuration"), version)
+        config = configuration_for(session, project_id, data.get("configuration"), version)
         instance = Instance(
             id=new_id(),
             configuration_id=config.id if config else None,
@@ -185,70 +119,6 @@ def create(project_id: str) -> ResponseReturnValue:
         session.flush()
         view = instance_view(session, instance)
     svc.enqueue(task.id, 0.0, g.request_id)
-    return jsonify({"instance": view}), 202
-
-
-def _create_replicas(
-    svc: Any,
-    session: Session,
-    project_id: str,
-    name: str,
-    data: dict[str, Any],
-    replica_plan: replicas.ReplicaPlan,
-) -> ResponseReturnValue:
-    """``replica_count`` new instances following ``replica_of``, each seeded from it."""
-    source = replica_plan.source
-    flavor = (
-        _flavor(data["flavorRef"]) if data.get("flavorRef") else catalog.FLAVORS[source.flavor_id]
-    )
-    version = catalog.DATASTORES[source.datastore].version(source.datastore_version)
-    assert version is not None
-    size = replicas.volume_size(data, source)
-    # the primary's group unless another is named: a standby needs settings such as
-    # max_connections at least as high as its primary's
-    wanted = data["configuration"] if "configuration" in data else source.configuration_id
-    config = _configuration_for(session, project_id, wanted, version)
-    replica_set = replicas.join(svc, session, replica_plan)
-    made: list[tuple[Instance, str]] = []
-    for number in range(replica_plan.count):
-        instance = Instance(
-            id=new_id(),
-            configuration_id=config.id if config else None,
-            project_id=project_id,
-            name=name if replica_plan.count == 1 else f"{name}-{number + 1}",
-            flavor_id=flavor.id,
-            datastore=version.datastore,
-            datastore_version=version.name,
-            volume_size=size,
-            status=InstanceStatus.BUILD.value,
-            replica_set_id=replica_set.id,
-            replica_of_id=source.id,
-        )
-        session.add(instance)
-        task = start_task(
-            svc,
-            session,
-            project_id=project_id,
-            workflow="provision_replica",
-            request_id=g.request_id,
-            instance_id=instance.id,
-            params={
-                "replica": {"source_id": source.id},
-                "configuration": configuration_values(config),
-            },
-        )
-        made.append((instance, task.id))
-        audit.record(
-            session, project_id, "instance.create", "instance", instance.id,
-            {"name": instance.name, "flavor": flavor.id, "datastore": version.datastore,
-             "version": version.name, "volume_size": size, "replica_of": source.id,
-             "replication_mode": replica_set.mode, "task_id": task.id},
-        )  # fmt: skip
-    session.flush()
-    view = instance_view(session, made[0][0])
-    session.commit()
-    for _instance, task_id in made:
-        svc.enqueue(task_id, 0.0, g.request_id)
     return jsonify({"instance": view}), 202
 
 
@@ -317,22 +187,6 @@ def delete(project_id: str, instance_id: str) -> ResponseReturnValue:
     return "", 202
 
 
-def busy_check(session: Session, instance: Instance) -> None:
-    """Refuse (422) a change while the instance is not ready or another task owns it."""
-    if instance.status not in READY:
-        raise Busy(f"instance {instance.id} is {instance.status}; this action needs it ACTIVE")
-    task = session.scalars(
-        select(Task).where(
-            Task.instance_id == instance.id,
-            Task.state == TaskState.RUNNING.value,
-            Task.workflow.in_((*PROVISIONS, "delete")),
-        )
-    ).first()
-    if task is not None:
-        raise Busy(f"instance {instance.id} is busy with task {task.id} ({task.workflow})")
-
-
-PROVISIONS = ("provision", "provision_restore", "provision_replica")
 ACTIONS = ("restart", "resize", "promote_to_replica_source", "eject_replica_source")
 
 
@@ -344,7 +198,7 @@ def _resize(instance: Instance, spec: object, volume_backend: str) -> tuple[dict
         )
     if "volume" in spec:
         return _resize_volume(instance, spec["volume"], volume_backend), "resize_volume"
-    flavor = _flavor(spec.get("flavorRef"))
+    flavor = find_flavor(spec.get("flavorRef"))
     if flavor.id == instance.flavor_id:
         raise InvalidInput(f"instance {instance.id} already has flavor {flavor.id}")
     return {"flavor_id": flavor.id, "from_flavor_id": instance.flavor_id}, "resize_flavor"
@@ -376,7 +230,7 @@ def action(project_id: str, instance_id: str) -> ResponseReturnValue:
         raise InvalidInput(f'name one action, e.g. {{"restart": {{}}}}; actions: {allowed}')
     svc = services()
     if name in ("promote_to_replica_source", "eject_replica_source"):
-        return _change_primary(svc, project_id, instance_id, name)
+        return replica_changes.change_primary(svc, project_id, instance_id, name)
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
@@ -401,50 +255,6 @@ def action(project_id: str, instance_id: str) -> ResponseReturnValue:
         )  # fmt: skip
     svc.enqueue(task.id, 0.0, g.request_id)
     return "", 202
-
-
-def _change_primary(svc: Any, project_id: str, instance_id: str, name: str) -> ResponseReturnValue:
-    """A switchover (run on the replica to promote) or a failover (run on the dead primary)."""
-    params: dict[str, object]
-    with svc.db.session() as session:
-        instance = load_instance(session, project_id, instance_id)
-        if name == "promote_to_replica_source":
-            replica_set = replicas.check_promote(session, instance)
-            old = session.get(Instance, replica_set.primary_id)
-            assert old is not None
-            old.status = instance.status = InstanceStatus.PROMOTE.value
-            workflow, params = "switchover", {"set_id": replica_set.id}
-        else:
-            replica_set = replicas.check_eject(session, instance)
-            instance.status = InstanceStatus.EJECT.value
-            workflow, params = "failover", {"set_id": replica_set.id, "kind": "failover"}
-        task = start_task(
-            svc, session, project_id=project_id, workflow=workflow, request_id=g.request_id,
-            instance_id=instance.id, params=params,
-        )  # fmt: skip
-        audit.record(session, project_id, f"instance.{name}", "instance", instance.id,
-                     {**params, "task_id": task.id})  # fmt: skip
-    svc.enqueue(task.id, 0.0, g.request_id)
-    return "", 202
-
-
-def _replication_settings(
-    svc: Any, session: Session, instance: Instance, value: object
-) -> str | None:
-    """Change a set's mode or automatic failover (on its primary); the id of the task that
-    applies a new mode, if any."""
-    replica_set = replicas.check_primary(session, instance)
-    mode, auto = replicas.settings(value, instance.datastore)
-    if auto is not None:
-        replica_set.auto_failover = auto
-    if mode is None or mode == replica_set.mode:
-        return None
-    busy_check(session, instance)
-    replica_set.mode = mode
-    return start_task(
-        svc, session, project_id=instance.project_id, workflow="replication_mode",
-        request_id=g.request_id, instance_id=instance.id,
-    ).id  # fmt: skip
 
 
 @blueprint.put("/v1.0/<project_id>/instances/<instance_id>")
@@ -472,14 +282,17 @@ def update(project_id: str, instance_id: str) -> ResponseReturnValue:
                 instance_id=instance.id,
             ).id  # fmt: skip
         if "replication" in data:
-            task_id = _replication_settings(svc, session, instance, data["replication"]) or task_id
+            task_id = (
+                replica_changes.replication_settings(svc, session, instance, data["replication"])
+                or task_id
+            )
         if "name" in data:
             instance.name = body.text(data, "name")
         if "configuration" in data:
             busy_check(session, instance)
             version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
             assert version is not None
-            config = _configuration_for(session, project_id, data["configuration"], version)
+            config = configuration_for(session, project_id, data["configuration"], version)
             instance.configuration_id = config.id if config else None
             task_id = start_task(
                 svc,

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import or_, select
 
-from api.instances import load_instance
+from api.instance_checks import load_instance
 from api.state import services
 from api.views import timestamp
 from cellar.models import ReplicationEvent

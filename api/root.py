@@ -15,7 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from api import audit, body, replicas
 from api.databases import BASE, instance_version
-from api.instances import busy_check, load_instance
+from api.instance_checks import busy_check, load_instance
 from api.state import services
 from api.views import task_view
 from cellar import catalog, names

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from api.instances import load_instance
+from api.instance_checks import load_instance
 from api.state import services
 from api.views import task_view
 from cellar.errors import NotFound

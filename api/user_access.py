@@ -19,7 +19,7 @@ from api.databases import (
     split_user,
     start_change,
 )
-from api.instances import load_instance
+from api.instance_checks import load_instance
 from api.state import services
 from cellar import catalog, names
 from cellar.errors import InvalidInput, NotFound
