@@ -10,10 +10,10 @@ from api import body
 from cellar import catalog, parameters
 from cellar.errors import Busy, InvalidInput, NotFound
 from cellar.models import Configuration, Instance, Task
-from cellar.status import InstanceStatus, TaskState
+from cellar.status import IN_SERVICE, TaskState
 
 MAX_VOLUME_GB = catalog.MAX_VOLUME_GB
-READY = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
+READY = IN_SERVICE
 PROVISIONS = ("provision", "provision_restore", "provision_replica")
 
 

@@ -13,12 +13,12 @@ from api import body
 from cellar import catalog
 from cellar.errors import Busy, Conflict, InvalidInput, NotFound
 from cellar.models import Instance, ReplicaSet, Task
-from cellar.status import InstanceStatus, OperatingStatus, TaskState
+from cellar.status import IN_SERVICE, OperatingStatus, TaskState
 from taskmanager import replica_sets
 from taskmanager.context import Services
 
 MODES = ("async", "sync")
-READY = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
+READY = IN_SERVICE
 NOT_WITH_REPLICA_OF = ("restorePoint", "databases", "users")
 
 

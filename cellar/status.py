@@ -25,6 +25,10 @@ class InstanceStatus(enum.StrEnum):
     ERROR = "ERROR"
 
 
+# An instance in service: nothing is changing it (a restart may be pending).
+IN_SERVICE = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
+
+
 @enum.unique
 class OperatingStatus(enum.StrEnum):
     UNKNOWN = "UNKNOWN"

@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session
 from cellar import cron
 from cellar.errors import NotFound
 from cellar.models import AuditEvent, Backup, BackupStrategy, Instance, Task, new_id, utcnow
-from cellar.status import BackupStatus, InstanceStatus, TaskState
+from cellar.status import IN_SERVICE, BackupStatus, InstanceStatus, TaskState
 from taskmanager.context import Services
 from taskmanager.runner import start_task
 
 logger = logging.getLogger(__name__)
 
-READY = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
+READY = IN_SERVICE
 VERIFY_FLAVOR = "2"
 
 

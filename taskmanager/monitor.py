@@ -20,13 +20,13 @@ from sqlalchemy import select, update
 from cellar import catalog
 from cellar.errors import CellarError
 from cellar.models import Instance, utcnow
-from cellar.status import InstanceStatus, OperatingStatus
+from cellar.status import IN_SERVICE, OperatingStatus
 from taskmanager.agent_client import StatusReport
 from taskmanager.context import Services
 
 logger = logging.getLogger(__name__)
 
-WATCHED = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
+WATCHED = IN_SERVICE
 REPORTED = {
     "HEALTHY": OperatingStatus.HEALTHY,
     "SHUTDOWN": OperatingStatus.SHUTDOWN,

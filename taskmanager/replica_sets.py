@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cellar import catalog
-from cellar.models import Instance, ReplicaSet, utcnow
+from cellar.models import Instance, ReplicaSet
 from cellar.secrets import SecretBox
-from cellar.status import InstanceStatus
+from cellar.status import IN_SERVICE
 from taskmanager.agent_client import Source
 from taskmanager.context import Services
 from taskmanager.drivers.docker import container_name
@@ -28,7 +28,7 @@ REPLICATION_USER = "cellar_repl"
 MAX_REPLICAS = 5
 CALL_TIMEOUT = 30.0
 # Replicas that serve reads: those the control plane is not building or changing.
-SERVING = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
+SERVING = IN_SERVICE
 
 
 def replica_name(instance_id: str) -> str:
@@ -133,16 +133,3 @@ def refresh_endpoints(services: Services, session: Session, replica_set: Replica
         replica_set.ro_port or 0,
     )
     replica_set.rw_port, replica_set.ro_port = rw_port, ro_port
-
-
-def dissolve_if_alone(services: Services, session: Session, replica_set: ReplicaSet) -> bool:
-    """A set whose primary has no replica left is no set: remove its endpoints and row."""
-    if replicas(session, replica_set):
-        return False
-    services.endpoints.remove(replica_set.id)
-    for member in members(session, replica_set):
-        member.replica_set_id = None
-        member.replica_of_id = None
-        member.replication = None
-    replica_set.deleted_at = utcnow()
-    return True

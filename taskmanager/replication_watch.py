@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session
 
 from cellar.errors import CellarError
 from cellar.models import AuditEvent, Instance, ReplicaSet, Task, utcnow
-from cellar.status import InstanceStatus, TaskState
+from cellar.status import IN_SERVICE, InstanceStatus, TaskState
 from taskmanager import replica_sets
 from taskmanager.context import Services
 from taskmanager.runner import start_task
 
 logger = logging.getLogger(__name__)
 
-WATCHED = (InstanceStatus.ACTIVE.value, InstanceStatus.RESTART_REQUIRED.value)
+WATCHED = IN_SERVICE
 PROBE_TIMEOUT = 0.5
 ASK_TIMEOUT = 1.0
 CHANGING = ("switchover", "failover", "detach", "delete")

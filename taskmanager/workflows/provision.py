@@ -48,8 +48,7 @@ def start_container(ctx: StepContext) -> Decision:
         publish_host=settings.publish_host,
         request_id=ctx.task.request_id,
     )
-    ctx.services.compute.ensure_network(instance.project_id)
-    try:
+    try:  # the network exists: create_volume, always run before, made it
         ports = ctx.services.compute.ensure_container(spec)
     except ImageMissing as exc:
         raise StepFailed(f"{exc.message}; build it with `make images`") from exc
