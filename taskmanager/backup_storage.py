@@ -25,6 +25,7 @@ from typing import Protocol
 
 from cellar.errors import CellarError
 from cellar.settings import Settings
+from taskmanager.uncached import DropBehindFile, read_dropping
 
 logger = logging.getLogger(__name__)
 
@@ -130,15 +131,14 @@ class LocalStorage:
         scratch = final.with_name(final.name + ".partial")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(scratch, "wb")
+            handle = DropBehindFile(scratch)
         except OSError as exc:
             raise StorageError(f"cannot write backup {key}: {exc.strerror or exc}") from exc
         try:
             with handle:
                 writer = BackupWriter(handle.write)
                 yield writer
-                handle.flush()
-                os.fsync(handle.fileno())
+                handle.sync()
                 writer.seal()
             os.replace(scratch, final)
         except OSError as exc:
@@ -152,14 +152,17 @@ class LocalStorage:
     def reader(self, key: str) -> Iterator[bytes]:
         """The bytes of ``key`` in pieces of at most ``READ_BYTES``."""
         try:
-            handle = open(self.path(key), "rb")
+            fd = os.open(self.path(key), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise BackupMissing(f"the backup file {key} is missing from storage") from exc
         except OSError as exc:
             raise StorageError(f"cannot read backup {key}: {exc.strerror or exc}") from exc
-        with handle:
-            while block := handle.read(READ_BYTES):
-                yield block
+        try:
+            yield from read_dropping(fd, READ_BYTES)
+        except OSError as exc:
+            raise StorageError(f"cannot read backup {key}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
 
     def checksum(self, key: str) -> tuple[int, str]:
         """Size and SHA-256 of what is stored under ``key`` now."""
