@@ -11,6 +11,7 @@ from typing import Any
 
 from cellar.errors import InvalidInput
 from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
+from cellar.pipeline import read_ahead
 from guestagent.engines.base import (
     BackupDone,
     BackupRequest,
@@ -30,6 +31,7 @@ from guestagent.engines.base import (
 )
 
 DEFAULT_LINES = 100
+BACKUP_READ_AHEAD = 4  # chunks read from the tool and not yet sent
 MAX_LINES = 5000
 
 
@@ -186,6 +188,10 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
         return agent_pb2.ApplyConfigurationResponse(restart_required=restart)
 
     def Backup(self, request: Any, context: Any) -> Iterator[Any]:
+        # the next chunk is read from the engine's tool while gRPC sends this one
+        yield from read_ahead(self._backup_messages(request), BACKUP_READ_AHEAD)
+
+    def _backup_messages(self, request: Any) -> Iterator[Any]:
         pieces = self.engine.backup(
             BackupRequest(
                 backup_id=request.backup_id,

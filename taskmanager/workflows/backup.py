@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 from cellar import catalog
 from cellar.errors import AgentError
 from cellar.models import Backup, BackupStrategy, Task, utcnow
+from cellar.pipeline import write_behind
 from cellar.status import BackupStatus, InstanceStatus
 from taskmanager.agent_client import BackupEnd
 from taskmanager.backup_storage import StorageError
 from taskmanager.context import StepContext
-from taskmanager.pipeline import write_behind
 from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
 from taskmanager.workflows import wal_increments
 

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from taskmanager.pipeline import write_behind
+from cellar.pipeline import read_ahead, write_behind
 
 
 def test_every_piece_is_written_in_order() -> None:
@@ -64,3 +65,53 @@ def test_no_more_than_depth_pieces_wait_for_a_slow_writer() -> None:
     write_behind(pieces(), write, depth=4)
     assert written == 30
     assert max(ahead) <= 4 + 2  # the queue, the piece being written, the one being read
+
+
+# --- read_ahead -------------------------------------------------------------------------
+
+request = contextvars.ContextVar("request", default="-")
+
+
+def test_read_ahead_gives_every_item_in_order_then_the_sources_error() -> None:
+    def source() -> Iterator[int]:
+        yield from range(50)
+        raise ValueError("tool exited 1")
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="exited 1"):
+        for item in read_ahead(source(), depth=3):
+            got.append(item)
+    assert got == list(range(50))
+
+
+def test_closing_read_ahead_early_closes_the_source_and_its_thread() -> None:
+    closed = threading.Event()
+    produced = 0
+
+    def source() -> Iterator[int]:
+        nonlocal produced
+        try:
+            while True:
+                produced += 1
+                yield produced
+        finally:
+            closed.set()
+
+    before = threading.active_count()
+    items = read_ahead(source(), depth=2)
+    assert [next(items) for _ in range(3)] == [1, 2, 3]
+    items.close()  # type: ignore[attr-defined]
+    assert closed.is_set()
+    assert produced <= 3 + 2 + 1  # what was taken, the queue, the one in hand
+    assert threading.active_count() == before
+
+
+def test_read_ahead_runs_the_source_in_the_callers_context() -> None:
+    def source() -> Iterator[str]:
+        yield request.get()
+
+    token = request.set("req-42")
+    try:
+        assert list(read_ahead(source())) == ["req-42"]
+    finally:
+        request.reset(token)
