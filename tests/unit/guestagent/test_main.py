@@ -75,3 +75,11 @@ def test_agent_process_serves_then_exits_zero_on_sigterm(tmp_path: Path) -> None
     assert "FAILED_PRECONDITION" in failure["msg"]
     assert any(e["msg"] == "received SIGTERM: shutting down" for e in lines)
     assert lines[-1]["msg"] == "guest agent stopped"
+
+
+def test_the_agent_limits_its_malloc_arenas_through_glibc() -> None:
+    # run in a child: the setting lasts for the life of the process that takes it
+    code = "from guestagent.__main__ import limit_malloc_arenas; print(limit_malloc_arenas())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          check=True)  # fmt: skip
+    assert done.stdout.strip() == "True"
