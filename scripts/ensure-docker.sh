@@ -39,7 +39,7 @@ explain_to_user() {
     if ! have dockerd || ! have docker; then
         echo "  apt-get update && apt-get install -y docker.io" >&2
     fi
-    echo "  setsid dockerd >$LOG 2>&1 &" >&2
+    echo "  setsid dockerd --userland-proxy=false >$LOG 2>&1 &" >&2
     echo "or run this script as root: sudo bash scripts/ensure-docker.sh" >&2
     exit 1
 }
@@ -65,8 +65,13 @@ started=""
 if dockerd_running; then
     say "dockerd already runs; waiting for it to answer"
 else
-    say "starting dockerd (log: $LOG)"
-    setsid dockerd >"$LOG" 2>&1 </dev/null &
+    # Published ports are forwarded by the kernel, not copied through one docker-proxy
+    # process per port: a backup or a client's traffic then costs no extra CPU on the host.
+    # A daemon.json that already chooses the proxy keeps its choice (dockerd refuses both).
+    options=()
+    grep -qs '"userland-proxy"' /etc/docker/daemon.json || options+=(--userland-proxy=false)
+    say "starting dockerd ${options[*]} (log: $LOG)"
+    setsid dockerd "${options[@]}" >"$LOG" 2>&1 </dev/null &
     started=$!
 fi
 
