@@ -101,32 +101,33 @@ def acl_rules(line: str) -> tuple[str, list[str]]:
 def tar_stream(members: Iterable[tuple[str, IO[bytes], int]]) -> Iterator[bytes]:
     """A tar archive of ``(name, file, size)`` members, in pieces of at most CHUNK_BYTES.
 
-    Each file is read in pieces as the archive is consumed, never whole.
+    Each file is read in pieces as the archive is consumed, never whole; a piece read is
+    passed on as it is (headers and padding go as pieces of their own), so no byte is
+    copied twice.
     """
-    out = bytearray()
     written = 0
     for name, handle, size in members:
         info = tarfile.TarInfo(name)
         info.size = size
         info.mode = 0o600
         info.mtime = int(time.time())
-        out += info.tobuf(format=tarfile.PAX_FORMAT)
+        header = info.tobuf(format=tarfile.PAX_FORMAT)
+        yield header
+        written += len(header)
         remaining = size
         while remaining:
             data = handle.read(min(CHUNK_BYTES, remaining))
             if not data:
                 raise EngineError(f"{name} shrank while it was read")
-            out += data
+            yield data
             remaining -= len(data)
-            while len(out) >= CHUNK_BYTES:
-                yield bytes(out[:CHUNK_BYTES])
-                del out[:CHUNK_BYTES]
-                written += CHUNK_BYTES
-        out += NUL * (-size % tarfile.BLOCKSIZE)
-    out += NUL * (2 * tarfile.BLOCKSIZE)  # the end of the archive
-    out += NUL * (-(written + len(out)) % tarfile.RECORDSIZE)
-    for start in range(0, len(out), CHUNK_BYTES):
-        yield bytes(out[start : start + CHUNK_BYTES])
+        written += size
+        if size % tarfile.BLOCKSIZE:
+            padding = NUL * (-size % tarfile.BLOCKSIZE)
+            yield padding
+            written += len(padding)
+    end = NUL * (2 * tarfile.BLOCKSIZE)  # the end of the archive
+    yield end + NUL * (-(written + len(end)) % tarfile.RECORDSIZE)
 
 
 class ChunkReader:
