@@ -25,11 +25,15 @@ T = TypeVar("T")
 
 # An agent that is still starting refuses connections (Docker's port proxy accepts, then
 # drops them); retry every 20-100 ms rather than backing off for seconds, so a new
-# instance is seen as soon as it serves.
+# instance is seen as soon as it serves. A stream's receive window stays at 4 MiB: left
+# to grow with gRPC's bandwidth probe, it let a backup hold tens of MB more in the
+# worker while the disk was slower than the network, for no faster stream.
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 20),
     ("grpc.min_reconnect_backoff_ms", 20),
     ("grpc.max_reconnect_backoff_ms", 100),
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", 4 * 1024 * 1024),
 )
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
