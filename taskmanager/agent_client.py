@@ -23,11 +23,12 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# An agent that is still starting refuses connections (Docker's port proxy accepts, then
-# drops them); retry every 20-100 ms rather than backing off for seconds, so a new
-# instance is seen as soon as it serves. A stream's receive window stays at 4 MiB: left
-# to grow with gRPC's bandwidth probe, it let a backup hold tens of MB more in the
-# worker while the disk was slower than the network, for no faster stream.
+# An agent that is still starting refuses connections (where Docker runs its userland port
+# proxy, the proxy accepts, then drops them); retry every 20-100 ms rather than backing
+# off for seconds, so a new instance is seen as soon as it serves. A stream's receive
+# window stays at 4 MiB: left to grow with gRPC's bandwidth probe, it let a backup hold
+# tens of MB more in the worker while the disk was slower than the network, for no
+# faster stream.
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 20),
     ("grpc.min_reconnect_backoff_ms", 20),
