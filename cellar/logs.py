@@ -1,7 +1,8 @@
 """Structured (JSON lines) logging with the request id of the change being worked on.
 
 Every part of Cellar (API, task manager, guest agent) logs through this module, so
-one ``X-Request-ID`` can be followed end to end with a plain ``grep``.
+one ``X-Request-ID`` can be followed end to end with a plain ``grep``. Celery beat's
+"Sending due task" lines, one every second or so, are DEBUG records (``BeatChatter``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
+
+BEAT_DUE_TASK = "Scheduler: Sending due task"  # how celery.beat starts its periodic line
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -37,6 +40,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class BeatChatter(logging.Filter):
+    """Lowers Celery beat's "Scheduler: Sending due task ..." records from INFO to DEBUG.
+
+    ``setup()`` attaches it to the ``celery.beat`` logger; beat's other records, its
+    warnings and errors among them, keep their level.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and str(record.msg).startswith(BEAT_DUE_TASK):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_beat_chatter = BeatChatter()
+
+
 def setup(service: str, level: int = logging.INFO) -> None:
     """Send this process's log records to stderr as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
@@ -44,6 +64,7 @@ def setup(service: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("celery.beat").addFilter(_beat_chatter)
 
 
 @contextlib.contextmanager
