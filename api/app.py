@@ -1,7 +1,7 @@
 """The Flask application factory.
 
-Use ``create_app()`` in a WSGI server (``gunicorn 'api.app:create_app()'``); tests
-pass their own ``Services`` with fakes for the queue and the agents.
+Use ``create_app()`` in a WSGI server (``gunicorn 'api.app:main()'``); tests pass
+their own services, with fakes for the queue and the agents.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from api import (
     instances,
     replication_events,
     root,
+    state,
     tasks,
     user_access,
 )
 from cellar import logs
 from cellar import settings as settings_module
 from cellar.errors import InvalidInput
-from taskmanager.context import Services
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +40,9 @@ PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_BODY = 1024 * 1024
 
 
-def create_app(svc: Services | None = None) -> Flask:
+def create_app(svc: state.Services | None = None) -> Flask:
     if svc is None:
-        from taskmanager import services as services_module
-
-        svc = services_module.current()
+        svc = state.build(settings_module.load())
     app = Flask("cellar")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -19,11 +19,12 @@ from api.instance_checks import busy_check, load_instance
 from api.state import services
 from api.views import task_view
 from cellar import catalog
+from cellar.backups import chain_of, start_backup, start_verify
 from cellar.errors import Busy, Conflict, InvalidInput
 from cellar.models import Backup, Instance, utcnow
 from cellar.status import BackupStatus
-from taskmanager import backup_jobs
-from taskmanager.runner import start_task
+from cellar.tasks import start_task
+from cellar.workflows import WorkflowName
 
 blueprint = Blueprint("backups", __name__)
 
@@ -78,8 +79,8 @@ def create(project_id: str) -> ResponseReturnValue:
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
         parent = _parent(session, project_id, instance, data)
-        backup, task = backup_jobs.start_backup(
-            svc, session, instance, name=name, description=description, parent=parent,
+        backup, task = start_backup(
+            session, svc.secrets, instance, name=name, description=description, parent=parent,
             request_id=g.request_id,
         )  # fmt: skip
         audit.record(
@@ -139,7 +140,7 @@ def delete(project_id: str, backup_id: str) -> ResponseReturnValue:
             )
         backup.deleted_at = utcnow()
         task = start_task(
-            svc, session, project_id=project_id, workflow="delete_backup",
+            session, svc.secrets, project_id=project_id, workflow=WorkflowName.DELETE_BACKUP,
             request_id=g.request_id, params={"backup_id": backup.id},
         )  # fmt: skip
         audit.record(session, project_id, "backup.delete", "backup", backup.id,
@@ -158,8 +159,8 @@ def action(project_id: str, backup_id: str) -> ResponseReturnValue:
         backup = load_backup(session, project_id, backup_id)
         if backup.status != BackupStatus.COMPLETED.value:
             raise Busy(f"backup {backup.id} is {backup.status}; only a COMPLETED one is verified")
-        chain = [b.id for b in backup_jobs.chain_of(session, backup)]
-        task = backup_jobs.start_verify(svc, session, backup, chain, g.request_id)
+        chain = [b.id for b in chain_of(session, backup)]
+        task = start_verify(session, svc.secrets, backup, chain, g.request_id)
         audit.record(session, project_id, "backup.verify", "backup", backup.id,
                      {"task_id": task.id})  # fmt: skip
         session.flush()

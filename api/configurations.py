@@ -17,7 +17,8 @@ from cellar import catalog, parameters
 from cellar.errors import InvalidInput, NotFound
 from cellar.models import Configuration, Instance, utcnow
 from cellar.status import InstanceStatus
-from taskmanager.runner import start_task
+from cellar.tasks import start_task
+from cellar.workflows import WorkflowName
 
 blueprint = Blueprint("configurations", __name__)
 
@@ -67,10 +68,10 @@ def apply_to_instances(session: Session, project_id: str, config: Configuration 
     tasks = []
     for instance in instances:
         task = start_task(
-            svc,
             session,
+            svc.secrets,
             project_id=project_id,
-            workflow="apply_configuration",
+            workflow=WorkflowName.APPLY_CONFIGURATION,
             request_id=g.request_id,
             instance_id=instance.id,
             params={"values": values, "configuration_id": config.id if config else None},

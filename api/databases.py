@@ -15,7 +15,8 @@ from cellar import catalog, names
 from cellar.errors import AgentError, Busy, InvalidInput, NotFound, Unavailable
 from cellar.models import Instance
 from cellar.status import InstanceStatus
-from taskmanager.runner import start_task
+from cellar.tasks import start_task
+from cellar.workflows import WorkflowName
 
 blueprint = Blueprint("databases", __name__)
 
@@ -50,7 +51,7 @@ def busy_check_read(instance: Instance) -> None:
 def start_change(
     project_id: str,
     instance_id: str,
-    workflow: str,
+    workflow: WorkflowName,
     params: dict[str, Any],
     action: str,
     secret: dict[str, str] | None = None,
@@ -64,8 +65,8 @@ def start_change(
         if validate is not None:
             validate(instance)
         task = start_task(
-            svc,
             session,
+            svc.secrets,
             project_id=project_id,
             workflow=workflow,
             request_id=g.request_id,
@@ -94,7 +95,11 @@ def create_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
         version = instance_version(load_instance(session, project_id, instance_id), databases=True)
     dbs = specs.databases(items, version)
     return start_change(
-        project_id, instance_id, "create_databases", {"databases": dbs}, "database.create"
+        project_id,
+        instance_id,
+        WorkflowName.CREATE_DATABASES,
+        {"databases": dbs},
+        "database.create",
     )
 
 
@@ -113,7 +118,7 @@ def delete_database(project_id: str, instance_id: str, name: str) -> ResponseRet
         version = instance_version(load_instance(session, project_id, instance_id), databases=True)
     names.check_identifier("database", name, version.reserved_databases)
     return start_change(
-        project_id, instance_id, "delete_database", {"name": name}, "database.delete"
+        project_id, instance_id, WorkflowName.DELETE_DATABASE, {"name": name}, "database.delete"
     )
 
 
@@ -124,7 +129,12 @@ def create_users(project_id: str, instance_id: str) -> ResponseReturnValue:
         version = instance_version(load_instance(session, project_id, instance_id))
     users, passwords = specs.users(items, version)
     return start_change(
-        project_id, instance_id, "create_users", {"users": users}, "user.create", secret=passwords
+        project_id,
+        instance_id,
+        WorkflowName.CREATE_USERS,
+        {"users": users},
+        "user.create",
+        secret=passwords,
     )
 
 
@@ -168,5 +178,9 @@ def delete_user(project_id: str, instance_id: str, user: str) -> ResponseReturnV
     names.check_identifier("user", name, version.reserved_users)
     host = specs.user_host(host, name, version)
     return start_change(
-        project_id, instance_id, "delete_user", {"name": name, "host": host}, "user.delete"
+        project_id,
+        instance_id,
+        WorkflowName.DELETE_USER,
+        {"name": name, "host": host},
+        "user.delete",
     )

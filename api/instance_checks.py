@@ -11,10 +11,15 @@ from cellar import catalog, parameters
 from cellar.errors import Busy, InvalidInput, NotFound
 from cellar.models import Configuration, Instance, Task
 from cellar.status import IN_SERVICE, TaskState
+from cellar.workflows import WorkflowName
 
 MAX_VOLUME_GB = catalog.MAX_VOLUME_GB
 READY = IN_SERVICE
-PROVISIONS = ("provision", "provision_restore", "provision_replica")
+PROVISIONS = (
+    WorkflowName.PROVISION,
+    WorkflowName.PROVISION_RESTORE,
+    WorkflowName.PROVISION_REPLICA,
+)
 
 
 def load_instance(session: Session, project_id: str, instance_id: str) -> Instance:
@@ -100,7 +105,7 @@ def busy_check(session: Session, instance: Instance) -> None:
         select(Task).where(
             Task.instance_id == instance.id,
             Task.state == TaskState.RUNNING.value,
-            Task.workflow.in_((*PROVISIONS, "delete")),
+            Task.workflow.in_((*PROVISIONS, WorkflowName.DELETE)),
         )
     ).first()
     if task is not None:

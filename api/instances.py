@@ -27,7 +27,8 @@ from cellar import catalog
 from cellar.errors import InvalidInput
 from cellar.models import Instance, new_id
 from cellar.status import InstanceStatus
-from taskmanager.runner import start_task
+from cellar.tasks import start_task
+from cellar.workflows import WorkflowName
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +85,10 @@ def create(project_id: str) -> ResponseReturnValue:
         )
         session.add(instance)
         task = start_task(
-            svc,
             session,
+            svc.secrets,
             project_id=project_id,
-            workflow="provision_restore" if restore else "provision",
+            workflow=WorkflowName.PROVISION_RESTORE if restore else WorkflowName.PROVISION,
             request_id=g.request_id,
             instance_id=instance.id,
             params={
@@ -168,15 +169,15 @@ def delete(project_id: str, instance_id: str) -> ResponseReturnValue:
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         current = running_task(session, instance.id)
-        if current is not None and current.workflow == "delete":
+        if current is not None and current.workflow == WorkflowName.DELETE:
             return "", 202
         replicas.check_delete(session, instance)
         instance.status = InstanceStatus.SHUTDOWN.value
         task = start_task(
-            svc,
             session,
+            svc.secrets,
             project_id=project_id,
-            workflow="delete",
+            workflow=WorkflowName.DELETE,
             request_id=g.request_id,
             instance_id=instance.id,
         )
@@ -190,18 +191,23 @@ def delete(project_id: str, instance_id: str) -> ResponseReturnValue:
 ACTIONS = ("restart", "resize", "promote_to_replica_source", "eject_replica_source")
 
 
-def _resize(instance: Instance, spec: object, volume_backend: str) -> tuple[dict[str, object], str]:
+def _resize(
+    instance: Instance, spec: object, volume_backend: str
+) -> tuple[dict[str, object], WorkflowName]:
     """The params and workflow of a resize: of the flavor, or of the volume (grow only)."""
     if not isinstance(spec, dict) or set(spec) - {"flavorRef", "volume"} or len(spec) != 1:
         raise InvalidInput(
             'resize takes either {"flavorRef": ...} or {"volume": {"size": ...}}, not both'
         )
     if "volume" in spec:
-        return _resize_volume(instance, spec["volume"], volume_backend), "resize_volume"
+        return _resize_volume(instance, spec["volume"], volume_backend), WorkflowName.RESIZE_VOLUME
     flavor = find_flavor(spec.get("flavorRef"))
     if flavor.id == instance.flavor_id:
         raise InvalidInput(f"instance {instance.id} already has flavor {flavor.id}")
-    return {"flavor_id": flavor.id, "from_flavor_id": instance.flavor_id}, "resize_flavor"
+    return {
+        "flavor_id": flavor.id,
+        "from_flavor_id": instance.flavor_id,
+    }, WorkflowName.RESIZE_FLAVOR
 
 
 def _resize_volume(instance: Instance, spec: object, volume_backend: str) -> dict[str, object]:
@@ -238,11 +244,11 @@ def action(project_id: str, instance_id: str) -> ResponseReturnValue:
             params, workflow = _resize(instance, data[name], svc.settings.volume_backend)
             status = InstanceStatus.RESIZE.value
         else:
-            params, workflow, status = {}, "restart", InstanceStatus.REBOOT.value
+            params, workflow, status = {}, WorkflowName.RESTART, InstanceStatus.REBOOT.value
         instance.status = status
         task = start_task(
-            svc,
             session,
+            svc.secrets,
             project_id=project_id,
             workflow=workflow,
             request_id=g.request_id,
@@ -278,9 +284,13 @@ def update(project_id: str, instance_id: str) -> ResponseReturnValue:
             busy_check(session, instance)
             instance.status = InstanceStatus.DETACH.value
             task_id = start_task(
-                svc, session, project_id=project_id, workflow="detach", request_id=g.request_id,
+                session,
+                svc.secrets,
+                project_id=project_id,
+                workflow=WorkflowName.DETACH,
+                request_id=g.request_id,
                 instance_id=instance.id,
-            ).id  # fmt: skip
+            ).id
         if "replication" in data:
             task_id = (
                 replica_changes.replication_settings(svc, session, instance, data["replication"])
@@ -295,10 +305,10 @@ def update(project_id: str, instance_id: str) -> ResponseReturnValue:
             config = configuration_for(session, project_id, data["configuration"], version)
             instance.configuration_id = config.id if config else None
             task_id = start_task(
-                svc,
                 session,
+                svc.secrets,
                 project_id=project_id,
-                workflow="apply_configuration",
+                workflow=WorkflowName.APPLY_CONFIGURATION,
                 request_id=g.request_id,
                 instance_id=instance.id,
                 params={

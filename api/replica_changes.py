@@ -21,7 +21,8 @@ from api.views import instance_view
 from cellar import catalog
 from cellar.models import Instance, new_id
 from cellar.status import InstanceStatus
-from taskmanager.runner import start_task
+from cellar.tasks import start_task
+from cellar.workflows import WorkflowName
 
 
 def create_replicas(
@@ -46,7 +47,7 @@ def create_replicas(
     # max_connections at least as high as its primary's
     wanted = data["configuration"] if "configuration" in data else source.configuration_id
     config = configuration_for(session, project_id, wanted, version)
-    replica_set = replicas.join(svc, session, replica_plan)
+    replica_set = replicas.join(svc.secrets, session, replica_plan)
     made: list[tuple[Instance, str]] = []
     for number in range(replica_plan.count):
         instance = Instance(
@@ -64,10 +65,10 @@ def create_replicas(
         )
         session.add(instance)
         task = start_task(
-            svc,
             session,
+            svc.secrets,
             project_id=project_id,
-            workflow="provision_replica",
+            workflow=WorkflowName.PROVISION_REPLICA,
             request_id=g.request_id,
             instance_id=instance.id,
             params={
@@ -100,13 +101,13 @@ def change_primary(svc: Any, project_id: str, instance_id: str, name: str) -> Re
             old = session.get(Instance, replica_set.primary_id)
             assert old is not None
             old.status = instance.status = InstanceStatus.PROMOTE.value
-            workflow, params = "switchover", {"set_id": replica_set.id}
+            workflow, params = WorkflowName.SWITCHOVER, {"set_id": replica_set.id}
         else:
             replica_set = replicas.check_eject(session, instance)
             instance.status = InstanceStatus.EJECT.value
-            workflow, params = "failover", {"set_id": replica_set.id, "kind": "failover"}
+            workflow, params = WorkflowName.FAILOVER, {"set_id": replica_set.id, "kind": "failover"}
         task = start_task(
-            svc, session, project_id=project_id, workflow=workflow, request_id=g.request_id,
+            session, svc.secrets, project_id=project_id, workflow=workflow, request_id=g.request_id,
             instance_id=instance.id, params=params,
         )  # fmt: skip
         audit.record(session, project_id, f"instance.{name}", "instance", instance.id,
@@ -129,6 +130,10 @@ def replication_settings(
     busy_check(session, instance)
     replica_set.mode = mode
     return start_task(
-        svc, session, project_id=instance.project_id, workflow="replication_mode",
-        request_id=g.request_id, instance_id=instance.id,
-    ).id  # fmt: skip
+        session,
+        svc.secrets,
+        project_id=instance.project_id,
+        workflow=WorkflowName.REPLICATION_MODE,
+        request_id=g.request_id,
+        instance_id=instance.id,
+    ).id

@@ -10,12 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import body
-from cellar import catalog
+from cellar import catalog, replica_sets
 from cellar.errors import Busy, Conflict, InvalidInput, NotFound
 from cellar.models import Instance, ReplicaSet, Task
+from cellar.secrets import SecretBox
 from cellar.status import IN_SERVICE, OperatingStatus, TaskState
-from taskmanager import replica_sets
-from taskmanager.context import Services
 
 MODES = ("async", "sync")
 READY = IN_SERVICE
@@ -85,12 +84,8 @@ def plan(session: Session, project_id: str, data: dict[str, Any]) -> ReplicaPlan
         data.get("replica_count", 1), "replica_count", 1, replica_sets.MAX_REPLICAS
     )
     replica_set = replica_sets.load_set(session, source)
-    existing = len(replica_sets.replicas(session, replica_set)) if replica_set else 0
-    if existing + count > replica_sets.MAX_REPLICAS:
-        raise Conflict(
-            f"instance {source.id} has {existing} replicas; a set holds at most "
-            f"{replica_sets.MAX_REPLICAS}, so {count} more do not fit"
-        )
+    if replica_set is not None:
+        room(session, replica_set, count)
     datastore = data.get("datastore")
     if isinstance(datastore, dict) and datastore.get("type") not in (None, source.datastore):
         raise InvalidInput(f"a replica of {source.id} runs {source.datastore}, like its source")
@@ -98,20 +93,27 @@ def plan(session: Session, project_id: str, data: dict[str, Any]) -> ReplicaPlan
     return ReplicaPlan(source=source, count=count, mode=mode, auto_failover=auto)
 
 
-def join(services: Services, session: Session, replica_plan: ReplicaPlan) -> ReplicaSet:
-    """The source's set (made now if it has none), with the asked-for settings."""
+def join(box: SecretBox, session: Session, replica_plan: ReplicaPlan) -> ReplicaSet:
+    """The source's set (made now if it has none), with the asked-for settings; locked
+    until the caller commits, and its room for the new replicas checked again."""
     source = replica_plan.source
-    replica_set = replica_sets.load_set(session, source)
-    if replica_set is None:
-        replica_set = replica_sets.new_set(services.secrets, source)
-        session.add(replica_set)
-        session.flush()
-        source.replica_set_id = replica_set.id
+    replica_set = replica_sets.set_of_primary(session, box, source)
+    room(session, replica_set, replica_plan.count)
     if replica_plan.mode is not None:
         replica_set.mode = replica_plan.mode
     if replica_plan.auto_failover is not None:
         replica_set.auto_failover = replica_plan.auto_failover
     return replica_set
+
+
+def room(session: Session, replica_set: ReplicaSet, count: int) -> None:
+    """Refuse (409) more replicas than a set holds."""
+    existing = len(replica_sets.replicas(session, replica_set))
+    if existing + count > replica_sets.MAX_REPLICAS:
+        raise Conflict(
+            f"instance {replica_set.primary_id} has {existing} replicas; a set holds at most "
+            f"{replica_sets.MAX_REPLICAS}, so {count} more do not fit"
+        )
 
 
 def volume_size(data: dict[str, Any], source: Instance) -> int:

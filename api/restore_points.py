@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from api import body
 from api.backup_views import load_backup
 from cellar import catalog
+from cellar.backups import chain_of
 from cellar.errors import InvalidInput
 from cellar.models import ArchiveSegment, Backup
 from cellar.status import BackupStatus
-from taskmanager import backup_jobs
 
 MAX_VOLUME_GB = catalog.MAX_VOLUME_GB
 
@@ -70,7 +70,7 @@ def restore_point(session: Session, project_id: str, value: object) -> RestorePo
     backup = load_backup(session, project_id, value["backupRef"])
     if backup.status != BackupStatus.COMPLETED.value:
         raise InvalidInput(f"backup {backup.id} is {backup.status}; only a COMPLETED one restores")
-    chain = [b.id for b in backup_jobs.chain_of(session, backup)]
+    chain = [b.id for b in chain_of(session, backup)]
     if not value.get("restore_time"):
         session.expunge(backup)
         return RestorePoint(backup=backup, chain=chain)

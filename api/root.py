@@ -22,7 +22,8 @@ from cellar import catalog, names
 from cellar.errors import Busy, CellarError, Unavailable
 from cellar.models import Task
 from cellar.status import TaskState
-from taskmanager.runner import start_task
+from cellar.tasks import start_task
+from cellar.workflows import WorkflowName
 
 blueprint = Blueprint("root", __name__)
 
@@ -53,7 +54,7 @@ def enable_root(project_id: str, instance_id: str) -> ResponseReturnValue:
         replicas.refuse_on_replica(instance)
         busy_check(session, instance)
         task = start_task(
-            svc, session, project_id=project_id, workflow="enable_root",
+            session, svc.secrets, project_id=project_id, workflow=WorkflowName.ENABLE_ROOT,
             request_id=g.request_id, instance_id=instance.id, secret={"root": password},
         )  # fmt: skip
         audit.record(

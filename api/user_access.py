@@ -23,6 +23,7 @@ from api.instance_checks import load_instance
 from api.state import services
 from cellar import catalog, names
 from cellar.errors import InvalidInput, NotFound
+from cellar.workflows import WorkflowName
 
 blueprint = Blueprint("user_access", __name__)
 
@@ -58,7 +59,7 @@ def change_passwords(project_id: str, instance_id: str) -> ResponseReturnValue:
         passwords[f"user:{name}"] = names.check_password(item.get("password"), f"user {name!r}")
         users.append({"name": name, "host": specs.user_host(item.get("host"), name, version)})
     return start_change(
-        project_id, instance_id, "change_passwords", {"users": users}, "user.password",
+        project_id, instance_id, WorkflowName.CHANGE_PASSWORDS, {"users": users}, "user.password",
         secret=passwords,
     )  # fmt: skip
 
@@ -74,9 +75,13 @@ def update_user(project_id: str, instance_id: str, user: str) -> ResponseReturnV
         raise InvalidInput('a user update changes the password only: {"user": {"password": ...}}')
     password = names.check_password(data.get("password"), f"user {name!r}")
     return start_change(
-        project_id, instance_id, "change_passwords", {"users": [{"name": name, "host": host}]},
-        "user.password", secret={f"user:{name}": password},
-    )  # fmt: skip
+        project_id,
+        instance_id,
+        WorkflowName.CHANGE_PASSWORDS,
+        {"users": [{"name": name, "host": host}]},
+        "user.password",
+        secret={f"user:{name}": password},
+    )
 
 
 @blueprint.get(f"{BASE}/users/<user>/databases")
@@ -100,7 +105,7 @@ def grant_access(project_id: str, instance_id: str, user: str) -> ResponseReturn
         for item in items_of("databases")
     ]
     params = {"name": name, "host": host, "databases": sorted(set(databases))}
-    return start_change(project_id, instance_id, "grant_access", params, "user.grant")
+    return start_change(project_id, instance_id, WorkflowName.GRANT_ACCESS, params, "user.grant")
 
 
 @blueprint.delete(f"{BASE}/users/<user>/databases/<database>")
@@ -111,4 +116,4 @@ def revoke_access(
     name, host = _named_user(user, version)
     names.check_identifier("database", database, version.reserved_databases)
     params = {"name": name, "host": host, "database": database}
-    return start_change(project_id, instance_id, "revoke_access", params, "user.revoke")
+    return start_change(project_id, instance_id, WorkflowName.REVOKE_ACCESS, params, "user.revoke")

@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session
 
 from api import replicas
 from cellar.models import Configuration, Instance, Task
+from cellar.recovery import recovery_window
 from cellar.status import InstanceStatus, TaskState
-from taskmanager.archive import recovery_window
-from taskmanager.workflow import WORKFLOWS
 
 GB = 1024**3
 
@@ -28,7 +27,6 @@ def links(path: str) -> list[dict[str, str]]:
 
 
 def task_view(task: Task) -> dict[str, Any]:
-    flow = WORKFLOWS.get(task.workflow)
     view: dict[str, Any] = {
         "id": task.id,
         "workflow": task.workflow,
@@ -38,10 +36,12 @@ def task_view(task: Task) -> dict[str, Any]:
         "updated": timestamp(task.updated),
         "request_id": task.request_id,
     }
-    if flow is not None:
-        view["step_number"] = flow.position(task.step)
-        view["steps"] = len(flow.steps)
-        view["description"] = flow.step(task.step).describe
+    if task.step_count:
+        view["step_number"] = task.step_number
+        view["steps"] = task.step_count
+        view["description"] = task.description
+    elif task.state == TaskState.RUNNING.value:
+        view["description"] = "waiting for a worker to begin it"
     if task.error:
         view["error"] = task.error
     if task.duration is not None:

@@ -44,6 +44,10 @@ class Database:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    def new_session(self) -> Session:
+        """A session the caller commits and closes itself."""
+        return self._sessions()
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on error."""

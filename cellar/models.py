@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -72,7 +73,16 @@ class ReplicaSet(Base):
     """A primary and its replicas: who is primary now, how they replicate, their endpoints."""
 
     __tablename__ = "replica_sets"
-    __table_args__ = (Index("ix_replica_sets_live", "deleted_at"),)
+    __table_args__ = (
+        Index("ix_replica_sets_live", "deleted_at"),
+        Index(  # an instance is the primary of one live set at most
+            "ux_replica_sets_primary",
+            "primary_id",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     project_id: Mapped[str] = mapped_column(String(64))
@@ -227,11 +237,45 @@ class Task(Base):
     step_started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     next_run_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a worker id
+    step_number: Mapped[int] = mapped_column(Integer, default=0)  # 0: no worker began it
+    step_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)  # of the step
     duration: Mapped[float | None] = mapped_column(Float, nullable=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Worker(Base):
+    """A task manager worker process and when it last said it was alive."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_heartbeat", "heartbeat_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(128))  # host name and boot id
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A create request's ``Idempotency-Key``, and the resource that request made."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_created", "created"),)
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of method, path and body
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    kind: Mapped[str] = mapped_column(String(32))  # instance, backup, configuration, ...
+    resource_id: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(64))
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Secret(Base):

@@ -114,6 +114,7 @@ class Settings:
     s3_endpoint_url: str = ""  # an S3-compatible service; "" is AWS itself
     s3_region: str = "us-east-1"
     failover_grace: float = 2.0  # seconds a primary must stay unreachable before failover
+    worker_stale: float = 5.0  # seconds of heartbeat silence after which a worker is dead
 
     @property
     def embedded_broker(self) -> bool:
@@ -166,6 +167,7 @@ def load() -> Settings:
         backup_dir=Path(_env("CELLAR_BACKUP_DIR", str(home / "backups"))).expanduser(),
         backup_deadline=_float("CELLAR_BACKUP_DEADLINE", 3600.0),
         failover_grace=_float("CELLAR_FAILOVER_GRACE", 2.0),
+        worker_stale=_float("CELLAR_WORKER_STALE", 5.0),
         backup_url=backup_url,
         s3_endpoint_url=_endpoint_url(),
         s3_region=_env("CELLAR_S3_REGION", "us-east-1"),

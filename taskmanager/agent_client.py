@@ -1,43 +1,24 @@
 """The task manager's side of the guest agent's gRPC contract.
 
-Every call has a deadline and carries the current request id as ``x-request-id``
-metadata. ``grpc.RpcError`` is translated here into ``AgentError`` (or
-``AgentTimeout``), with ``raise ... from exc``.
+It extends the API's narrow read client (``cellar.agent_reads``), and like it gives
+every call a deadline, the request id as metadata, and ``AgentError`` for gRPC errors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from cellar import logs
-from cellar.errors import AgentError, AgentTimeout
-from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
+from cellar.agent_reads import AgentReads
+from cellar.errors import AgentError
+from cellar.guestagent.v1 import agent_pb2
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-# An agent that is still starting refuses connections (where Docker runs its userland port
-# proxy, the proxy accepts, then drops them); retry every 20-100 ms rather than backing
-# off for seconds, so a new instance is seen as soon as it serves. A stream's receive
-# window stays at 4 MiB: left to grow with gRPC's bandwidth probe, it let a backup hold
-# tens of MB more in the worker while the disk was slower than the network, for no
-# faster stream.
-CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 20),
-    ("grpc.min_reconnect_backoff_ms", 20),
-    ("grpc.max_reconnect_backoff_ms", 100),
-    ("grpc.http2.bdp_probe", 0),
-    ("grpc.http2.lookahead_bytes", 4 * 1024 * 1024),
-)
-
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,49 +92,8 @@ class Replication:
         )
 
 
-class AgentClient:
-    """A connection to one instance's agent at ``host:port``."""
-
-    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
-        self.address = f"{host}:{port}"
-        self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
-        self._stub = agent_pb2_grpc.GuestAgentStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def _call(
-        self,
-        name: str,
-        fn: Callable[..., T],
-        request: Any,
-        timeout: float | None,
-        wait_for_ready: bool = False,
-    ) -> T:
-        try:
-            return fn(
-                request,
-                timeout=timeout or self.timeout,
-                metadata=self._metadata(),
-                wait_for_ready=wait_for_ready,
-            )
-        except grpc.RpcError as exc:
-            raise self._translate(name, exc) from exc
-
-    @staticmethod
-    def _metadata() -> tuple[tuple[str, str], ...]:
-        return (("x-request-id", logs.request_id.get()),)
-
-    def _translate(self, name: str, exc: grpc.RpcError) -> AgentError:
-        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-        detail = exc.details() if hasattr(exc, "details") else str(exc)
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return AgentTimeout(f"agent at {self.address} did not answer {name} in time")
-        return AgentError(
-            f"agent {name} failed: {detail or code.name}", retryable=code in RETRYABLE
-        )
+class AgentClient(AgentReads):
+    """A connection to one instance's agent at ``host:port``: every call the workflows make."""
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         """True once the agent's gRPC server answers its health check within ``timeout``.
@@ -203,14 +143,6 @@ class AgentClient:
         reply = self._call("Resize", self._stub.Resize, request, timeout)
         return str(agent_pb2.ServiceStatus.Name(reply.status)), bool(reply.restarted)
 
-    def list_logs(self) -> list[dict[str, Any]]:
-        reply = self._call("ListLogs", self._stub.ListLogs, agent_pb2.ListLogsRequest(), None)
-        return [{"name": log.name, "size": int(log.size)} for log in reply.logs]
-
-    def tail_log(self, name: str, lines: int) -> list[str]:
-        request = agent_pb2.TailLogRequest(name=name, lines=lines)
-        return list(self._call("TailLog", self._stub.TailLog, request, None).lines)
-
     def apply_configuration(self, values: dict[str, str], timeout: float) -> bool:
         request = agent_pb2.ApplyConfigurationRequest(values=values)
         reply = self._call("ApplyConfiguration", self._stub.ApplyConfiguration, request, timeout)
@@ -236,15 +168,6 @@ class AgentClient:
         )
         return bool(self._call("CreateDatabase", self._stub.CreateDatabase, request, None).created)
 
-    def list_databases(self) -> list[dict[str, str]]:
-        reply = self._call(
-            "ListDatabases", self._stub.ListDatabases, agent_pb2.ListDatabasesRequest(), None
-        )
-        return [
-            {"name": d.name, "character_set": d.character_set, "collate": d.collate}
-            for d in reply.databases
-        ]
-
     def delete_database(self, name: str) -> bool:
         request = agent_pb2.DeleteDatabaseRequest(name=name)
         return bool(self._call("DeleteDatabase", self._stub.DeleteDatabase, request, None).deleted)
@@ -252,13 +175,6 @@ class AgentClient:
     def create_user(self, user: NewUser) -> bool:
         request = agent_pb2.CreateUserRequest(user=_user(user))
         return bool(self._call("CreateUser", self._stub.CreateUser, request, None).created)
-
-    def list_users(self) -> list[dict[str, Any]]:
-        reply = self._call("ListUsers", self._stub.ListUsers, agent_pb2.ListUsersRequest(), None)
-        return [
-            {"name": u.name, "host": u.host or "%", "databases": list(u.databases)}
-            for u in reply.users
-        ]
 
     def delete_user(self, name: str, host: str = "") -> bool:
         request = agent_pb2.DeleteUserRequest(name=name, host=host)

@@ -48,35 +48,6 @@ def oldest_full_start(session: Session, instance_id: str) -> dt.datetime | None:
     )
 
 
-def recovery_window(session: Session, instance: Instance) -> dict[str, dt.datetime] | None:
-    """The earliest and latest moments a restore of this instance can reach, if any."""
-    version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
-    if version is None or not version.archive_format:
-        return None
-    earliest = session.scalar(
-        select(func.min(Backup.finished_at)).where(
-            Backup.instance_id == instance.id,
-            Backup.type == "full",
-            Backup.status == BackupStatus.COMPLETED.value,
-            Backup.deleted_at.is_(None),
-        )
-    )
-    if earliest is None:
-        return None
-    latest_backup = session.scalar(
-        select(func.max(Backup.finished_at)).where(
-            Backup.instance_id == instance.id,
-            Backup.status == BackupStatus.COMPLETED.value,
-            Backup.deleted_at.is_(None),
-        )
-    )
-    latest_archive = session.scalar(
-        select(func.max(ArchiveSegment.closed_at)).where(ArchiveSegment.instance_id == instance.id)
-    )
-    latest = max(t for t in (earliest, latest_backup, latest_archive) if t is not None)
-    return {"earliest": earliest, "latest": latest}
-
-
 def collect_instance(services: Services, instance: Instance) -> int:
     """Store the instance's newly closed archive files; returns how many were stored."""
     agent = services.agent_for(instance)

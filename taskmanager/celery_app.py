@@ -1,7 +1,8 @@
-"""The Celery application: one task that runs a workflow step, one that reconciles.
+"""The worker's and beat's side of the queue: the tasks they run, and beat's schedule.
 
 Start a worker with ``celery -A taskmanager.celery_app worker`` and the scheduler
-with ``celery -A taskmanager.celery_app beat``.
+with ``celery -A taskmanager.celery_app beat``. The app itself is ``cellar.queue.app``,
+the one the API sends with.
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery, signals
+from celery import signals
 
-from cellar import logs
+from cellar import logs, queue
 from cellar import settings as settings_module
-from cellar.settings import Settings
-from taskmanager import broker
 
 logger = logging.getLogger(__name__)
 
@@ -24,51 +23,17 @@ SCHEDULES_EVERY = 15.0  # seconds between looks at the backup schedules
 ARCHIVE_EVERY = 10.0  # seconds between collections of the instances' WAL and binary logs
 WATCH_EVERY = 1.0  # seconds between looks at the replica sets' primaries
 
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "broker_url": settings.broker_url,
-        "broker_connection_retry_on_startup": True,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "task_ignore_result": True,
-        "task_default_queue": "cellar",
-        "worker_prefetch_multiplier": 1,
-        "worker_hijack_root_logger": False,
-        "beat_schedule": {
-            "reconcile": {"task": "cellar.reconcile", "schedule": RECONCILE_EVERY},
-            "check-health": {"task": "cellar.check_health", "schedule": HEALTH_EVERY},
-            "backup-schedules": {
-                "task": "cellar.run_backup_schedules",
-                "schedule": SCHEDULES_EVERY,
-            },
-            "collect-archives": {"task": "cellar.collect_archives", "schedule": ARCHIVE_EVERY},
-            "watch-primaries": {"task": "cellar.watch_primaries", "schedule": WATCH_EVERY},
-        },
-        "beat_schedule_filename": str(settings.home / "beat-schedule"),
-    }
-    if settings.embedded_broker:
-        config["broker_url"] = f"{broker.ALIAS}://"
-        queue = settings.broker_dir / "queue"
-        processed = settings.broker_dir / "processed"
-        control = settings.broker_dir / "control"
-        for folder in (queue, processed, control):
-            folder.mkdir(parents=True, exist_ok=True)
-        config["broker_transport_options"] = {
-            "data_folder_in": str(queue),
-            "data_folder_out": str(queue),
-            "processed_folder": str(processed),
-            "control_folder": str(control),
-            "store_processed": True,
-            "polling_interval": 0.02,
-        }
-        config["worker_enable_remote_control"] = False
-        config["worker_send_task_events"] = False
-    return config
-
-
-app = Celery("cellar")
-app.conf.update(celery_config(settings_module.load()))
+app = queue.app
+app.conf.update(
+    beat_schedule={
+        "reconcile": {"task": "cellar.reconcile", "schedule": RECONCILE_EVERY},
+        "check-health": {"task": "cellar.check_health", "schedule": HEALTH_EVERY},
+        "backup-schedules": {"task": "cellar.run_backup_schedules", "schedule": SCHEDULES_EVERY},
+        "collect-archives": {"task": "cellar.collect_archives", "schedule": ARCHIVE_EVERY},
+        "watch-primaries": {"task": "cellar.watch_primaries", "schedule": WATCH_EVERY},
+    },
+    beat_schedule_filename=str(settings_module.load().home / "beat-schedule"),
+)
 
 
 @signals.setup_logging.connect
@@ -78,10 +43,12 @@ def _logging(**_kwargs: Any) -> None:
 
 @signals.worker_ready.connect
 def _worker_ready(**_kwargs: Any) -> None:
-    """Mount again the volumes a host restart took away, before any step needs them."""
+    """Start this worker's heartbeat, then mount again the volumes a host restart took
+    away, before any step needs them."""
     from taskmanager import monitor, services
 
     current = services.current()
+    current.heartbeat.start()
     if current.settings.volume_backend == "docker":
         logger.warning(
             "volume sizes are not enforced: data volumes are plain Docker volumes "
@@ -93,7 +60,14 @@ def _worker_ready(**_kwargs: Any) -> None:
         logger.exception("could not check the instances' volumes at start")
 
 
-@app.task(name="cellar.run_step", bind=True)
+@signals.worker_shutdown.connect
+def _worker_shutdown(**_kwargs: Any) -> None:
+    from taskmanager import services
+
+    services.current().heartbeat.stop()
+
+
+@app.task(name=queue.RUN_STEP, bind=True)
 def run_step(self: Any, task_id: str) -> None:
     from taskmanager import runner, services
 
@@ -136,16 +110,3 @@ def watch_primaries() -> None:
     from taskmanager import replication_watch, services
 
     replication_watch.watch_primaries(services.current())
-
-
-def enqueue(task_id: str, countdown: float, request_id: str) -> None:
-    """Put one step of ``task_id`` on the queue, to run after ``countdown`` seconds."""
-    app.send_task(
-        "cellar.run_step",
-        args=[task_id],
-        countdown=countdown if countdown > 0 else None,
-        headers={"x_request_id": request_id},
-    )
-
-
-import taskmanager.workflows  # noqa: E402,F401  (registers every workflow)

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from cellar.db import Database
-from cellar.models import Instance, Secret, Task, utcnow
+from cellar.models import Instance, Secret, Task
 from cellar.secrets import SecretBox
 from cellar.settings import Settings
+from cellar.tasks import Enqueue
 from taskmanager.agent_client import AgentClient
 from taskmanager.backup_storage import BackupStorage
 from taskmanager.drivers.base import ComputeDriver
+from taskmanager.faults import Armed
+from taskmanager.heartbeat import Heartbeat
+from taskmanager.lease import Lease, LeaseLost
 
 if TYPE_CHECKING:
     from taskmanager.drivers.endpoints import Backend
-
-
-class Enqueue(Protocol):
-    def __call__(self, task_id: str, countdown: float, request_id: str) -> None: ...
 
 
 class Endpoints(Protocol):
@@ -56,32 +53,37 @@ class Services:
     enqueue: Enqueue
     storage: BackupStorage
     endpoints: Endpoints
+    heartbeat: Heartbeat
 
 
 @dataclasses.dataclass
 class StepContext:
+    """One attempt at one step: its session (every commit of it is fenced by ``lease``)."""
+
     services: Services
     session: Session
     task: Task
-    _lease_renewed: float = dataclasses.field(default_factory=time.monotonic)
+    lease: Lease
+    fault: Armed | None = None  # a crash test's fault armed for this step
+    started: list[Task] = dataclasses.field(default_factory=list)  # queued after the commit
 
     def keep_lease(self) -> None:
-        """Push this step's lease forward during long work (call often: it writes rarely).
+        """Call often during long work (each chunk of a stream): the worker's heartbeat
+        keeps the lease, and this stops the work once the lease was lost."""
+        if self.lease.lost:
+            raise LeaseLost(f"task {self.task.id}: attempt {self.lease.attempt} lost its lease")
+        if self.fault is not None:
+            self.fault.point()
 
-        It writes through its own session, so the step's session must hold no
-        uncommitted writes while it streams (commit them first).
-        """
-        lease = self.services.settings.step_lease
-        if time.monotonic() - self._lease_renewed < lease / 3:
-            return
-        self._lease_renewed = time.monotonic()
-        with self.services.db.session() as session:
-            session.execute(
-                update(Task)
-                .where(Task.id == self.task.id, Task.lease_owner == self.task.lease_owner)
-                .values(lease_until=utcnow() + dt.timedelta(seconds=lease), updated=Task.updated)
-                .execution_options(synchronize_session=False)
-            )
+    def fence(self) -> None:
+        """Make sure the lease still holds and lock the task row until the step's commit:
+        for work that must not be done twice, such as publishing a finished backup."""
+        self.lease.fence(self.session)
+
+    @property
+    def attempt_tag(self) -> str:
+        """A name part unique to this attempt, for its scratch files."""
+        return f"{self.lease.attempt}-{self.lease.owner.rsplit(':', 1)[-1]}"
 
     @property
     def instance(self) -> Instance:

@@ -8,14 +8,12 @@ and are known there by ``replica_name`` (a PostgreSQL slot, a client name).
 from __future__ import annotations
 
 import logging
-import secrets
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cellar import catalog
 from cellar.models import Instance, ReplicaSet
-from cellar.secrets import SecretBox
+from cellar.replica_sets import load_set, members, primary, replicas
 from cellar.status import IN_SERVICE
 from taskmanager.agent_client import Source
 from taskmanager.context import Services
@@ -24,8 +22,19 @@ from taskmanager.drivers.endpoints import Backend
 
 logger = logging.getLogger(__name__)
 
+# the read side is shared with the API: it lives in cellar.replica_sets
+__all__ = [
+    "enable_on_primary",
+    "load_set",
+    "members",
+    "primary",
+    "refresh_endpoints",
+    "replica_name",
+    "replicas",
+    "source",
+]
+
 REPLICATION_USER = "cellar_repl"
-MAX_REPLICAS = 5
 CALL_TIMEOUT = 30.0
 # Replicas that serve reads: those the control plane is not building or changing.
 SERVING = IN_SERVICE
@@ -34,44 +43,6 @@ SERVING = IN_SERVICE
 def replica_name(instance_id: str) -> str:
     """The replica's name at its primary: letters, digits and ``_`` only (a PG slot)."""
     return "cellar_" + instance_id.replace("-", "")
-
-
-def new_set(box: SecretBox, primary: Instance) -> ReplicaSet:
-    return ReplicaSet(
-        project_id=primary.project_id,
-        primary_id=primary.id,
-        datastore=primary.datastore,
-        secret=box.seal({"password": secrets.token_urlsafe(24)}),
-    )
-
-
-def load_set(session: Session, instance: Instance) -> ReplicaSet | None:
-    if instance.replica_set_id is None:
-        return None
-    found = session.get(ReplicaSet, instance.replica_set_id)
-    return found if found is not None and found.deleted_at is None else None
-
-
-def members(session: Session, replica_set: ReplicaSet) -> list[Instance]:
-    """Every live instance of the set, the primary included, oldest first."""
-    return list(
-        session.scalars(
-            select(Instance)
-            .where(Instance.replica_set_id == replica_set.id, Instance.deleted_at.is_(None))
-            .order_by(Instance.created, Instance.id)
-        )
-    )
-
-
-def replicas(session: Session, replica_set: ReplicaSet) -> list[Instance]:
-    return [m for m in members(session, replica_set) if m.id != replica_set.primary_id]
-
-
-def primary(session: Session, replica_set: ReplicaSet) -> Instance:
-    found = session.get(Instance, replica_set.primary_id)
-    if found is None:
-        raise LookupError(f"the primary {replica_set.primary_id} of set {replica_set.id} is gone")
-    return found
 
 
 def engine_port(instance: Instance) -> int:

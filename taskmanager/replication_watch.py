@@ -21,16 +21,22 @@ from sqlalchemy.orm import Session
 from cellar.errors import CellarError
 from cellar.models import AuditEvent, Instance, ReplicaSet, Task, utcnow
 from cellar.status import IN_SERVICE, InstanceStatus, TaskState
+from cellar.tasks import start_task
+from cellar.workflows import WorkflowName
 from taskmanager import replica_sets
 from taskmanager.context import Services
-from taskmanager.runner import start_task
 
 logger = logging.getLogger(__name__)
 
 WATCHED = IN_SERVICE
 PROBE_TIMEOUT = 0.5
 ASK_TIMEOUT = 1.0
-CHANGING = ("switchover", "failover", "detach", "delete")
+CHANGING = (
+    WorkflowName.SWITCHOVER,
+    WorkflowName.FAILOVER,
+    WorkflowName.DETACH,
+    WorkflowName.DELETE,
+)
 
 
 def engine_answers(instance: Instance) -> bool:
@@ -148,10 +154,10 @@ def _start_failover(
         "detected_at": detected.isoformat(),
     }
     task = start_task(
-        services,
         session,
+        services.secrets,
         project_id=head.project_id,
-        workflow="failover",
+        workflow=WorkflowName.FAILOVER,
         request_id="-",
         instance_id=head.id,
         params=params,

@@ -1,108 +1,93 @@
 """Runs one step of a task under a lease, and persists the step's decision.
 
-``run_step`` is what the Celery task calls; ``reconcile`` (run by beat) puts back
-on the queue any task whose message was lost, for instance with a killed worker:
-its lease runs out and the step runs again, finding its earlier work.
+``run_step`` is what the Celery task calls. It takes the task's lease (see
+``taskmanager.lease``), runs the current step while the worker's heartbeat keeps that
+lease, and commits the step's decision together with what the step changed, fenced:
+a worker that lost the lease meanwhile writes nothing and abandons the step.
+``reconcile`` (run by beat) puts back on the queue any task whose message was lost,
+for instance with a killed worker, as soon as its lease is free.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
-import threading
 import time
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from cellar import logs
 from cellar.errors import CellarError
-from cellar.models import Secret, Task, new_id, utcnow
+from cellar.models import Task, utcnow
 from cellar.status import TaskState
+from cellar.tasks import NOT_BEGUN
+from taskmanager import faults
 from taskmanager.context import Services, StepContext
-from taskmanager.workflow import DONE, NEXT, WORKFLOWS, Decision, Hop, Nap, StepFailed, Workflow
+from taskmanager.lease import LeaseLost, acquire, free
+from taskmanager.workflow import DONE, NEXT, Decision, Hop, Nap, StepFailed, Workflow
+from taskmanager.workflows import workflow_of
 
 logger = logging.getLogger(__name__)
 
-EARLY_SLACK = dt.timedelta(milliseconds=50)
 RECONCILE_GRACE = dt.timedelta(seconds=5)
 MAX_BACKOFF = 5.0
 QUEUED_NAP = 0.2
-
-
-def owner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
-def start_task(
-    services: Services,
-    session: Session,
-    *,
-    project_id: str,
-    workflow: str,
-    request_id: str,
-    instance_id: str | None = None,
-    params: dict[str, object] | None = None,
-    secret: dict[str, str] | None = None,
-) -> Task:
-    """Add a new task (and its sealed secret) to ``session``; enqueue it after commit."""
-    flow = WORKFLOWS[workflow]
-    task = Task(
-        id=new_id(),
-        project_id=project_id,
-        instance_id=instance_id,
-        workflow=workflow,
-        step=flow.first,
-        params=params or {},
-        request_id=request_id,
-    )
-    session.add(task)
-    if secret:
-        session.flush()
-        session.add(Secret(task_id=task.id, ciphertext=services.secrets.seal(secret)))
-    return task
-
-
-def _acquire(services: Services, task_id: str, owner: str) -> bool:
-    now = utcnow()
-    lease = dt.timedelta(seconds=services.settings.step_lease)
-    with services.db.session() as session:
-        result = session.execute(
-            update(Task)
-            .where(
-                Task.id == task_id,
-                Task.state == TaskState.RUNNING.value,
-                Task.next_run_at <= now + EARLY_SLACK,
-                or_(Task.lease_until.is_(None), Task.lease_until < now),
-            )
-            .values(lease_until=now + lease, lease_owner=owner, attempt=Task.attempt + 1)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(getattr(result, "rowcount", 0) == 1)
+DEADLINE_SLACK = dt.timedelta(seconds=5)  # a lease is kept this long past its step's deadline
 
 
 def run_step(services: Services, task_id: str) -> None:
-    """Run the current step of ``task_id`` if it is due and nobody else holds it."""
-    if not _acquire(services, task_id, owner_name()):
+    """Run the current step of ``task_id`` if it is due and nobody alive holds it."""
+    settings = services.settings
+    lease = acquire(
+        services.db, task_id, services.heartbeat.worker_id, settings.step_lease,
+        settings.worker_stale,
+    )  # fmt: skip
+    if lease is None:
         logger.debug("task %s is not due or is held elsewhere", task_id)
         return
-    with services.db.session() as session:
+    session = services.db.new_session()
+    lease.guard(session)
+    try:
         task = session.get(Task, task_id)
         if task is None:
             return
         with logs.bound_request_id(task.request_id):
-            if _behind_earlier_task(session, task):
-                _apply(services, StepContext(services, session, task), WORKFLOWS[task.workflow],
-                       Nap(QUEUED_NAP), 0.0)  # fmt: skip
-                return
-            _run_leased(services, StepContext(services, session, task))
+            _run_held(services, StepContext(services, session, task, lease))
+    except LeaseLost as exc:
+        session.rollback()
+        lease.release(services.db)
+        logger.warning("%s; the step was abandoned and wrote nothing", exc)
+    finally:
+        session.close()
 
 
-def _behind_earlier_task(session: Session, task: Task) -> bool:
+def _run_held(services: Services, ctx: StepContext) -> None:
+    task, flow = ctx.task, workflow_of(ctx.task.workflow)
+    if task.step == NOT_BEGUN:
+        enter(task, flow, flow.first, utcnow())
+    step = flow.step(task.step)
+    deadline = step.deadline_in(services.settings)
+    until = task.step_started_at + dt.timedelta(seconds=deadline) + DEADLINE_SLACK
+    with services.heartbeat.hold(ctx.lease, until):
+        if _behind_earlier_task(ctx.session, task, flow):
+            _apply(services, ctx, flow, Nap(QUEUED_NAP), 0.0)
+            return
+        _run_leased(services, ctx, flow)
+
+
+def enter(task: Task, flow: Workflow, label: str, now: dt.datetime) -> None:
+    """Put ``task`` at the start of its step ``label``, with the progress a view shows."""
+    task.step = label
+    task.step_started_at = now
+    task.step_number = flow.position(label)
+    task.step_count = len(flow.steps)
+    task.description = flow.step(label).describe
+
+
+def _behind_earlier_task(session: Session, task: Task, flow: Workflow) -> bool:
     """True while an earlier task of the same instance still runs (tasks go in order)."""
-    if task.instance_id is None or not WORKFLOWS[task.workflow].waits_for_earlier:
+    if task.instance_id is None or not flow.waits_for_earlier:
         return False
     earlier = session.scalars(
         select(Task.id).where(
@@ -121,9 +106,8 @@ def _behind_earlier_task(session: Session, task: Task) -> bool:
     return earlier is not None
 
 
-def _run_leased(services: Services, ctx: StepContext) -> None:
+def _run_leased(services: Services, ctx: StepContext, flow: Workflow) -> None:
     task = ctx.task
-    flow = WORKFLOWS[task.workflow]
     step = flow.step(task.step)
     started = time.monotonic()
     elapsed = (utcnow() - task.step_started_at).total_seconds()
@@ -135,19 +119,22 @@ def _run_leased(services: Services, ctx: StepContext) -> None:
         _fail(ctx, flow, reason)
         return
     logger.info("task %s %s: step %s, attempt %d", task.id, flow.name, step.label, task.attempt)
+    faults.before_step(flow.name, step.label)
     try:
-        decision: Decision = step.run(ctx)
-    except StepFailed as exc:
-        ctx.session.rollback()
-        _fail(ctx, flow, str(exc))
-        return
-    except (CellarError, LookupError) as exc:
-        ctx.session.rollback()
-        decision = _retry_later(ctx, str(exc))
+        with faults.during_step(flow.name, step.label) as ctx.fault:
+            decision: Decision = step.run(ctx)
     except Exception as exc:
         ctx.session.rollback()
-        logger.exception("step %s of task %s raised", step.label, task.id)
-        decision = _retry_later(ctx, f"unexpected error: {exc}")
+        if isinstance(exc, LeaseLost) or ctx.lease.lost:
+            raise LeaseLost(f"task {task.id}: the lease was lost during step {step.label}") from exc
+        if isinstance(exc, StepFailed):
+            _fail(ctx, flow, str(exc))
+            return
+        if isinstance(exc, CellarError | LookupError):
+            decision = _retry_later(ctx, str(exc))
+        else:
+            logger.exception("step %s of task %s raised", step.label, task.id)
+            decision = _retry_later(ctx, f"unexpected error: {exc}")
     _apply(services, ctx, flow, decision, time.monotonic() - started)
 
 
@@ -164,6 +151,7 @@ def _apply(
     services: Services, ctx: StepContext, flow: Workflow, decision: Decision, took: float
 ) -> None:
     task = ctx.task
+    ctx.fence()
     now = utcnow()
     task.lease_until = None
     task.lease_owner = None
@@ -177,8 +165,7 @@ def _apply(
             decision = DONE
         else:
             logger.info("task %s step %s done in %.3f s, next %s", task.id, task.step, took, label)
-            task.step = label
-            task.step_started_at = now
+            enter(task, flow, label, now)
             task.attempt = 0
             task.error = None
             task.next_run_at = now
@@ -195,10 +182,15 @@ def _apply(
     ctx.session.commit()
     if countdown is not None:
         services.enqueue(task.id, countdown, task.request_id)
+    for started in ctx.started:
+        services.enqueue(started.id, 0.0, started.request_id)
 
 
 def _fail(ctx: StepContext, flow: Workflow, reason: str) -> None:
+    """End the task FAILED; its workflow's ``on_failure`` runs only while the lease holds
+    (the task row stays locked from that check to the commit)."""
     task = ctx.task
+    ctx.fence()
     now = utcnow()
     task.state = TaskState.FAILED.value
     task.error = reason
@@ -214,7 +206,7 @@ def _fail(ctx: StepContext, flow: Workflow, reason: str) -> None:
 
 
 def reconcile(services: Services) -> int:
-    """Enqueue every running task that is overdue and not leased; return how many."""
+    """Enqueue every running task that is overdue and whose lease is free; return how many."""
     now = utcnow()
     with services.db.session() as session:
         rows = session.execute(
@@ -222,7 +214,7 @@ def reconcile(services: Services) -> int:
             .where(
                 Task.state == TaskState.RUNNING.value,
                 Task.next_run_at < now - RECONCILE_GRACE,
-                or_(Task.lease_until.is_(None), Task.lease_until < now),
+                free(now, services.settings.worker_stale),
             )
             .limit(200)
         ).all()

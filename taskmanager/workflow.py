@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cellar.settings import Settings
+    from cellar.workflows import WorkflowName
     from taskmanager.context import StepContext
 
 
@@ -64,7 +65,7 @@ class Step:
 class Workflow:
     """A named list of steps, plus what to do when one fails for good."""
 
-    name: str
+    name: WorkflowName
     steps: tuple[Step, ...]
     on_failure: Callable[[StepContext, str], None] | None = None
     on_success: Callable[[StepContext], None] | None = None
@@ -87,11 +88,3 @@ class Workflow:
     @property
     def first(self) -> str:
         return self.steps[0].label
-
-
-WORKFLOWS: dict[str, Workflow] = {}
-
-
-def register(workflow: Workflow) -> Workflow:
-    WORKFLOWS[workflow.name] = workflow
-    return workflow

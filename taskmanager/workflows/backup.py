@@ -14,14 +14,17 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy.orm import Session
 
 from cellar import catalog
+from cellar.backups import chain_of, start_verify
 from cellar.errors import AgentError
 from cellar.models import Backup, BackupStrategy, Task, utcnow
 from cellar.pipeline import write_behind
 from cellar.status import BackupStatus, InstanceStatus
+from cellar.workflows import WorkflowName
+from taskmanager import backup_jobs
 from taskmanager.agent_client import BackupEnd
 from taskmanager.backup_storage import StorageError
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow
 from taskmanager.workflows import wal_increments
 
 logger = logging.getLogger(__name__)
@@ -115,16 +118,11 @@ def finish(ctx: StepContext) -> Decision:
     strategy = ctx.session.get(BackupStrategy, backup.strategy_id)
     if strategy is None:
         return NEXT
-    from taskmanager import backup_jobs  # it starts tasks of workflows defined here
-
-    tasks = backup_jobs.prune(ctx.services, ctx.session, strategy)
+    ctx.started += backup_jobs.prune(ctx.services, ctx.session, strategy)
     if strategy.verify and backup.deleted_at is None:
-        chain = [b.id for b in backup_jobs.chain_of(ctx.session, backup)]
-        tasks.append(backup_jobs.start_verify(ctx.services, ctx.session, backup, chain,
-                                              ctx.task.request_id))  # fmt: skip
-    ctx.session.commit()
-    for task in tasks:
-        ctx.services.enqueue(task.id, 0.0, task.request_id)
+        chain = [b.id for b in chain_of(ctx.session, backup)]
+        box, request_id = ctx.services.secrets, ctx.task.request_id
+        ctx.started.append(start_verify(ctx.session, box, backup, chain, request_id))
     return NEXT
 
 
@@ -145,7 +143,7 @@ def _failed(ctx: StepContext, reason: str) -> None:
 
 def abandon(session: Session, task: Task, reason: str) -> None:
     """A cancelled backup task (its instance is being deleted) leaves its backup FAILED."""
-    if task.workflow != "backup":
+    if task.workflow != WorkflowName.BACKUP:
         return
     backup = session.get(Backup, task.params.get("backup_id"))
     if backup is not None and backup.status in (
@@ -157,15 +155,13 @@ def abandon(session: Session, task: Task, reason: str) -> None:
         backup.finished_at = utcnow()
 
 
-BACKUP = register(
-    Workflow(
-        "backup",
-        (
-            Step("take_backup", take_backup, "backup_deadline", "streaming the backup to storage"),
-            Step("finish", finish, 30, "returning the instance to service"),
-        ),
-        on_failure=_failed,
-    )
+BACKUP = Workflow(
+    WorkflowName.BACKUP,
+    (
+        Step("take_backup", take_backup, "backup_deadline", "streaming the backup to storage"),
+        Step("finish", finish, 30, "returning the instance to service"),
+    ),
+    on_failure=_failed,
 )
 
 
@@ -177,10 +173,8 @@ def remove_file(ctx: StepContext) -> Decision:
     return NEXT
 
 
-DELETE_BACKUP = register(
-    Workflow(
-        "delete_backup",
-        (Step("remove_file", remove_file, 120, "removing the backup from storage"),),
-        waits_for_earlier=False,
-    )
+DELETE_BACKUP = Workflow(
+    WorkflowName.DELETE_BACKUP,
+    (Step("remove_file", remove_file, 120, "removing the backup from storage"),),
+    waits_for_earlier=False,
 )

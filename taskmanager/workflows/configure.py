@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from cellar.status import InstanceStatus
+from cellar.workflows import WorkflowName
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, Workflow
 from taskmanager.workflows.common import agent_call
 
 APPLY_TIMEOUT = 60.0
@@ -21,9 +22,7 @@ def apply_values(ctx: StepContext) -> Decision:
     return NEXT
 
 
-APPLY = register(
-    Workflow(
-        "apply_configuration",
-        (Step("apply_values", apply_values, 120, "applying the configuration parameters"),),
-    )
+APPLY = Workflow(
+    WorkflowName.APPLY_CONFIGURATION,
+    (Step("apply_values", apply_values, 120, "applying the configuration parameters"),),
 )

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from cellar.errors import ComputeError
 from cellar.models import Secret, Task, utcnow
 from cellar.status import InstanceStatus, TaskState
+from cellar.workflows import WorkflowName
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Nap, Step, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Nap, Step, Workflow
 from taskmanager.workflows import backup, detach
 
 logger = logging.getLogger(__name__)
@@ -82,23 +83,21 @@ def _failed(ctx: StepContext, reason: str) -> None:
     instance.fault_at = utcnow()
 
 
-DELETE = register(
-    Workflow(
-        "delete",
-        (
-            Step("stop_other_tasks", stop_other_tasks, 120, "stopping the instance's other tasks"),
-            Step("remove_container", remove_container, "delete_deadline", "removing the container"),
-            Step(
-                "leave_replica_set",
-                detach.leave_replica_set,
-                60,
-                "taking the instance out of its replica set",
-            ),
-            Step("remove_volume", remove_volume, "delete_deadline", "removing the data volume"),
-            Step("remove_network", remove_network, 60, "removing the project network"),
-            Step("mark_deleted", mark_deleted, 30, "marking the instance deleted"),
+DELETE = Workflow(
+    WorkflowName.DELETE,
+    (
+        Step("stop_other_tasks", stop_other_tasks, 120, "stopping the instance's other tasks"),
+        Step("remove_container", remove_container, "delete_deadline", "removing the container"),
+        Step(
+            "leave_replica_set",
+            detach.leave_replica_set,
+            60,
+            "taking the instance out of its replica set",
         ),
-        on_failure=_failed,
-        waits_for_earlier=False,
-    )
+        Step("remove_volume", remove_volume, "delete_deadline", "removing the data volume"),
+        Step("remove_network", remove_network, 60, "removing the project network"),
+        Step("mark_deleted", mark_deleted, 30, "marking the instance deleted"),
+    ),
+    on_failure=_failed,
+    waits_for_earlier=False,
 )

@@ -9,9 +9,10 @@ import logging
 from cellar.errors import CellarError
 from cellar.models import Instance, ReplicaSet, utcnow
 from cellar.status import InstanceStatus
+from cellar.workflows import WorkflowName
 from taskmanager import replica_sets
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow
 from taskmanager.workflows import promotion
 from taskmanager.workflows.common import agent_call
 
@@ -84,13 +85,11 @@ def _failed(ctx: StepContext, reason: str) -> None:
     instance.fault_at = utcnow()
 
 
-DETACH = register(
-    Workflow(
-        "detach",
-        (
-            Step("detach", detach, 90, "stopping replication: the replica becomes writable"),
-            Step("release_set", release_set, 60, "letting the primary and endpoints forget it"),
-        ),
-        on_failure=_failed,
-    )
+DETACH = Workflow(
+    WorkflowName.DETACH,
+    (
+        Step("detach", detach, 90, "stopping replication: the replica becomes writable"),
+        Step("release_set", release_set, 60, "letting the primary and endpoints forget it"),
+    ),
+    on_failure=_failed,
 )

@@ -15,10 +15,11 @@ import logging
 from cellar.errors import AgentError, CellarError
 from cellar.models import Instance, ReplicaSet, utcnow
 from cellar.status import InstanceStatus
+from cellar.workflows import WorkflowName
 from taskmanager import replica_sets
 from taskmanager.agent_client import Replication
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow
 from taskmanager.workflows import promotion
 from taskmanager.workflows.common import agent_call
 
@@ -147,17 +148,15 @@ def _failed(ctx: StepContext, reason: str) -> None:
     old.fault_at = utcnow()
 
 
-FAILOVER = register(
-    Workflow(
-        "failover",
-        (
-            Step("elect", elect, 30, "choosing the replica that has received the most"),
-            Step("fence", fence, 60, "stopping the old primary's container"),
-            Step("promote", promote, 90, "promoting it and moving the rw endpoint"),
-            Step("follow", follow, 300, "pointing the other replicas at the new primary"),
-            Step("finish", finish, 60, "putting the set back in service"),
-        ),
-        on_failure=_failed,
-        waits_for_earlier=False,
-    )
+FAILOVER = Workflow(
+    WorkflowName.FAILOVER,
+    (
+        Step("elect", elect, 30, "choosing the replica that has received the most"),
+        Step("fence", fence, 60, "stopping the old primary's container"),
+        Step("promote", promote, 90, "promoting it and moving the rw endpoint"),
+        Step("follow", follow, 300, "pointing the other replicas at the new primary"),
+        Step("finish", finish, 60, "putting the set back in service"),
+    ),
+    on_failure=_failed,
+    waits_for_earlier=False,
 )

@@ -7,11 +7,12 @@ import logging
 from cellar import catalog
 from cellar.models import Instance, utcnow
 from cellar.status import InstanceStatus, OperatingStatus
+from cellar.workflows import WorkflowName
 from taskmanager.agent_client import NewUser
 from taskmanager.context import StepContext
 from taskmanager.drivers.base import ContainerSpec
 from taskmanager.drivers.docker import ImageMissing
-from taskmanager.workflow import NEXT, Decision, Nap, Step, StepFailed, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Nap, Step, StepFailed, Workflow
 from taskmanager.workflows import replica, restore
 from taskmanager.workflows.common import agent_call, poll, seconds_left
 
@@ -133,47 +134,43 @@ START_INSTANCE = Step(
 )
 PREPARE = Step("prepare", prepare, "build_deadline", "preparing the database engine")
 
-PROVISION = register(Workflow("provision", (START_INSTANCE, PREPARE), on_failure=_failed))
+PROVISION = Workflow(WorkflowName.PROVISION, (START_INSTANCE, PREPARE), on_failure=_failed)
 
 # From a backup: every backup of the chain is checked before anything is created.
-PROVISION_RESTORE = register(
-    Workflow(
-        "provision_restore",
-        (
-            Step(
-                "check_backups",
-                restore.check_backups,
-                "backup_deadline",
-                "checking the backups to restore",
-            ),
-            START_INSTANCE,
-            Step("restore_data", restore.restore_data, "backup_deadline", "restoring the backups"),
-            PREPARE,
+PROVISION_RESTORE = Workflow(
+    WorkflowName.PROVISION_RESTORE,
+    (
+        Step(
+            "check_backups",
+            restore.check_backups,
+            "backup_deadline",
+            "checking the backups to restore",
         ),
-        on_failure=_failed,
-    )
+        START_INSTANCE,
+        Step("restore_data", restore.restore_data, "backup_deadline", "restoring the backups"),
+        PREPARE,
+    ),
+    on_failure=_failed,
 )
 
 # A replica: a fresh backup of its primary is copied in, then it joins the set.
-PROVISION_REPLICA = register(
-    Workflow(
-        replica.WORKFLOW,
-        (
-            START_INSTANCE,
-            Step(
-                "seed_replica",
-                replica.seed_replica,
-                "backup_deadline",
-                "copying the primary into the replica",
-            ),
-            PREPARE,
-            Step(
-                "join_replica_set",
-                replica.join_replica_set,
-                120,
-                "letting the replica in at its primary and its endpoint",
-            ),
+PROVISION_REPLICA = Workflow(
+    WorkflowName.PROVISION_REPLICA,
+    (
+        START_INSTANCE,
+        Step(
+            "seed_replica",
+            replica.seed_replica,
+            "backup_deadline",
+            "copying the primary into the replica",
         ),
-        on_failure=_failed,
-    )
+        PREPARE,
+        Step(
+            "join_replica_set",
+            replica.join_replica_set,
+            120,
+            "letting the replica in at its primary and its endpoint",
+        ),
+    ),
+    on_failure=_failed,
 )

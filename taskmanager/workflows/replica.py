@@ -19,6 +19,8 @@ from cellar import catalog
 from cellar.errors import AgentError
 from cellar.models import Instance, ReplicaSet, Task
 from cellar.status import InstanceStatus, TaskState
+from cellar.tasks import NOT_BEGUN
+from cellar.workflows import WorkflowName
 from taskmanager import replica_sets
 from taskmanager.agent_client import BackupEnd, Source
 from taskmanager.context import StepContext
@@ -26,8 +28,6 @@ from taskmanager.workflow import NEXT, Decision, Nap, StepFailed
 from taskmanager.workflows.common import agent_call
 
 logger = logging.getLogger(__name__)
-
-WORKFLOW = "provision_replica"
 
 
 def is_replica(ctx: StepContext) -> bool:
@@ -47,11 +47,11 @@ def _set_and_primary(ctx: StepContext) -> tuple[ReplicaSet, Instance]:
 def _earlier_seed(ctx: StepContext, replica_set: ReplicaSet) -> str | None:
     """A replica of the same set, asked for before this one, that is not seeded yet: the
     primary makes one copy at a time."""
-    before_seeded = ("start_instance", "seed_replica")
+    before_seeded = (NOT_BEGUN, "start_instance", "seed_replica")
     members = [m.id for m in replica_sets.members(ctx.session, replica_set)]
     return ctx.session.scalars(
         select(Task.instance_id).where(
-            Task.workflow == WORKFLOW,
+            Task.workflow == WorkflowName.PROVISION_REPLICA,
             Task.state == TaskState.RUNNING.value,
             Task.instance_id.in_(members),
             Task.id != ctx.task.id,

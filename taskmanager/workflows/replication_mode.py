@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from cellar.workflows import WorkflowName
 from taskmanager import replica_sets
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow
 from taskmanager.workflows.common import agent_call
 
 
@@ -16,9 +17,7 @@ def apply_mode(ctx: StepContext) -> Decision:
     return NEXT
 
 
-REPLICATION_MODE = register(
-    Workflow(
-        "replication_mode",
-        (Step("apply_mode", apply_mode, 60, "applying the set's replication mode"),),
-    )
+REPLICATION_MODE = Workflow(
+    WorkflowName.REPLICATION_MODE,
+    (Step("apply_mode", apply_mode, 60, "applying the set's replication mode"),),
 )

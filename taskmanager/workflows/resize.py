@@ -9,8 +9,9 @@ from __future__ import annotations
 from cellar import catalog
 from cellar.models import utcnow
 from cellar.status import InstanceStatus
+from cellar.workflows import WorkflowName
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, Workflow
 from taskmanager.workflows.common import agent_call
 
 RESIZE_TIMEOUT = 120.0
@@ -58,15 +59,13 @@ def _failed(ctx: StepContext, reason: str) -> None:
         instance.fault_at = utcnow()
 
 
-RESIZE = register(
-    Workflow(
-        "resize_flavor",
-        (
-            Step("shrink_settings", shrink_settings, 180, "lowering the engine's memory settings"),
-            Step("update_limits", update_limits, 60, "changing the container's limits"),
-            Step("apply_settings", apply_settings, 180, "applying the engine's memory settings"),
-            Step("mark_resized", mark_resized, 30, "recording the new flavor"),
-        ),
-        on_failure=_failed,
-    )
+RESIZE = Workflow(
+    WorkflowName.RESIZE_FLAVOR,
+    (
+        Step("shrink_settings", shrink_settings, 180, "lowering the engine's memory settings"),
+        Step("update_limits", update_limits, 60, "changing the container's limits"),
+        Step("apply_settings", apply_settings, 180, "applying the engine's memory settings"),
+        Step("mark_resized", mark_resized, 30, "recording the new flavor"),
+    ),
+    on_failure=_failed,
 )

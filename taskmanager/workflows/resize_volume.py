@@ -12,9 +12,10 @@ import logging
 
 from cellar.errors import CellarError, ComputeError
 from cellar.status import InstanceStatus
+from cellar.workflows import WorkflowName
 from taskmanager.context import StepContext
 from taskmanager.drivers.volumes import OnlineResizeRefused, VolumeBusy
-from taskmanager.workflow import NEXT, Decision, Hop, Nap, Step, StepFailed, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Hop, Nap, Step, StepFailed, Workflow
 from taskmanager.workflows.common import agent_call
 
 logger = logging.getLogger(__name__)
@@ -97,17 +98,15 @@ def _failed(ctx: StepContext, reason: str) -> None:
         logger.warning("instance %s not started again: %s", instance.id, exc.message)
 
 
-RESIZE_VOLUME = register(
-    Workflow(
-        "resize_volume",
-        (
-            Step("grow_online", grow_online, 120, "growing the volume"),
-            Step("stop_container", stop_container, 120, "stopping the engine to grow its volume"),
-            Step("grow_offline", grow_offline, 300, "growing the unmounted volume"),
-            Step("start_container", start_container, 120, "starting the engine again"),
-            Step("wait_for_engine", wait_for_engine, 180, "waiting for the engine"),
-            Step("mark_resized", mark_resized, 30, "recording the new volume size"),
-        ),
-        on_failure=_failed,
-    )
+RESIZE_VOLUME = Workflow(
+    WorkflowName.RESIZE_VOLUME,
+    (
+        Step("grow_online", grow_online, 120, "growing the volume"),
+        Step("stop_container", stop_container, 120, "stopping the engine to grow its volume"),
+        Step("grow_offline", grow_offline, 300, "growing the unmounted volume"),
+        Step("start_container", start_container, 120, "starting the engine again"),
+        Step("wait_for_engine", wait_for_engine, 180, "waiting for the engine"),
+        Step("mark_resized", mark_resized, 30, "recording the new volume size"),
+    ),
+    on_failure=_failed,
 )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from cellar.models import utcnow
 from cellar.status import InstanceStatus, OperatingStatus
+from cellar.workflows import WorkflowName
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Nap, Step, StepFailed, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Nap, Step, StepFailed, Workflow
 from taskmanager.workflows.common import agent_call
 
 RESTART_TIMEOUT = 120.0
@@ -43,14 +44,12 @@ def _failed(ctx: StepContext, reason: str) -> None:
         instance.fault_at = utcnow()
 
 
-RESTART = register(
-    Workflow(
-        "restart",
-        (
-            Step("start_container", start_container, 120, "starting the container if stopped"),
-            Step("restart_engine", restart_engine, 180, "restarting the database engine"),
-            Step("mark_active", mark_active, 30, "marking the instance active"),
-        ),
-        on_failure=_failed,
-    )
+RESTART = Workflow(
+    WorkflowName.RESTART,
+    (
+        Step("start_container", start_container, 120, "starting the container if stopped"),
+        Step("restart_engine", restart_engine, 180, "restarting the database engine"),
+        Step("mark_active", mark_active, 30, "marking the instance active"),
+    ),
+    on_failure=_failed,
 )

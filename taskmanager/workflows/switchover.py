@@ -10,9 +10,10 @@ from __future__ import annotations
 from cellar.errors import AgentError
 from cellar.models import utcnow
 from cellar.status import InstanceStatus
+from cellar.workflows import WorkflowName
 from taskmanager import replica_sets
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow
 from taskmanager.workflows import promotion
 from taskmanager.workflows.common import agent_call
 
@@ -84,15 +85,13 @@ def _failed(ctx: StepContext, reason: str) -> None:
     ctx.instance.fault_at = utcnow()
 
 
-SWITCHOVER = register(
-    Workflow(
-        "switchover",
-        (
-            Step("stop_writes", stop_writes, 60, "stopping writes on the old primary"),
-            Step("promote", promote, 90, "catching up and promoting the replica"),
-            Step("follow", follow, 300, "pointing the other members at the new primary"),
-            Step("finish", finish, 60, "putting the set back in service"),
-        ),
-        on_failure=_failed,
-    )
+SWITCHOVER = Workflow(
+    WorkflowName.SWITCHOVER,
+    (
+        Step("stop_writes", stop_writes, 60, "stopping writes on the old primary"),
+        Step("promote", promote, 90, "catching up and promoting the replica"),
+        Step("follow", follow, 300, "pointing the other members at the new primary"),
+        Step("finish", finish, 60, "putting the set back in service"),
+    ),
+    on_failure=_failed,
 )

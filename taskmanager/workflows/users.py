@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from cellar import catalog
 from cellar.models import utcnow
+from cellar.workflows import WorkflowName
 from taskmanager import replica_sets
 from taskmanager.agent_client import NewUser
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, StepFailed, Workflow
 from taskmanager.workflows.common import agent_call
 
 
@@ -113,14 +115,19 @@ def copy_users_to_replicas(ctx: StepContext) -> Decision:
 
 COPY = Step("copy_users_to_replicas", copy_users_to_replicas, 120, "copying users to replicas")
 
-for _name, _run, _what in (
-    ("create_databases", create_databases, "creating databases"),
-    ("delete_database", delete_database, "deleting a database"),
-    ("create_users", create_users, "creating users"),
-    ("delete_user", delete_user, "deleting a user"),
-    ("change_passwords", change_passwords, "changing passwords"),
-    ("grant_access", grant_access, "granting access to databases"),
-    ("revoke_access", revoke_access, "revoking access to a database"),
-    ("enable_root", enable_root, "enabling the superuser"),
-):
-    register(Workflow(_name, (Step(_name, _run, 120, _what), COPY)))
+
+def _one_step(name: WorkflowName, run: Callable[[StepContext], Decision], what: str) -> Workflow:
+    """A change of users or databases: one agent call, then the replicas that need a copy."""
+    return Workflow(name, (Step(name.value, run, 120, what), COPY))
+
+
+CREATE_DATABASES = _one_step(WorkflowName.CREATE_DATABASES, create_databases, "creating databases")
+DELETE_DATABASE = _one_step(WorkflowName.DELETE_DATABASE, delete_database, "deleting a database")
+CREATE_USERS = _one_step(WorkflowName.CREATE_USERS, create_users, "creating users")
+DELETE_USER = _one_step(WorkflowName.DELETE_USER, delete_user, "deleting a user")
+CHANGE_PASSWORDS = _one_step(WorkflowName.CHANGE_PASSWORDS, change_passwords, "changing passwords")
+GRANT_ACCESS = _one_step(WorkflowName.GRANT_ACCESS, grant_access, "granting access to databases")
+REVOKE_ACCESS = _one_step(
+    WorkflowName.REVOKE_ACCESS, revoke_access, "revoking access to a database"
+)
+ENABLE_ROOT = _one_step(WorkflowName.ENABLE_ROOT, enable_root, "enabling the superuser")

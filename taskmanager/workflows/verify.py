@@ -12,8 +12,9 @@ import time
 
 from cellar.errors import AgentError
 from cellar.models import Backup, Instance, utcnow
+from cellar.workflows import WorkflowName
 from taskmanager.context import StepContext
-from taskmanager.workflow import NEXT, Decision, Step, Workflow, register
+from taskmanager.workflow import NEXT, Decision, Step, Workflow
 from taskmanager.workflows import delete, provision
 from taskmanager.workflows.backup import load_backup
 from taskmanager.workflows.restore import check_backups, restore_data
@@ -56,9 +57,8 @@ def _verify_failed(ctx: StepContext, reason: str) -> None:
         scratch.deleted_at = utcnow()
 
 
-VERIFY = register(
-    Workflow(
-        "verify_backup",
+VERIFY = Workflow(
+    WorkflowName.VERIFY_BACKUP,
         (
             Step("check_backups", check_backups, "backup_deadline", "checking the stored backup"),
             Step("create_volume", provision.create_volume, 60, "creating a scratch volume"),
@@ -77,5 +77,4 @@ VERIFY = register(
             Step("mark_deleted", delete.mark_deleted, 30, "forgetting the scratch instance"),
         ),
         on_failure=_verify_failed,
-    )
 )  # fmt: skip

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-import taskmanager.workflows  # noqa: F401  (registers the workflows)
 from tests.unit.fakes import make_services
 
 

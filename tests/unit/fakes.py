@@ -20,6 +20,7 @@ from taskmanager.context import Services
 from taskmanager.drivers.base import ContainerSpec, Ports
 from taskmanager.drivers.endpoints import Backend
 from taskmanager.drivers.volumes import OnlineResizeRefused, VolumeBusy
+from taskmanager.heartbeat import Heartbeat
 
 
 class FakeCompute:
@@ -386,5 +387,6 @@ def make_services(
         enqueue=queue,
         storage=LocalStorage(settings.backups_dir),
         endpoints=FakeEndpoints(),
+        heartbeat=Heartbeat(db, settings.step_lease, worker_id="worker-1"),
     )
     return services, compute, agent, queue

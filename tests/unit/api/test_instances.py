@@ -41,7 +41,8 @@ def test_create_records_intent_task_and_audit_without_password(
     view = reply.get_json()["instance"]
     assert view["status"] == "BUILD"
     assert view["task"]["workflow"] == "provision"
-    assert view["task"]["step"] == "start_instance"
+    assert view["task"]["step"] == ""  # no worker has begun it yet
+    assert view["task"]["description"] == "waiting for a worker to begin it"
     assert view["connection"] is None
     assert [item[0] for item in queue.items] == [view["task"]["id"]]
     with services.db.session() as session:

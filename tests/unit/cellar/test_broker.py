@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kombu import Connection
 
-from taskmanager import broker
+from cellar import broker
 
 URL = f"{broker.ALIAS}://"
 SENT = 200

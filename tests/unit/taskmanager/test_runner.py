@@ -7,6 +7,8 @@ from sqlalchemy import select
 
 from cellar.errors import AgentError
 from cellar.models import Instance, Secret, Task, utcnow
+from cellar.tasks import start_task
+from cellar.workflows import WorkflowName
 from taskmanager import runner
 
 
@@ -22,11 +24,11 @@ def provision(services: Any, **params: Any) -> tuple[str, str]:
         )
         session.add(instance)
         session.flush()
-        task = runner.start_task(
-            services,
+        task = start_task(
             session,
+            services.secrets,
             project_id="p1",
-            workflow="provision",
+            workflow=WorkflowName.PROVISION,
             request_id="req-1",
             instance_id=instance.id,
             params={
@@ -111,7 +113,7 @@ def test_a_leased_task_is_not_run_twice(world: Any) -> None:
         session.get(Task, task_id).lease_until = utcnow() + dt.timedelta(seconds=30)
     runner.run_step(services, task_id)
     assert compute.calls == []
-    assert load(services, Task, task_id).step == "start_instance"
+    assert load(services, Task, task_id).step == ""  # never begun
 
 
 def test_reconcile_requeues_only_overdue_unleased_tasks(world: Any) -> None:
@@ -137,11 +139,11 @@ def test_delete_cancels_provisioning_and_removes_everything(world: Any) -> None:
     queue.drain(services, limit=1)  # the container runs; prepare is next
     queue.items.clear()
     with services.db.session() as session:
-        delete = runner.start_task(
-            services,
+        delete = start_task(
             session,
+            services.secrets,
             project_id="p1",
-            workflow="delete",
+            workflow=WorkflowName.DELETE,
             request_id="r2",
             instance_id=instance_id,
         )
@@ -161,11 +163,11 @@ def test_tasks_of_one_instance_run_in_the_order_they_were_asked(world: Any) -> N
     services, _compute, agent, queue = world
     instance_id, provision_id = provision(services)
     with services.db.session() as session:
-        later = runner.start_task(
-            services,
+        later = start_task(
             session,
+            services.secrets,
             project_id="p1",
-            workflow="create_databases",
+            workflow=WorkflowName.CREATE_DATABASES,
             request_id="r3",
             instance_id=instance_id,
             params={"databases": [{"name": "late"}]},

@@ -9,7 +9,9 @@ import pytest
 
 from cellar.errors import ComputeError
 from cellar.models import Instance, Task
-from taskmanager import monitor, runner
+from cellar.tasks import start_task
+from cellar.workflows import WorkflowName
+from taskmanager import monitor
 from taskmanager.drivers.base import ContainerSpec
 from taskmanager.drivers.docker import DockerDriver
 from taskmanager.drivers.volumes import (
@@ -234,9 +236,15 @@ def active_instance(services: Any, compute: Any, size: int = 1) -> str:
 def resize(services: Any, queue: Any, instance_id: str, size: int) -> Task:
     with services.db.session() as session:
         session.get(Instance, instance_id).status = "RESIZE"
-        task = runner.start_task(services, session, project_id="p1", workflow="resize_volume",
-                                 request_id="req-v", instance_id=instance_id,
-                                 params={"size": size, "from_size": 1})  # fmt: skip
+        task = start_task(
+            session,
+            services.secrets,
+            project_id="p1",
+            workflow=WorkflowName.RESIZE_VOLUME,
+            request_id="req-v",
+            instance_id=instance_id,
+            params={"size": size, "from_size": 1},
+        )
         task_id = task.id
     queue(task_id, 0, "req-v")
     queue.drain(services)
