@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -143,18 +143,40 @@ class S3Storage:
         logger.info("backups are stored in s3://%s/%s", self.bucket, self.prefix)
 
     @contextlib.contextmanager
-    def writer(self, key: str) -> Iterator[BackupWriter]:
-        """Write ``key`` anew; the object replaces any earlier one only when complete."""
+    def writer(
+        self, key: str, attempt: str = "", before_publish: Callable[[], object] | None = None
+    ) -> Iterator[BackupWriter]:
+        """Write ``key`` anew; the object replaces any earlier one only when complete.
+
+        Each attempt uploads through a multipart upload of its own; unfinished uploads
+        of earlier attempts at the same key are aborted first.
+        """
         upload = _Upload(self, self.name(key))
         self.check_bucket()
+        self._abort_unfinished(upload.name)
         try:
             writer = BackupWriter(upload.write)
             yield writer
-            upload.finish(writer.seal().checksum)
+            checksum = writer.seal().checksum
+            if before_publish is not None:
+                before_publish()
+            upload.finish(checksum)
         except BaseException:
             upload.abort()
             raise
         logger.info("stored backup %s (%d bytes)", self.location(key), writer.written.size)
+
+    def _abort_unfinished(self, name: str) -> None:
+        with _translated(f"listing the unfinished uploads of s3://{self.bucket}/{name}"):
+            reply = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=name)
+        for upload in reply.get("Uploads", []):
+            if upload.get("Key") != name:
+                continue
+            with _translated(f"aborting an earlier upload of s3://{self.bucket}/{name}"):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=name, UploadId=upload["UploadId"]
+                )
+            logger.info("aborted an unfinished upload of s3://%s/%s", self.bucket, name)
 
     def reader(self, key: str) -> Iterator[bytes]:
         """The bytes of ``key`` in pieces of at most ``READ_BYTES``."""
@@ -176,6 +198,7 @@ class S3Storage:
         """Remove ``key``; False when it was already gone."""
         name, where = self.name(key), self.location(key)
         self.check_bucket()
+        self._abort_unfinished(name)
         try:
             with _translated(f"deleting {where}", missing=where):
                 self.client.head_object(Bucket=self.bucket, Key=name)

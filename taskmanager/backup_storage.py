@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import logging
 import os
 import re
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -95,8 +97,15 @@ class BackupStorage(Protocol):
         """Where ``key`` is kept, as a URL recorded on the backup."""
         ...
 
-    def writer(self, key: str) -> contextlib.AbstractContextManager[BackupWriter]:
-        """Write ``key`` anew; it replaces any earlier one only when complete."""
+    def writer(
+        self, key: str, attempt: str = "", before_publish: Callable[[], object] | None = None
+    ) -> contextlib.AbstractContextManager[BackupWriter]:
+        """Write ``key`` anew; it replaces any earlier one only when complete.
+
+        The bytes go to a scratch object of this ``attempt`` alone (scratch objects of
+        earlier attempts at the same key are dropped); ``before_publish`` runs just before
+        the complete backup takes the key's name, and may raise to keep it from it.
+        """
         ...
 
     def reader(self, key: str) -> Iterator[bytes]:
@@ -125,12 +134,15 @@ class LocalStorage:
         return f"file://{self.path(key)}"
 
     @contextlib.contextmanager
-    def writer(self, key: str) -> Iterator[BackupWriter]:
+    def writer(
+        self, key: str, attempt: str = "", before_publish: Callable[[], object] | None = None
+    ) -> Iterator[BackupWriter]:
         """Write ``key`` anew; the file replaces any earlier one only when complete."""
         final = self.path(key)
-        scratch = final.with_name(final.name + ".partial")
+        scratch = final.with_name(f"{final.name}.{attempt or secrets.token_hex(4)}.partial")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
+            self._drop_scratch(final, keep=scratch)
             handle = DropBehindFile(scratch)
         except OSError as exc:
             raise StorageError(f"cannot write backup {key}: {exc.strerror or exc}") from exc
@@ -140,6 +152,8 @@ class LocalStorage:
                 yield writer
                 handle.sync()
                 writer.seal()
+            if before_publish is not None:
+                before_publish()
             os.replace(scratch, final)
         except OSError as exc:
             scratch.unlink(missing_ok=True)
@@ -148,6 +162,15 @@ class LocalStorage:
             scratch.unlink(missing_ok=True)
             raise
         logger.info("stored backup %s (%d bytes)", key, writer.written.size)
+
+    @staticmethod
+    def _drop_scratch(final: Path, keep: Path | None = None) -> None:
+        """Remove the scratch files other attempts left for ``final`` (a writer still at
+        one of them then fails to publish it)."""
+        for found in final.parent.glob(f"{glob.escape(final.name)}.*.partial"):
+            if found != keep:
+                found.unlink(missing_ok=True)
+                logger.info("removed the scratch file %s of an earlier attempt", found.name)
 
     def reader(self, key: str) -> Iterator[bytes]:
         """The bytes of ``key`` in pieces of at most ``READ_BYTES``."""
@@ -169,8 +192,10 @@ class LocalStorage:
         return size_and_checksum(self.reader(key))
 
     def delete(self, key: str) -> bool:
-        """Remove ``key``; False when it was already gone."""
+        """Remove ``key`` (and scratch files of unfinished attempts); False when it was
+        already gone."""
         try:
+            self._drop_scratch(self.path(key))
             self.path(key).unlink()
         except FileNotFoundError:
             return False

@@ -66,6 +66,7 @@ class StepContext:
     lease: Lease
     fault: Armed | None = None  # a crash test's fault armed for this step
     started: list[Task] = dataclasses.field(default_factory=list)  # queued after the commit
+    last_step: bool = False  # the workflow's last step: an instance turns ACTIVE only here
 
     def keep_lease(self) -> None:
         """Call often during long work (each chunk of a stream): the worker's heartbeat

@@ -64,8 +64,9 @@ def run_step(services: Services, task_id: str) -> None:
 
 def _run_held(services: Services, ctx: StepContext) -> None:
     task, flow = ctx.task, workflow_of(ctx.task.workflow)
-    if task.step == NOT_BEGUN:
+    if task.step == NOT_BEGUN:  # recorded at once: the step's transaction starts clean
         enter(task, flow, flow.first, utcnow())
+        ctx.session.commit()
     step = flow.step(task.step)
     deadline = step.deadline_in(services.settings)
     until = task.step_started_at + dt.timedelta(seconds=deadline) + DEADLINE_SLACK
@@ -119,6 +120,7 @@ def _run_leased(services: Services, ctx: StepContext, flow: Workflow) -> None:
         _fail(ctx, flow, reason)
         return
     logger.info("task %s %s: step %s, attempt %d", task.id, flow.name, step.label, task.attempt)
+    ctx.last_step = flow.after(step.label) is None
     faults.before_step(flow.name, step.label)
     try:
         with faults.during_step(flow.name, step.label) as ctx.fault:

@@ -67,7 +67,7 @@ def take_backup(ctx: StepContext) -> Decision:
     deadline = ctx.services.settings.backup_deadline
     try:
         ends: list[BackupEnd] = []
-        with ctx.services.storage.writer(key) as out:
+        with ctx.services.storage.writer(key, ctx.attempt_tag, ctx.fence) as out:
             stream = agent.backup(backup.id, kind, parent_checkpoint, deadline)
             write_behind(_data_of(ctx, stream, ends), out.write)
             if not ends:

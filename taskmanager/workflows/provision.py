@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from cellar import catalog
-from cellar.models import Instance, utcnow
-from cellar.status import InstanceStatus, OperatingStatus
+from cellar.models import utcnow
+from cellar.status import InstanceStatus
 from cellar.workflows import WorkflowName
 from taskmanager.agent_client import NewUser
 from taskmanager.context import StepContext
@@ -14,7 +14,7 @@ from taskmanager.drivers.base import ContainerSpec
 from taskmanager.drivers.docker import ImageMissing
 from taskmanager.workflow import NEXT, Decision, Nap, Step, StepFailed, Workflow
 from taskmanager.workflows import replica, restore
-from taskmanager.workflows.common import agent_call, poll, seconds_left
+from taskmanager.workflows.common import agent_call, mark_active, poll, seconds_left
 
 logger = logging.getLogger(__name__)
 
@@ -106,19 +106,13 @@ def prepare(ctx: StepContext) -> Decision:
         )
     )
     if status == "HEALTHY":
-        mark_active(instance)
+        if ctx.last_step:  # a replica turns ACTIVE once it has joined its set
+            mark_active(instance)
         return NEXT
     state, detail = agent_call(ctx.agent.status)
     if state == "FAILED":
         raise StepFailed(f"the engine could not be prepared: {detail}")
     return Nap(0.2)
-
-
-def mark_active(instance: Instance) -> None:
-    """The engine is prepared: the instance is ACTIVE (in the step that saw it, no extra hop)."""
-    instance.status = InstanceStatus.ACTIVE.value
-    instance.operating_status = OperatingStatus.HEALTHY.value
-    instance.fault = None
 
 
 def _failed(ctx: StepContext, reason: str) -> None:

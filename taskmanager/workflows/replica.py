@@ -25,7 +25,7 @@ from taskmanager import replica_sets
 from taskmanager.agent_client import BackupEnd, Source
 from taskmanager.context import StepContext
 from taskmanager.workflow import NEXT, Decision, Nap, StepFailed
-from taskmanager.workflows.common import agent_call
+from taskmanager.workflows.common import agent_call, mark_active
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +118,13 @@ def restored_by_seed(ctx: StepContext) -> bool:
 
 
 def join_replica_set(ctx: StepContext) -> Decision:
+    """Let the replica in at its primary and behind the ro endpoint, then mark it ACTIVE:
+    in the same commit, so an ACTIVE replica always has its endpoints."""
     if not is_replica(ctx):
+        mark_active(ctx.instance)
         return NEXT
     replica_set, _head = _set_and_primary(ctx)
     agent_call(lambda: replica_sets.enable_on_primary(ctx.services, ctx.session, replica_set))
+    mark_active(ctx.instance)  # from now on the endpoints count it among the serving
     replica_sets.refresh_endpoints(ctx.services, ctx.session, replica_set)
     return NEXT

@@ -44,7 +44,7 @@ def take(ctx: StepContext, backup: Backup, parent: Backup, key: str) -> None:
             for s in segments
         ],
     }
-    with ctx.services.storage.writer(key) as out:
+    with ctx.services.storage.writer(key, ctx.attempt_tag, ctx.fence) as out:
         out.write(json.dumps(manifest, indent=1).encode())
     backup.size_bytes = out.written.size
     backup.checksum = out.written.checksum

@@ -75,6 +75,39 @@ def test_local_storage_never_shows_a_partial_file(tmp_path: Path) -> None:
     assert out.written.checksum == ""
 
 
+def test_each_attempt_writes_its_own_scratch_file_and_drops_older_ones(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    folder = tmp_path / "proj1"
+    first = storage.writer(KEY, "1-aaaa")
+    out = first.__enter__()
+    out.write(b"from attempt 1, which stalls")
+    assert [p.name for p in folder.iterdir()] == ["backup-1.1-aaaa.partial"]
+    with storage.writer(KEY, "2-bbbb") as second:
+        assert [p.name for p in folder.iterdir()] == ["backup-1.2-bbbb.partial"]
+        second.write(b"from attempt 2")
+    with pytest.raises(StorageError, match="cannot write backup"):
+        first.__exit__(None, None, None)  # its scratch file is gone: it cannot publish
+
+    assert stored(storage) == b"from attempt 2"
+    assert [p.name for p in folder.iterdir()] == ["backup-1"]
+
+
+def test_a_backup_is_published_only_if_the_guard_lets_it(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+
+    def lost() -> None:
+        raise LookupError("the lease was lost")
+
+    with pytest.raises(LookupError, match="lease"), storage.writer(KEY, "3-cccc", lost) as out:
+        out.write(b"complete, but too late")
+
+    assert list((tmp_path / "proj1").iterdir()) == []
+    published: list[str] = []
+    with storage.writer(KEY, "4-dddd", lambda: published.append("checked")) as out:
+        out.write(b"in time")
+    assert published == ["checked"] and stored(storage) == b"in time"
+
+
 def test_a_bad_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not a backup key"):
         LocalStorage(tmp_path).location("../etc/passwd")
@@ -192,6 +225,32 @@ def test_a_small_backup_is_one_put_with_its_checksum(client: Any, bucket: str) -
     assert client.head_object(Bucket=bucket, Key=KEY)["Metadata"] == {"sha256": sha256}
     assert stored(storage) == b"page-1page-2"
     assert storage.location(KEY) == f"s3://{bucket}/{KEY}"
+
+
+def test_an_upload_left_by_an_earlier_attempt_is_aborted(client: Any, bucket: str) -> None:
+    storage = S3Storage(bucket, "", client)
+    left = client.create_multipart_upload(Bucket=bucket, Key=KEY)["UploadId"]
+    client.create_multipart_upload(Bucket=bucket, Key=KEY + "-other")
+    with storage.writer(KEY, "2-bbbb") as out:
+        out.write(b"page-1")
+
+    pending = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [u["Key"] for u in pending] == [KEY + "-other"]
+    assert left not in [u["UploadId"] for u in pending]
+    assert stored(storage) == b"page-1"
+
+
+def test_an_s3_backup_is_published_only_if_the_guard_lets_it(client: Any, bucket: str) -> None:
+    storage = S3Storage(bucket, "", client, part_bytes=5 * MIB)
+
+    def lost() -> None:
+        raise LookupError("the lease was lost")
+
+    with pytest.raises(LookupError), storage.writer(KEY, "3-cccc", lost) as out:
+        out.write(random.Random(3).randbytes(6 * MIB))
+
+    assert not exists(client, bucket, KEY)
+    assert no_uploads_pending(client, bucket)
 
 
 def test_an_error_inside_the_writer_leaves_no_object_and_no_upload(
