@@ -203,7 +203,9 @@ def test_a_new_worker_buries_the_workers_of_its_host_whose_process_is_gone(world
     services = world[0]
     with services.db.session() as session:
         session.add(Worker(id="gone", host=this_host(), pid=2**22 + 17, heartbeat_at=utcnow()))
-        session.add(Worker(id="elsewhere", host="other/boot", pid=2**22 + 17, heartbeat_at=utcnow()))
+        session.add(
+            Worker(id="elsewhere", host="other/boot", pid=2**22 + 17, heartbeat_at=utcnow())
+        )
     Heartbeat(services.db, 60, worker_id="new").register()
 
     assert load(services, Worker, "gone").heartbeat_at == BURIED
