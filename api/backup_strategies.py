@@ -12,8 +12,10 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api import audit, body
+from api.idempotency import claim, idempotent
 from api.instance_checks import load_instance
 from api.state import services
 from api.views import timestamp
@@ -64,7 +66,14 @@ def _live(session: Any, project_id: str, instance_id: str | None) -> list[Backup
     return list(session.scalars(query.order_by(BackupStrategy.created)))
 
 
+def _shown(session: Session, strategy_id: str) -> dict[str, Any]:
+    strategy = session.get(BackupStrategy, strategy_id)
+    assert strategy is not None
+    return {"backup_strategy": strategy_view(strategy)}
+
+
 @blueprint.post(PATH)
+@idempotent("backup_strategy", 202, _shown)
 def create(project_id: str) -> ResponseReturnValue:
     data = body.json_object("backup_strategy")
     instance_id = data.get("instance_id")
@@ -75,6 +84,8 @@ def create(project_id: str) -> ResponseReturnValue:
     verify, incremental = _flag(data, "verify"), _flag(data, "incremental")
     now = utcnow()
     with services().db.session() as session:
+        strategy_id = new_id()
+        claim(session, strategy_id)
         instance = load_instance(session, project_id, instance_id)
         version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
         if incremental and (version is None or not version.has_incremental_backups):
@@ -82,7 +93,7 @@ def create(project_id: str) -> ResponseReturnValue:
         for old in _live(session, project_id, instance.id):
             old.deleted_at = now
         strategy = BackupStrategy(
-            id=new_id(), project_id=project_id, instance_id=instance.id,
+            id=strategy_id, project_id=project_id, instance_id=instance.id,
             schedule=str(data["schedule"]).strip(), keep_count=keep_count, keep_days=keep_days,
             verify=verify, incremental=incremental, next_run_at=cron.next_after(schedule, now),
         )  # fmt: skip

@@ -12,16 +12,18 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api import audit, body
 from api.backup_views import backup_view, children, load_backup
+from api.idempotency import claim, idempotent
 from api.instance_checks import busy_check, load_instance
 from api.state import services
 from api.views import task_view
 from cellar import catalog
 from cellar.backups import chain_of, start_backup, start_verify
 from cellar.errors import Busy, Conflict, InvalidInput
-from cellar.models import Backup, Instance, utcnow
+from cellar.models import Backup, Instance, new_id, utcnow
 from cellar.status import BackupStatus
 from cellar.tasks import start_task
 from cellar.workflows import WorkflowName
@@ -66,7 +68,14 @@ def _parent(
     return parent
 
 
+def _shown(session: Session, backup_id: str) -> dict[str, Any]:
+    backup = session.get(Backup, backup_id)
+    assert backup is not None
+    return {"backup": backup_view(backup)}
+
+
 @blueprint.post("/v1.0/<project_id>/backups")
+@idempotent("backup", 202, _shown)
 def create(project_id: str) -> ResponseReturnValue:
     data = body.json_object("backup")
     name = body.text(data, "name")
@@ -76,12 +85,14 @@ def create(project_id: str) -> ResponseReturnValue:
         raise InvalidInput("instance is required: the id of the instance to back up")
     svc = services()
     with svc.db.session() as session:
+        backup_id = new_id()
+        claim(session, backup_id)
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
         parent = _parent(session, project_id, instance, data)
         backup, task = start_backup(
             session, svc.secrets, instance, name=name, description=description, parent=parent,
-            request_id=g.request_id,
+            request_id=g.request_id, backup_id=backup_id,
         )  # fmt: skip
         audit.record(
             session, project_id, "backup.create", "backup", backup.id,

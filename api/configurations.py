@@ -10,12 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import audit, body
+from api.idempotency import claim, idempotent
 from api.instance_checks import datastore_version
 from api.state import services
 from api.views import links, timestamp
 from cellar import catalog, parameters
 from cellar.errors import InvalidInput, NotFound
-from cellar.models import Configuration, Instance, utcnow
+from cellar.models import Configuration, Instance, new_id, utcnow
 from cellar.status import InstanceStatus
 from cellar.tasks import start_task
 from cellar.workflows import WorkflowName
@@ -84,7 +85,14 @@ def stringified(config: Configuration) -> dict[str, str]:
     return parameters.check_values(config.datastore, config.datastore_version, config.values)
 
 
+def _shown(session: Session, config_id: str) -> dict[str, Any]:
+    config = session.get(Configuration, config_id)
+    assert config is not None
+    return {"configuration": view(session, config)}
+
+
 @blueprint.post(BASE)
+@idempotent("configuration", 200, _shown)
 def create(project_id: str) -> ResponseReturnValue:
     data = body.json_object("configuration")
     name = body.text(data, "name")
@@ -93,7 +101,10 @@ def create(project_id: str) -> ResponseReturnValue:
     raw = data.get("values") or {}
     checked = parameters.check_values(version.datastore, version.name, raw)
     with services().db.session() as session:
+        config_id = new_id()
+        claim(session, config_id)
         config = Configuration(
+            id=config_id,
             project_id=project_id,
             name=name,
             description=description,

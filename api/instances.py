@@ -8,8 +8,10 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api import audit, body, replica_changes, replicas, specs
+from api.idempotency import claim, idempotent
 from api.instance_checks import (
     MAX_VOLUME_GB,
     busy_check,
@@ -38,7 +40,14 @@ UNSUPPORTED = ("modules",)
 PAGE_MAX = 1000
 
 
+def _shown(session: Session, instance_id: str) -> dict[str, Any]:
+    instance = session.get(Instance, instance_id)
+    assert instance is not None
+    return {"instance": instance_view(session, instance)}
+
+
 @blueprint.post("/v1.0/<project_id>/instances")
+@idempotent("instance", 202, _shown)
 def create(project_id: str) -> ResponseReturnValue:
     data = body.json_object("instance")
     for field in UNSUPPORTED:
@@ -71,9 +80,11 @@ def create(project_id: str) -> ResponseReturnValue:
                 "which is not in this request's databases"
             )
     with svc.db.session() as session:
+        instance_id = new_id()
+        claim(session, instance_id)
         config = configuration_for(session, project_id, data.get("configuration"), version)
         instance = Instance(
-            id=new_id(),
+            id=instance_id,
             configuration_id=config.id if config else None,
             project_id=project_id,
             name=name,

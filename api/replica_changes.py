@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from api import audit, replicas
+from api.idempotency import claim
 from api.instance_checks import (
     busy_check,
     configuration_for,
@@ -47,11 +48,13 @@ def create_replicas(
     # max_connections at least as high as its primary's
     wanted = data["configuration"] if "configuration" in data else source.configuration_id
     config = configuration_for(session, project_id, wanted, version)
+    ids = [new_id() for _ in range(replica_plan.count)]
+    claim(session, ids[0])
     replica_set = replicas.join(svc.secrets, session, replica_plan)
     made: list[tuple[Instance, str]] = []
-    for number in range(replica_plan.count):
+    for number, instance_id in enumerate(ids):
         instance = Instance(
-            id=new_id(),
+            id=instance_id,
             configuration_id=config.id if config else None,
             project_id=project_id,
             name=name if replica_plan.count == 1 else f"{name}-{number + 1}",

@@ -28,10 +28,11 @@ def start_backup(
     description: str = "",
     parent: Backup | None = None,
     strategy_id: str | None = None,
+    backup_id: str | None = None,
 ) -> tuple[Backup, Task]:
     """A NEW backup of ``instance`` and its task; the instance shows BACKUP."""
     backup = Backup(
-        id=new_id(),
+        id=backup_id or new_id(),
         project_id=instance.project_id,
         instance_id=instance.id,
         name=name,

@@ -5,9 +5,10 @@
     ├── NotFound            unknown id or name (HTTP 404)
     ├── Conflict            the name or resource is already taken (HTTP 409)
     ├── Busy                the instance is still working on a task (HTTP 422)
+    ├── Unprocessable       well formed, but not to be done as sent (HTTP 422)
     ├── Unavailable         a live read could not reach the instance (HTTP 503)
-    ├── ComputeError        the Docker engine failed or refused (taskmanager)
-    └── AgentError          the guest agent failed (taskmanager)
+    ├── ComputeError        the Docker engine failed or refused (task manager)
+    └── AgentError          the guest agent failed (task manager)
         └── AgentTimeout    the guest agent did not answer within the deadline
 
 Errors raised by third-party libraries are translated at the edge that calls
@@ -44,6 +45,11 @@ class Conflict(CellarError):
 
 
 class Busy(CellarError):
+    http_status = 422
+    trove_name = "unprocessableEntity"
+
+
+class Unprocessable(CellarError):
     http_status = 422
     trove_name = "unprocessableEntity"
 
