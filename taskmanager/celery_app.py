@@ -41,14 +41,21 @@ def _logging(**_kwargs: Any) -> None:
     logs.setup("taskmanager")
 
 
+@signals.worker_init.connect
+def _worker_init(**_kwargs: Any) -> None:
+    """Say this worker lives before it takes any step (and bury the dead of its host)."""
+    from taskmanager import services
+
+    services.current().heartbeat.start()
+
+
 @signals.worker_ready.connect
 def _worker_ready(**_kwargs: Any) -> None:
-    """Start this worker's heartbeat, then mount again the volumes a host restart took
-    away, before any step needs them."""
-    from taskmanager import monitor, services
+    """Mount again the volumes a host restart took away, before any step needs them,
+    then take over at once what dead workers held."""
+    from taskmanager import monitor, runner, services
 
     current = services.current()
-    current.heartbeat.start()
     if current.settings.volume_backend == "docker":
         logger.warning(
             "volume sizes are not enforced: data volumes are plain Docker volumes "
@@ -58,6 +65,7 @@ def _worker_ready(**_kwargs: Any) -> None:
         monitor.remount_volumes(current)
     except Exception:
         logger.exception("could not check the instances' volumes at start")
+    runner.reconcile(current)
 
 
 @signals.worker_shutdown.connect

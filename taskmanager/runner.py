@@ -24,7 +24,7 @@ from cellar.status import TaskState
 from cellar.tasks import NOT_BEGUN
 from taskmanager import faults
 from taskmanager.context import Services, StepContext
-from taskmanager.lease import LeaseLost, acquire, free
+from taskmanager.lease import LeaseLost, acquire, dead_workers, free
 from taskmanager.workflow import DONE, NEXT, Decision, Hop, Nap, StepFailed, Workflow
 from taskmanager.workflows import workflow_of
 
@@ -208,19 +208,23 @@ def _fail(ctx: StepContext, flow: Workflow, reason: str) -> None:
 
 
 def reconcile(services: Services) -> int:
-    """Enqueue every running task that is overdue and whose lease is free; return how many."""
+    """Enqueue every running task that is overdue and whose lease is free, and every task
+    whose worker died (its step is due again at once); return how many."""
     now = utcnow()
+    stale = services.settings.worker_stale
     with services.db.session() as session:
         rows = session.execute(
             select(Task.id, Task.request_id)
             .where(
                 Task.state == TaskState.RUNNING.value,
-                Task.next_run_at < now - RECONCILE_GRACE,
-                free(now, services.settings.worker_stale),
+                or_(
+                    (Task.next_run_at < now - RECONCILE_GRACE) & free(now, stale),
+                    Task.lease_owner.in_(dead_workers(now, stale)),
+                ),
             )
             .limit(200)
         ).all()
     for task_id, request_id in rows:
-        logger.info("task %s is overdue; enqueueing it again", task_id)
+        logger.info("task %s is overdue or its worker died; enqueueing it again", task_id)
         services.enqueue(task_id, 0.0, request_id)
     return len(rows)
