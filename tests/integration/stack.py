@@ -50,6 +50,15 @@ class Stack:
             argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def reap(self, name: str) -> int | None:
+        """The exit code of a process that ended by itself (None while it runs)."""
+        process = self.processes[name]
+        code = process.poll()
+        if code is not None:
+            self.processes.pop(name)
+            self.logs.pop(name).close()
+        return code
+
     def kill(self, name: str) -> None:
         """Kill a process at once, as a crash would."""
         process = self.processes.pop(name)
@@ -116,7 +125,13 @@ class Api:
         self.session = requests.Session()
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.request(method, self.base + path, timeout=30, **kwargs)
+        try:
+            return self.session.request(method, self.base + path, timeout=30, **kwargs)
+        except requests.ConnectionError:
+            if method != "GET":
+                raise
+            # a kept-alive connection the server closed as it was reused: ask once more
+            return self.session.request(method, self.base + path, timeout=30, **kwargs)
 
     def wait_instance(
         self, instance_id: str, states: set[str], within: float = 180.0

@@ -1,0 +1,59 @@
+"""``python -m tests.chaos``: kill the worker before and during every step of every
+workflow and check that each one converges (``make chaos``); ``--slice`` runs one kill
+per workflow (what ``make test`` runs). Prints a table; exits 1 if any cell fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.chaos.harness import ChaosStack
+from tests.chaos.run import header, matrix, off_path, run
+from tests.chaos.world import World
+from tests.integration.stack import remove_leftovers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
+    parser.add_argument("--slice", action="store_true", help="one kill per workflow")
+    parser.add_argument("--only", default="", help="only the scenarios whose name has this")
+    parser.add_argument("--list", action="store_true", help="list the cells and stop")
+    parser.add_argument("--home", type=Path, help="CELLAR_HOME of the stack (a new temp dir)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    cells = list(matrix(full=not args.slice, only=args.only))
+    if args.list:
+        for cell in cells:
+            print(cell.name)
+        return 0
+    home = args.home or Path(tempfile.mkdtemp(prefix="cellar-chaos-"))
+    print(f"{len(cells)} cells; stack in {home}", flush=True)
+    started = time.monotonic()
+    chaos = ChaosStack(home / "home" if args.home is None else home)
+    world = World(chaos)
+    try:
+        print(header(), flush=True)
+        results = run(world, cells)
+    finally:
+        try:
+            world.cleanup()
+        finally:
+            chaos.stop()
+            remove_leftovers(world.api.project)
+    failed = [r for r in results if not r.passed]
+    for scenario, step, why in off_path(args.only):
+        print(f"not killed: {scenario} / {step}: {why}")
+    print(
+        f"{len(results) - len(failed)} of {len(results)} cells converged "
+        f"in {time.monotonic() - started:.0f} s; worker killed {chaos.deaths} times"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
