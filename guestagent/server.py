@@ -18,7 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cellar.catalog import AGENT_PORT
 from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
-from guestagent.engines.base import Engine, ServiceStatus
+from guestagent.engines.base import Engine
+from guestagent.engines.messages import ServiceStatus
 from guestagent.interceptor import CallInterceptor
 from guestagent.servicer import GuestAgentServicer
 

@@ -12,14 +12,14 @@ from typing import Any
 from cellar.errors import InvalidInput
 from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
 from cellar.pipeline import read_ahead
-from guestagent.engines.base import (
+from guestagent.engines.base import Engine
+from guestagent.engines.messages import (
     BackupDone,
     BackupRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
     EnableReplicationRequest,
-    Engine,
     GrantAccessRequest,
     PrepareRequest,
     ReplicationSource,

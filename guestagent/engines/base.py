@@ -1,226 +1,83 @@
-"""The common surface of every engine the guest agent can run.
+"""The common frame of every engine the guest agent can run.
 
-Each engine module (``postgres.py``, later ``mariadb.py``, ``redis.py``) subclasses
-:class:`Engine`; the server only ever talks to this class. Every call takes at most one
-request object, so adding a field never changes a signature.
+Each engine module (``postgres.py``, ``mariadb.py``, ``redis.py``) subclasses
+:class:`Engine` (through :class:`SqlEngine` where the server keeps named databases); the
+server only ever talks to this class. The messages its calls take are in ``messages``.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
-import enum
-import fcntl
+import contextlib
 import json
+import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import ClassVar
 
-from guestagent.errors import NotPrepared, Unsupported
+from cellar import parameters
+from cellar.errors import CellarError
+from guestagent.engines.handlers import Admin, Replication, SqlAdmin
+from guestagent.engines.messages import (
+    ArchiveFile,
+    BackupPiece,
+    BackupRequest,
+    ConsistencyReport,
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    EnableReplicationRequest,
+    GrantAccessRequest,
+    PrepareRequest,
+    ReplicationSource,
+    ReplicationState,
+    RestoreStart,
+    RevokeAccessRequest,
+    ServiceStatus,
+    StatusReport,
+    User,
+    VolumeUsage,
+)
+from guestagent.engines.server_process import ServerProcess
+from guestagent.errors import EngineError, NotPrepared, Unsupported
 from guestagent.logfile import LogFile
 
-
-@enum.unique
-class ServiceStatus(enum.Enum):
-    """What the engine is doing, as the agent sees it (the proto enum of the same names)."""
-
-    NEW = "NEW"
-    BUILDING = "BUILDING"
-    HEALTHY = "HEALTHY"
-    SHUTDOWN = "SHUTDOWN"
-    FAILED = "FAILED"
-
-
-@dataclasses.dataclass(frozen=True)
-class StatusReport:
-    status: ServiceStatus
-    detail: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Database:
-    """A database to create, or one found by ``list_databases``."""
-
-    name: str
-    character_set: str = ""
-    collate: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class User:
-    """A user to create (with its password), or one found by ``list_users`` (without).
-
-    ``databases`` are the ones the user is granted, or can connect to when listed.
-    """
-
-    name: str
-    password: str = dataclasses.field(default="", repr=False)
-    host: str = ""
-    databases: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class ReplicationSource:
-    """A primary to replicate from: its address on the instances' network, the account
-    replicas use, and ``name``, the replica's own name there (a slot, a client name)."""
-
-    host: str
-    port: int
-    user: str
-    password: str = dataclasses.field(default="", repr=False)
-    name: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class ReplicationState:
-    """Replication as one member of a set sees it.
-
-    ``position_value`` only grows along the set's history (a PostgreSQL LSN, a MariaDB
-    GTID sequence number, a Redis replication offset), so members can be compared.
-    ``lag_seconds`` and ``lag_bytes`` are -1 when the engine cannot say.
-    """
-
-    role: str  # "primary" or "replica"
-    position: str = ""
-    position_value: int = 0
-    source_connected: bool = False
-    lag_seconds: float = -1.0
-    lag_bytes: int = -1
-    source_host: str = ""
-    replicas_connected: int = 0
-    writable: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class EnableReplicationRequest:
-    """Let replicas in: the account they log in with, and every replica's name (state
-    kept for names not listed, such as PostgreSQL slots, is dropped)."""
-
-    user: str
-    password: str = dataclasses.field(default="", repr=False)
-    replicas: tuple[str, ...] = ()
-    synchronous: bool = False  # a commit waits until one replica has it (where supported)
-
-
-@dataclasses.dataclass(frozen=True)
-class PrepareRequest:
-    """Everything a fresh instance needs: its first databases and users, its memory."""
-
-    databases: tuple[Database, ...] = ()
-    users: tuple[User, ...] = ()
-    memory_mb: int = 0
-    configuration: tuple[tuple[str, str], ...] = ()  # user parameters (name, value)
-    restored: bool = False  # ``restore`` filled the data directory: recover it, no fresh init
-    restore_time: str = ""  # with ``restored``: replay the archive up to here (RFC 3339, UTC)
-    replica_of: ReplicationSource | None = None  # start as a read-only replica of it
-
-
-@dataclasses.dataclass(frozen=True)
-class DeleteDatabaseRequest:
-    name: str
-
-
-@dataclasses.dataclass(frozen=True)
-class DeleteUserRequest:
-    name: str
-    host: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class GrantAccessRequest:
-    """Every right on each of ``databases`` for the user ``name`` (at ``host``)."""
-
-    name: str
-    host: str = ""
-    databases: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class RevokeAccessRequest:
-    name: str
-    database: str
-    host: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class BackupRequest:
-    backup_id: str
-    type: str = "full"  # or "incremental", on top of ``parent_checkpoint``
-    parent_checkpoint: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class BackupDone:
-    """The end of a backup stream: where it ends and how its bytes are packed."""
-
-    checkpoint: str
-    format: str
-
-
-@dataclasses.dataclass(frozen=True)
-class RestoreStart:
-    format: str
-    type: str = "full"  # then "incremental"s, then "archive" files to replay
-    position: int = 0  # 0 for the full backup, then 1, 2, ... for what follows
-    name: str = ""  # an archive file's name
-
-
-@dataclasses.dataclass(frozen=True)
-class ArchiveFile:
-    """A closed file of the continuous archive; it holds no commit after ``closed_at``."""
-
-    name: str
-    size: int
-    closed_at: float  # unix time
-
-
-@dataclasses.dataclass(frozen=True)
-class ConsistencyReport:
-    ok: bool
-    detail: str = ""
-
+logger = logging.getLogger(__name__)
 
 MARKER = ".cellar-prepared"  # in the data directory of a prepared instance
-BackupPiece = bytes | BackupDone
-CHUNK_BYTES = 1024 * 1024  # the most a backup chunk holds
-
-
-def pipe_chunks(pipe: IO[bytes]) -> Iterator[bytes]:
-    """A tool's output pipe in chunks of at most ``CHUNK_BYTES``, until it closes.
-
-    The pipe is widened to a whole chunk first (where the kernel allows), so the tool
-    writes a chunk before it waits for the agent, not 64 KiB.
-    """
-    try:
-        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, CHUNK_BYTES)
-    except OSError:  # over the host's pipe-max-size: keep the default
-        pass
-    while chunk := pipe.read(CHUNK_BYTES):
-        yield chunk
-
-
-@dataclasses.dataclass(frozen=True)
-class VolumeUsage:
-    used_bytes: int = 0
-    total_bytes: int = 0
 
 
 class Engine(abc.ABC):
     """One database engine inside an instance container.
 
     Constructed as ``EngineClass(data_dir)``, with engine-specific options as keywords.
-    Calls may arrive concurrently from the server's threads; an engine serialises
-    what must be serialised (``prepare``, ``start``, ``stop``) itself. Methods raise
-    ``cellar.errors.InvalidInput`` for bad names and ``guestagent.errors`` otherwise.
+    Calls may arrive concurrently from the server's threads; what must be serialised
+    (``prepare``, ``start``, restores, configuration changes, and the role changes an
+    engine says) holds ``_lifecycle``. Methods raise ``cellar.errors.InvalidInput`` for
+    bad names and ``guestagent.errors`` otherwise.
+
+    The frame every engine shares is here: ``prepare``'s lock, status and marker,
+    ``status``, ``start`` and ``stop``, ``apply_configuration``'s, and the user and
+    replication calls, which go to ``admin`` and ``replication`` once the instance is
+    prepared. An engine sets ``process``, ``admin`` and ``replication`` in its
+    constructor and fills in :meth:`_check_prepare` and :meth:`_set_up`.
     """
 
     name: ClassVar[str]
     version: ClassVar[str]
+    process: ServerProcess
+    admin: Admin
+    replication: Replication
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self.marker = self.data_dir / MARKER  # written once the instance is prepared
+        self._lifecycle = threading.Lock()
+        self._busy: str | None = None  # what holds the lifecycle lock, while BUILDING
+        self._failure: str | None = None  # why the last prepare or start failed
 
     def prepared(self) -> bool:
         return self.marker.exists()
@@ -236,11 +93,138 @@ class Engine(abc.ABC):
         if not self.prepared():
             raise NotPrepared("the instance is not prepared yet")
 
+    def _require_new(self) -> None:
+        """Refuse to restore into a prepared instance: a restore needs a new one."""
+        if self.prepared():
+            raise EngineError("the instance already holds data: restore needs a new instance")
+
+    @contextlib.contextmanager
+    def _building(self, work: str) -> Iterator[None]:
+        """Report BUILDING ("<work> is running") while the block runs, and clear an earlier
+        failure; the caller holds the lifecycle lock."""
+        self._busy = f"{work} is running"
+        self._failure = None
+        try:
+            yield
+        finally:
+            self._busy = None
+
+    def prepare(self, request: PrepareRequest) -> ServiceStatus:
+        """Set up the engine on first use, or make sure it is set up; returns when healthy.
+
+        The request is checked before anything changes; a failure after that is the
+        FAILED status's detail until the next ``prepare`` or ``start``.
+        """
+        request = self._check_prepare(request)
+        with self._lifecycle:
+            self._refuse_prepare(request)
+            started = time.monotonic()
+            with self._building("prepare"):
+                try:
+                    created = self._set_up(request)
+                    self._write_marker()
+                    self._after_prepared(request)
+                except CellarError as exc:
+                    self._failure = exc.message
+                    raise
+                except Exception as exc:
+                    self._failure = f"prepare failed: {type(exc).__name__}"
+                    logger.exception("prepare failed")
+                    raise EngineError(self._failure) from exc
+        logger.info("prepared in %.0f ms (%s)", (time.monotonic() - started) * 1000, created)
+        return ServiceStatus.HEALTHY
+
+    @abc.abstractmethod
+    def _check_prepare(self, request: PrepareRequest) -> PrepareRequest:
+        """``request`` as the engine will act on it (values checked and normalised), or
+        InvalidInput (Unsupported) for what it cannot do; nothing has changed yet."""
+
+    def _refuse_prepare(self, request: PrepareRequest) -> None:  # noqa: B027  (optional hook)
+        """Raise where the instance's state rules ``request`` out, the status unchanged
+        (called under the lifecycle lock; most engines refuse nothing here)."""
+
+    @abc.abstractmethod
+    def _set_up(self, request: PrepareRequest) -> str:
+        """``prepare``'s own work on a checked request, until the server is healthy with
+        its databases and users; returns what it created, for the log."""
+
+    def _after_prepared(self, request: PrepareRequest) -> None:  # noqa: B027  (optional hook)
+        """Drop what only the set-up needed, once the marker is written."""
+
+    def status(self) -> StatusReport:
+        """Report what the engine is doing now; cheap, never blocks on ``prepare``."""
+        busy = self._busy
+        if busy is not None:
+            return StatusReport(ServiceStatus.BUILDING, busy)
+        if self._failure is not None:
+            return StatusReport(ServiceStatus.FAILED, self._failure)
+        if not self.prepared():
+            return StatusReport(ServiceStatus.NEW)
+        crashed = self.process.unexpected_exit()
+        if crashed is not None:
+            return StatusReport(ServiceStatus.FAILED, crashed)
+        if not self.process.running():
+            return StatusReport(ServiceStatus.SHUTDOWN, f"{self.process.name} is not running")
+        try:
+            self.admin.ping()
+        except EngineError as exc:
+            return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
+        return StatusReport(ServiceStatus.HEALTHY)
+
+    def start(self) -> None:
+        """Start a prepared engine (after a container restart); no-op when running."""
+        with self._lifecycle:
+            self._require_prepared()
+            try:
+                self._start_server()
+            except EngineError as exc:
+                self._failure = exc.message
+                raise
+            self._failure = None
+
+    def _start_server(self) -> None:
+        """``start``'s own work, on a prepared instance."""
+        self.process.start()
+
+    def stop(self) -> None:
+        """Stop the engine quickly and cleanly; no-op when it is not running."""
+        self.process.stop()
+
     def restart(self) -> ServiceStatus:
         """Stop the engine cleanly and start it again (prepared engines only)."""
         self.stop()
         self.start()
         return self.status().status
+
+    def logs(self) -> dict[str, LogFile]:
+        """The logs this engine keeps, by name: its server's, under the engine's name."""
+        log = self.process.log_file
+        return {} if log is None else {self.name: log}
+
+    def create_user(self, request: User) -> bool:
+        """Create a user and grant it its databases; False when it already existed."""
+        self._require_prepared()
+        return self.admin.create_user(request)
+
+    def list_users(self) -> list[User]:
+        """The users' accounts, without the engine's own, passwords left empty."""
+        self._require_prepared()
+        return self.admin.list_users()
+
+    def delete_user(self, request: DeleteUserRequest) -> bool:
+        """Drop a user and what it owns; False when it did not exist."""
+        self._require_prepared()
+        return self.admin.delete_user(request)
+
+    def change_password(self, request: User) -> bool:
+        """Give an existing user a new password; False when the user does not exist."""
+        self._require_prepared()
+        return self.admin.change_password(request)
+
+    def enable_root(self, password: str) -> str:
+        """Let the superuser log in over the network with ``password``; returns its name."""
+        self._require_prepared()
+        return self.admin.enable_root(password)
 
     def resize(self, memory_mb: int) -> bool:
         """Apply a new memory size to the derived settings; True if the engine restarted."""
@@ -248,6 +232,22 @@ class Engine(abc.ABC):
 
     def apply_configuration(self, values: dict[str, str]) -> bool:
         """Make ``values`` the user parameters; True if some need a restart to apply."""
+        checked = self._check_parameters(values)
+        with self._lifecycle:
+            self._require_prepared()
+            pending = self._apply_parameters(checked)
+        if pending:
+            logger.info("parameters waiting for a restart: %s", ", ".join(pending))
+        return bool(pending)
+
+    def _check_parameters(self, values: dict[str, str]) -> dict[str, str]:
+        """``values`` checked against the engine's parameter rules, as the engine writes
+        them; InvalidInput for an unknown name or a bad value."""
+        return parameters.check_values(self.name, self.version, values)
+
+    def _apply_parameters(self, values: dict[str, str]) -> list[str]:
+        """Write checked user parameters and apply what can be applied now (under the
+        lifecycle lock, prepared); returns the names that wait for a restart."""
         raise Unsupported(f"{self.name} has no configuration parameters yet")
 
     def volume_usage(self) -> VolumeUsage:
@@ -259,60 +259,32 @@ class Engine(abc.ABC):
         total = stats.f_blocks * stats.f_frsize
         return VolumeUsage(used_bytes=total - stats.f_bfree * stats.f_frsize, total_bytes=total)
 
-    def logs(self) -> dict[str, LogFile]:
-        """The logs this engine keeps, by name (none unless an engine says so)."""
-        return {}
-
     def warm_up(self) -> None:  # noqa: B027  (optional hook: most engines need none)
         """Start slow, input-independent work early (called once, before serving)."""
 
-    @abc.abstractmethod
-    def prepare(self, request: PrepareRequest) -> ServiceStatus:
-        """Set up the engine on first use, or make sure it is set up; returns when healthy."""
+    def _no_databases(self) -> Unsupported:
+        """The error of a database call on an engine without named databases."""
+        return Unsupported(f"{self.name} has no named databases")
 
-    @abc.abstractmethod
-    def status(self) -> StatusReport:
-        """Report what the engine is doing now; cheap, never blocks on ``prepare``."""
-
-    @abc.abstractmethod
     def create_database(self, request: Database) -> bool:
         """Create a database; False when it already existed."""
+        raise self._no_databases()
 
-    @abc.abstractmethod
     def list_databases(self) -> list[Database]:
         """The users' databases, without the engine's own."""
+        raise self._no_databases()
 
-    @abc.abstractmethod
     def delete_database(self, request: DeleteDatabaseRequest) -> bool:
         """Drop a database even with open connections; False when it did not exist."""
+        raise self._no_databases()
 
-    @abc.abstractmethod
-    def create_user(self, request: User) -> bool:
-        """Create a user and grant it its databases; False when it already existed."""
-
-    @abc.abstractmethod
-    def list_users(self) -> list[User]:
-        """The users' accounts, without the engine's own, passwords left empty."""
-
-    @abc.abstractmethod
-    def delete_user(self, request: DeleteUserRequest) -> bool:
-        """Drop a user and what it owns; False when it did not exist."""
-
-    @abc.abstractmethod
-    def change_password(self, request: User) -> bool:
-        """Give an existing user a new password; False when the user does not exist."""
-
-    @abc.abstractmethod
     def grant_access(self, request: GrantAccessRequest) -> None:
         """Give a user every right on each database; InvalidInput if one does not exist."""
+        raise self._no_databases()
 
-    @abc.abstractmethod
     def revoke_access(self, request: RevokeAccessRequest) -> bool:
         """Take a user's rights on one database away; False when it had none."""
-
-    @abc.abstractmethod
-    def enable_root(self, password: str) -> str:
-        """Let the superuser log in over the network with ``password``; returns its name."""
+        raise self._no_databases()
 
     @abc.abstractmethod
     def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
@@ -341,14 +313,16 @@ class Engine(abc.ABC):
         """Delete archive files the control plane has stored; returns how many went."""
         return 0
 
-    @abc.abstractmethod
     def enable_replication(self, request: EnableReplicationRequest) -> None:
         """Make this (writable) instance a source: create or update the replication
         account, keep per-replica state for exactly ``replicas``; idempotent."""
+        self._require_prepared()
+        self.replication.enable(request)
 
-    @abc.abstractmethod
     def replication_state(self) -> ReplicationState:
         """This member's role, position and, for a replica, its link and lag."""
+        self._require_prepared()
+        return self.replication.state()
 
     @abc.abstractmethod
     def stop_writes(self) -> ReplicationState:
@@ -366,10 +340,29 @@ class Engine(abc.ABC):
         """Become (or stay) a read-only replica of ``source``: re-point a replica, or
         turn a former primary into one, rewinding or recopying its data if needed."""
 
-    @abc.abstractmethod
-    def start(self) -> None:
-        """Start a prepared engine (after a container restart); no-op when running."""
 
-    @abc.abstractmethod
-    def stop(self) -> None:
-        """Stop the engine quickly and cleanly; no-op when it is not running."""
+class SqlEngine(Engine):
+    """An engine whose server keeps named databases (PostgreSQL, MariaDB): the database
+    calls go to ``admin`` too, once the instance is prepared."""
+
+    admin: SqlAdmin
+
+    def create_database(self, request: Database) -> bool:
+        self._require_prepared()
+        return self.admin.create_database(request)
+
+    def list_databases(self) -> list[Database]:
+        self._require_prepared()
+        return self.admin.list_databases()
+
+    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
+        self._require_prepared()
+        return self.admin.delete_database(request)
+
+    def grant_access(self, request: GrantAccessRequest) -> None:
+        self._require_prepared()
+        self.admin.grant_access(request)
+
+    def revoke_access(self, request: RevokeAccessRequest) -> bool:
+        self._require_prepared()
+        return self.admin.revoke_access(request)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,26 +22,7 @@ from pathlib import Path
 from cellar import parameters
 from cellar.errors import CellarError, InvalidInput
 from guestagent.engines import mariadb_admin
-from guestagent.engines.base import (
-    ArchiveFile,
-    BackupPiece,
-    BackupRequest,
-    ConsistencyReport,
-    Database,
-    DeleteDatabaseRequest,
-    DeleteUserRequest,
-    EnableReplicationRequest,
-    Engine,
-    GrantAccessRequest,
-    PrepareRequest,
-    ReplicationSource,
-    ReplicationState,
-    RestoreStart,
-    RevokeAccessRequest,
-    ServiceStatus,
-    StatusReport,
-    User,
-)
+from guestagent.engines.base import SqlEngine
 from guestagent.engines.mariadb_admin import MariadbAdmin
 from guestagent.engines.mariadb_archive import FORMAT as ARCHIVE_FORMAT
 from guestagent.engines.mariadb_archive import (
@@ -69,6 +49,16 @@ from guestagent.engines.mariadb_replication import (
     checked_source,
     read_backup_gtid,
 )
+from guestagent.engines.messages import (
+    ArchiveFile,
+    BackupPiece,
+    BackupRequest,
+    ConsistencyReport,
+    PrepareRequest,
+    ReplicationSource,
+    ReplicationState,
+    RestoreStart,
+)
 from guestagent.engines.os_user import OsUser
 from guestagent.errors import EngineDown, EngineError
 from guestagent.logfile import LogFile
@@ -90,11 +80,14 @@ class MariadbOptions:
     start_timeout: float = 60.0
 
 
-class MariadbEngine(Engine):
+class MariadbEngine(SqlEngine):
     """One MariaDB server in ``<data_dir>/mysql``: prepared once, restarted on boot."""
 
     name = "mariadb"
     version = "10.11"
+    process: MariadbProcess
+    admin: MariadbAdmin
+    replication: MariadbReplication
 
     def __init__(self, data_dir: Path, options: MariadbOptions | None = None) -> None:
         super().__init__(data_dir)
@@ -124,60 +117,43 @@ class MariadbEngine(Engine):
             self.owner,
         )
         self.replication = MariadbReplication(self.admin, self.data_dir, self.owner)
-        self._lifecycle = threading.Lock()
-        self._preparing = False
-        self._failure: str | None = None
 
-    def prepare(self, request: PrepareRequest) -> ServiceStatus:
-        configuration = parameters.check_values(
-            self.name, self.version, dict(request.configuration)
-        )
-        databases = [mariadb_admin.checked_database(d) for d in request.databases]
-        users = [mariadb_admin.checked_user(u) for u in request.users]
-        restore_time = checked_restore_time(request.restore_time)
-        if restore_time is not None and not request.restored:
+    def _check_prepare(self, request: PrepareRequest) -> PrepareRequest:
+        """The request with its parameters checked (the restore time and source too)."""
+        configuration = self._check_parameters(dict(request.configuration))
+        for database in request.databases:
+            mariadb_admin.checked_database(database)
+        for user in request.users:
+            mariadb_admin.checked_user(user)
+        if checked_restore_time(request.restore_time) is not None and not request.restored:
             raise InvalidInput("a restore time needs a restored instance")
-        source = self._checked_replica_of(request)
-        with self._lifecycle:
-            self._preparing = True
-            self._failure = None
-            started = time.monotonic()
-            try:
-                replay = request.restored and not self.prepared()
-                if replay:
-                    self._recover_restored(request.memory_mb)
-                    if source is not None:
-                        self.replication.persist_replica()  # read-only from its first start
-                self._ensure_running(request.memory_mb, configuration)
-                if replay and source is not None:
-                    self.replication.seed(source, read_backup_gtid(self.backups.binlog_info))
-                elif replay:
-                    position = read_binlog_position(self.backups.binlog_info)
-                    self.archive.replay(position, restore_time)
-                if source is not None and (databases or users):
-                    logger.warning("a replica gets its databases and users from its source")
-                    databases, users = [], []
-                created_dbs = sum(self.admin.create_database(d) for d in databases)
-                created_users = sum(self.admin.create_user(u) for u in users)
-                self._write_marker()
-                if request.restored:
-                    self.backups.clear_staging()
-            except CellarError as exc:
-                self._failure = exc.message
-                raise
-            except Exception as exc:
-                self._failure = f"prepare failed: {type(exc).__name__}"
-                logger.exception("prepare failed")
-                raise EngineError(self._failure) from exc
-            finally:
-                self._preparing = False
-        logger.info(
-            "prepared in %.0f ms (%d new databases, %d new users)",
-            (time.monotonic() - started) * 1000,
-            created_dbs,
-            created_users,
-        )
-        return ServiceStatus.HEALTHY
+        self._checked_replica_of(request)
+        return dataclasses.replace(request, configuration=tuple(configuration.items()))
+
+    def _set_up(self, request: PrepareRequest) -> str:
+        source = request.replica_of
+        replay = request.restored and not self.prepared()
+        if replay:
+            self._recover_restored(request.memory_mb)
+            if source is not None:
+                self.replication.persist_replica()  # read-only from its first start
+        self._ensure_running(request.memory_mb, dict(request.configuration))
+        if replay and source is not None:
+            self.replication.seed(source, read_backup_gtid(self.backups.binlog_info))
+        elif replay:
+            position = read_binlog_position(self.backups.binlog_info)
+            self.archive.replay(position, checked_restore_time(request.restore_time))
+        databases, users = request.databases, request.users
+        if source is not None and (databases or users):
+            logger.warning("a replica gets its databases and users from its source")
+            databases, users = (), ()
+        created_dbs = sum(self.admin.create_database(d) for d in databases)
+        created_users = sum(self.admin.create_user(u) for u in users)
+        return f"{created_dbs} new databases, {created_users} new users"
+
+    def _after_prepared(self, request: PrepareRequest) -> None:
+        if request.restored:
+            self.backups.clear_staging()
 
     def _checked_replica_of(self, request: PrepareRequest) -> ReplicationSource | None:
         """The source a restored replica starts from (None for a primary), or InvalidInput."""
@@ -266,64 +242,6 @@ class MariadbEngine(Engine):
             binlog_dir=self.archive.binlog_dir,
         )
 
-    def status(self) -> StatusReport:
-        if self._preparing:
-            return StatusReport(ServiceStatus.BUILDING, "prepare is running")
-        if self._failure is not None:
-            return StatusReport(ServiceStatus.FAILED, self._failure)
-        if not self.prepared():
-            return StatusReport(ServiceStatus.NEW)
-        crashed = self.process.unexpected_exit()
-        if crashed is not None:
-            return StatusReport(ServiceStatus.FAILED, crashed)
-        if not self.process.running():
-            return StatusReport(ServiceStatus.SHUTDOWN, "mariadb is not running")
-        try:
-            self.admin.ping()
-        except EngineError as exc:
-            return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
-        return StatusReport(ServiceStatus.HEALTHY)
-
-    def create_database(self, request: Database) -> bool:
-        self._require_prepared()
-        return self.admin.create_database(request)
-
-    def list_databases(self) -> list[Database]:
-        self._require_prepared()
-        return self.admin.list_databases()
-
-    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
-        self._require_prepared()
-        return self.admin.delete_database(request.name)
-
-    def create_user(self, request: User) -> bool:
-        self._require_prepared()
-        return self.admin.create_user(request)
-
-    def list_users(self) -> list[User]:
-        self._require_prepared()
-        return self.admin.list_users()
-
-    def delete_user(self, request: DeleteUserRequest) -> bool:
-        self._require_prepared()
-        return self.admin.delete_user(request.name, request.host)
-
-    def change_password(self, request: User) -> bool:
-        self._require_prepared()
-        return self.admin.change_password(request)
-
-    def grant_access(self, request: GrantAccessRequest) -> None:
-        self._require_prepared()
-        self.admin.grant_access(request.name, request.host, request.databases)
-
-    def revoke_access(self, request: RevokeAccessRequest) -> bool:
-        self._require_prepared()
-        return self.admin.revoke_access(request.name, request.host, request.database)
-
-    def enable_root(self, password: str) -> str:
-        self._require_prepared()
-        return self.admin.enable_root(password)
-
     def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
         """An online mariabackup stream (xbstream); writes go on while it runs."""
         self._require_prepared()
@@ -338,8 +256,7 @@ class MariadbEngine(Engine):
         """Unpack one backup of a chain, or keep one archive file after them, while it
         arrives; prepare(restored=True) follows."""
         with self._lifecycle:
-            if self.prepared():
-                raise EngineError("the instance already holds data: restore needs a new instance")
+            self._require_new()
             if start.type == "archive":
                 return self._restore_archive(start, chunks)
             if self.archive.restored():
@@ -389,14 +306,6 @@ class MariadbEngine(Engine):
             raise EngineDown("mariadb is not running")
         return self.backups.check()
 
-    def enable_replication(self, request: EnableReplicationRequest) -> None:
-        self._require_prepared()
-        self.replication.enable(request)
-
-    def replication_state(self) -> ReplicationState:
-        self._require_prepared()
-        return self.replication.state()
-
     def stop_writes(self) -> ReplicationState:
         self._require_prepared()
         return self.replication.stop_writes()
@@ -409,33 +318,17 @@ class MariadbEngine(Engine):
         self._require_prepared()
         self.replication.follow(source)
 
-    def start(self) -> None:
-        with self._lifecycle:
-            self._require_prepared()
-            self.archive.make_folder()
-            try:
-                self.process.start()
-            except EngineError as exc:
-                self._failure = exc.message
-                raise
-            self._failure = None
+    def _start_server(self) -> None:
+        self.archive.make_folder()
+        self.process.start()
 
-    def stop(self) -> None:
-        self.process.stop()
-
-    def apply_configuration(self, values: dict[str, str]) -> bool:
-        """Write the user's parameters, set the dynamic ones live; True if a restart is due."""
-        checked = parameters.check_values(self.name, self.version, values)
-        with self._lifecycle:
-            self._require_prepared()
-            previous = read_user_settings(self.data_dir / USER_FILE)
-            write_user_config(self.data_dir, checked, self.owner)
-            if not self.process.running():
-                return False
-            pending = self._apply_live(checked, previous)
-        if pending:
-            logger.info("parameters waiting for a restart: %s", ", ".join(pending))
-        return bool(pending)
+    def _apply_parameters(self, values: dict[str, str]) -> list[str]:
+        """Write the user's parameters and set the dynamic ones live (when running)."""
+        previous = read_user_settings(self.data_dir / USER_FILE)
+        write_user_config(self.data_dir, values, self.owner)
+        if not self.process.running():
+            return []
+        return self._apply_live(values, previous)
 
     def _apply_live(self, values: dict[str, str], previous: dict[str, str]) -> list[str]:
         """SET GLOBAL the dynamic values (defaults for dropped ones); the static ones pending."""
@@ -450,10 +343,6 @@ class MariadbEngine(Engine):
             elif value is None or not _same(rule, value, self.admin.variable(name)):
                 pending.append(name)
         return pending
-
-    def logs(self) -> dict[str, LogFile]:
-        log = self.process.log_file
-        return {} if log is None else {"mariadb": log}
 
     def resize(self, memory_mb: int) -> bool:
         """Size the buffer pool for ``memory_mb``, live and in the option file; never restarts."""

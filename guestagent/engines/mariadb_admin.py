@@ -22,8 +22,15 @@ import pymysql.cursors
 from cellar import catalog
 from cellar.errors import InvalidInput
 from cellar.names import IDENTIFIER, check_identifier, check_password
-from guestagent.engines.base import Database, User
 from guestagent.engines.mariadb_process import MariadbProcess, admin_account
+from guestagent.engines.messages import (
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    GrantAccessRequest,
+    RevokeAccessRequest,
+    User,
+)
 from guestagent.errors import EngineDown, EngineError
 
 logger = logging.getLogger(__name__)
@@ -195,7 +202,8 @@ class MariadbAdmin:
             if str(name).lower() not in RESERVED_DATABASES
         ]
 
-    def delete_database(self, name: str) -> bool:
+    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
+        name = request.name
         check_identifier("database", name, RESERVED_DATABASES)
         with self.connect() as cursor:
             if not self._database_exists(cursor, name):
@@ -257,9 +265,10 @@ class MariadbAdmin:
             if _listed(name)
         ]
 
-    def delete_user(self, name: str, host: str) -> bool:
+    def delete_user(self, request: DeleteUserRequest) -> bool:
+        name = request.name
         check_identifier("user", name, RESERVED_USERS)
-        host = checked_host(host)
+        host = checked_host(request.host)
         with self.connect() as cursor:
             if not self._user_exists(cursor, name, host):
                 return False
@@ -281,9 +290,10 @@ class MariadbAdmin:
         logger.info("changed the password of %s@%s", user.name, host)
         return True
 
-    def grant_access(self, name: str, host: str, databases: tuple[str, ...]) -> None:
+    def grant_access(self, request: GrantAccessRequest) -> None:
+        name, databases = request.name, request.databases
         check_identifier("user", name, RESERVED_USERS)
-        host = checked_host(host)
+        host = checked_host(request.host)
         for dbname in databases:
             check_identifier("database", dbname, RESERVED_DATABASES)
         with self.connect() as cursor:
@@ -296,9 +306,10 @@ class MariadbAdmin:
                 self._grant(cursor, name, host, dbname)
         logger.info("granted %s@%s access to %s", name, host, list(databases))
 
-    def revoke_access(self, name: str, host: str, database: str) -> bool:
+    def revoke_access(self, request: RevokeAccessRequest) -> bool:
+        name, database = request.name, request.database
         check_identifier("user", name, RESERVED_USERS)
-        host = checked_host(host)
+        host = checked_host(request.host)
         check_identifier("database", database, RESERVED_DATABASES)
         pattern = grant_pattern(database)
         with self.connect() as cursor:

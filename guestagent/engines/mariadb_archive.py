@@ -33,11 +33,11 @@ from typing import IO
 from pymysql.cursors import Cursor
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import CHUNK_BYTES, ArchiveFile
 from guestagent.engines.mariadb_admin import MariadbAdmin
 from guestagent.engines.mariadb_backup import end_tool, spawn_tool, stderr_tail
 from guestagent.engines.mariadb_config import BINLOG_BASENAME
 from guestagent.engines.mariadb_process import MariadbProcess, admin_account
+from guestagent.engines.messages import CHUNK_BYTES, ArchiveFile
 from guestagent.engines.os_user import OsUser
 from guestagent.errors import EngineError
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import IO
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.mariadb_process import INSTALLED_FILE, MariadbProcess, admin_account
+from guestagent.engines.messages import (
     BackupDone,
     BackupPiece,
     BackupRequest,
@@ -35,8 +36,8 @@ from guestagent.engines.base import (
     RestoreStart,
     pipe_chunks,
 )
-from guestagent.engines.mariadb_process import INSTALLED_FILE, MariadbProcess, admin_account
 from guestagent.engines.os_user import OsUser
+from guestagent.engines.server_process import run_tool
 from guestagent.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -289,21 +290,15 @@ class MariadbBackups:
             argv.append(f"--incremental-dir={self.staging / str(position)}")
         started = time.monotonic()
         with tempfile.TemporaryFile() as errors:
-            try:
-                result = subprocess.run(
-                    self.owner.command(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=errors,
-                    cwd=full,
-                    env=self.owner.environment(),
-                    timeout=PREPARE_TIMEOUT,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise EngineError("mariabackup --prepare did not finish in time") from exc
-            except OSError as exc:
-                raise EngineError(f"cannot run mariabackup: {exc.strerror or exc}") from exc
+            result = run_tool(
+                self.owner.command(argv),
+                "mariabackup --prepare",
+                PREPARE_TIMEOUT,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                cwd=full,
+                env=self.owner.environment(),
+            )
             if result.returncode != 0:
                 raise EngineError(
                     f"mariabackup --prepare of position {position} failed "
@@ -326,18 +321,7 @@ class MariadbBackups:
             "--all-databases",
             "--check",
         ]
-        try:
-            result = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=CHECK_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise EngineError("mariadb-check did not finish in time") from exc
-        except OSError as exc:
-            raise EngineError(f"cannot run mariadb-check: {exc.strerror or exc}") from exc
+        result = run_tool(argv, "mariadb-check", CHECK_TIMEOUT, capture_output=True)
         report = summarise_check(result.stdout.decode("utf-8", "replace"))
         if result.returncode != 0:
             lines = result.stderr.decode("utf-8", "replace").strip().splitlines()

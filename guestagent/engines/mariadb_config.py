@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import secrets
 from pathlib import Path
 
-from guestagent.engines.os_user import OsUser
+from guestagent.engines.os_user import OsUser, write_if_changed
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ def write_replication_config(
     config_dir: Path, settings: ReplicationSettings, owner: OsUser
 ) -> bool:
     """Write this member's replication settings; True if the file changed."""
-    return _write_if_changed(
+    return write_if_changed(
         config_dir / REPLICATION_FILE, render_replication_settings(settings), owner
     )
 
@@ -171,28 +170,17 @@ def read_user_settings(path: Path) -> dict[str, str]:
     return values
 
 
-def _write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
-    if path.exists() and path.read_text() == text:
-        return False
-    scratch = path.with_name(path.name + ".cellar-new")
-    scratch.write_text(text)
-    os.chmod(scratch, 0o600)
-    owner.own(scratch)
-    os.replace(scratch, path)
-    return True
-
-
 def write_config(config_dir: Path, settings: ServerSettings, owner: OsUser) -> bool:
     """Write Cellar's settings (and empty user and replication files if none); True if
     anything changed."""
     user_file = config_dir / USER_FILE
     changed = False
     if not user_file.exists():
-        changed = _write_if_changed(user_file, render_user_settings({}), owner)
+        changed = write_if_changed(user_file, render_user_settings({}), owner)
     if not (config_dir / REPLICATION_FILE).exists():
         changed |= write_replication_config(config_dir, ReplicationSettings(), owner)
     text = render_settings(settings, user_file)
-    changed |= _write_if_changed(config_dir / SETTINGS_FILE, text, owner)
+    changed |= write_if_changed(config_dir / SETTINGS_FILE, text, owner)
     if changed:
         logger.info("wrote the MariaDB configuration in %s", config_dir)
     return changed
@@ -200,4 +188,4 @@ def write_config(config_dir: Path, settings: ServerSettings, owner: OsUser) -> b
 
 def write_user_config(config_dir: Path, values: dict[str, str], owner: OsUser) -> bool:
     """Write the user's parameters; True if the file changed."""
-    return _write_if_changed(config_dir / USER_FILE, render_user_settings(values), owner)
+    return write_if_changed(config_dir / USER_FILE, render_user_settings(values), owner)

@@ -30,7 +30,6 @@ import pymysql.cursors
 
 from cellar.errors import InvalidInput
 from cellar.names import check_identifier, check_password
-from guestagent.engines.base import EnableReplicationRequest, ReplicationSource, ReplicationState
 from guestagent.engines.mariadb_admin import MariadbAdmin, password_hash
 from guestagent.engines.mariadb_config import (
     UNASSIGNED_SERVER_ID,
@@ -38,6 +37,11 @@ from guestagent.engines.mariadb_config import (
     new_server_id,
     read_replication_settings,
     write_replication_config,
+)
+from guestagent.engines.messages import (
+    EnableReplicationRequest,
+    ReplicationSource,
+    ReplicationState,
 )
 from guestagent.engines.os_user import OsUser
 from guestagent.errors import EngineError

@@ -73,3 +73,18 @@ class OsUser:
         entry = self._entry()
         if entry is not None:
             os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
+    """Replace ``path`` atomically with ``text`` (mode 0600, the engine's); True if it changed.
+
+    Use it for every configuration file the agent writes for an engine.
+    """
+    if path.exists() and path.read_text() == text:
+        return False
+    scratch = path.with_name(path.name + ".cellar-new")
+    scratch.write_text(text)
+    os.chmod(scratch, 0o600)
+    owner.own(scratch)
+    os.replace(scratch, path)
+    return True

@@ -14,33 +14,22 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from cellar import parameters
 from cellar.errors import CellarError, InvalidInput
 from guestagent.engines import postgres_admin
-from guestagent.engines.base import (
+from guestagent.engines.base import SqlEngine
+from guestagent.engines.messages import (
     ArchiveFile,
     BackupPiece,
     BackupRequest,
     ConsistencyReport,
-    Database,
-    DeleteDatabaseRequest,
-    DeleteUserRequest,
-    EnableReplicationRequest,
-    Engine,
-    GrantAccessRequest,
     PrepareRequest,
     ReplicationSource,
     ReplicationState,
     RestoreStart,
-    RevokeAccessRequest,
-    ServiceStatus,
-    StatusReport,
-    User,
 )
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.postgres_admin import PostgresAdmin
@@ -85,11 +74,14 @@ class PostgresOptions:
     recovery_timeout: float = 600.0  # the first start of a restored backup replays its WAL
 
 
-class PostgresEngine(Engine):
+class PostgresEngine(SqlEngine):
     """One PostgreSQL cluster in ``<data_dir>/pgdata``: prepared once, restarted on boot."""
 
     name = "postgresql"
     version = "15"
+    process: PostgresProcess
+    admin: PostgresAdmin
+    replication: PostgresReplication
 
     def __init__(self, data_dir: Path, options: PostgresOptions | None = None) -> None:
         super().__init__(data_dir)
@@ -121,53 +113,38 @@ class PostgresEngine(Engine):
             recovery_timeout=self.options.recovery_timeout,
         )
         self.restored_marker = self.data_dir / RESTORED_MARKER
-        self._lifecycle = threading.Lock()
-        self._preparing = False
-        self._restoring = False
-        self._failure: str | None = None
 
-    def prepare(self, request: PrepareRequest) -> ServiceStatus:
-        configuration = parameters.check_values(
-            self.name, self.version, dict(request.configuration)
-        )
-        databases = [postgres_admin.checked_database(d) for d in request.databases]
-        users = [postgres_admin.checked_user(u) for u in request.users]
+    def _check_prepare(self, request: PrepareRequest) -> PrepareRequest:
+        """The request with its parameters checked and its restore time as the server
+        reads it."""
+        configuration = self._check_parameters(dict(request.configuration))
+        for database in request.databases:
+            postgres_admin.checked_database(database)
+        for user in request.users:
+            postgres_admin.checked_user(user)
         target_time = checked_target_time(request.restore_time)
         if target_time and not request.restored:
             raise InvalidInput("a restore time needs a restored instance")
         source = None if request.replica_of is None else checked_source(request.replica_of)
         if source is not None and (target_time or not request.restored):
             raise InvalidInput("a replica starts on a whole restored backup of its primary")
-        with self._lifecycle:
-            self._preparing = True
-            self._failure = None
-            started = time.monotonic()
-            try:
-                if request.restored and not self.prepared():
-                    self._recover_restored(request.memory_mb, configuration, target_time, source)
-                else:
-                    self._ensure_running(request.memory_mb, configuration)
-                if source is not None or self.replication.standby_signalled():
-                    databases, users = [], []  # a replica has its primary's
-                created_dbs = sum(self.admin.create_database(d) for d in databases)
-                created_users = sum(self.admin.create_user(u) for u in users)
-                self._write_marker()
-            except CellarError as exc:
-                self._failure = exc.message
-                raise
-            except Exception as exc:
-                self._failure = f"prepare failed: {type(exc).__name__}"
-                logger.exception("prepare failed")
-                raise EngineError(self._failure) from exc
-            finally:
-                self._preparing = False
-        logger.info(
-            "prepared in %.0f ms (%d new databases, %d new users)",
-            (time.monotonic() - started) * 1000,
-            created_dbs,
-            created_users,
+        return dataclasses.replace(
+            request, configuration=tuple(configuration.items()), restore_time=target_time
         )
-        return ServiceStatus.HEALTHY
+
+    def _set_up(self, request: PrepareRequest) -> str:
+        configuration = dict(request.configuration)
+        source = request.replica_of
+        if request.restored and not self.prepared():
+            self._recover_restored(request.memory_mb, configuration, request.restore_time, source)
+        else:
+            self._ensure_running(request.memory_mb, configuration)
+        databases, users = request.databases, request.users
+        if source is not None or self.replication.standby_signalled():
+            databases, users = (), ()  # a replica has its primary's
+        created_dbs = sum(self.admin.create_database(d) for d in databases)
+        created_users = sum(self.admin.create_user(u) for u in users)
+        return f"{created_dbs} new databases, {created_users} new users"
 
     def warm_up(self) -> None:
         """Start initdb at once on a new volume, so it overlaps the agent's own start."""
@@ -270,66 +247,6 @@ class PostgresEngine(Engine):
             archive_dir=self.archive.archive_dir,
         )
 
-    def status(self) -> StatusReport:
-        if self._preparing:
-            return StatusReport(ServiceStatus.BUILDING, "prepare is running")
-        if self._restoring:
-            return StatusReport(ServiceStatus.BUILDING, "restore is running")
-        if self._failure is not None:
-            return StatusReport(ServiceStatus.FAILED, self._failure)
-        if not self.prepared():
-            return StatusReport(ServiceStatus.NEW)
-        crashed = self.process.unexpected_exit()
-        if crashed is not None:
-            return StatusReport(ServiceStatus.FAILED, crashed)
-        if not self.process.running():
-            return StatusReport(ServiceStatus.SHUTDOWN, "postgres is not running")
-        try:
-            self.admin.ping()
-        except EngineError as exc:
-            return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
-        return StatusReport(ServiceStatus.HEALTHY)
-
-    def create_database(self, request: Database) -> bool:
-        self._require_prepared()
-        return self.admin.create_database(request)
-
-    def list_databases(self) -> list[Database]:
-        self._require_prepared()
-        return self.admin.list_databases()
-
-    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
-        self._require_prepared()
-        return self.admin.delete_database(request.name)
-
-    def create_user(self, request: User) -> bool:
-        self._require_prepared()
-        return self.admin.create_user(request)
-
-    def list_users(self) -> list[User]:
-        self._require_prepared()
-        return self.admin.list_users()
-
-    def delete_user(self, request: DeleteUserRequest) -> bool:
-        self._require_prepared()
-        return self.admin.delete_user(request.name)
-
-    def change_password(self, request: User) -> bool:
-        self._require_prepared()
-        return self.admin.change_password(request)
-
-    def grant_access(self, request: GrantAccessRequest) -> None:
-        self._require_prepared()
-        self.admin.grant_access(request.name, request.databases)
-
-    def revoke_access(self, request: RevokeAccessRequest) -> bool:
-        self._require_prepared()
-        return self.admin.revoke_access(request.name, request.database)
-
-    def enable_root(self, password: str) -> str:
-        self._require_prepared()
-        return self.admin.enable_root(password)
-
     def backup(self, request: BackupRequest) -> Generator[BackupPiece, None, None]:
         """A full, online backup: pg_basebackup's tar (with the WAL it needs) as it comes."""
         if request.type == "incremental":
@@ -357,15 +274,10 @@ class PostgresEngine(Engine):
         if start.position != 0:
             raise InvalidInput(f"a full backup comes first (position 0), not at {start.position}")
         with self._lifecycle:
-            if self.prepared():
-                raise EngineError("the instance already holds data: restore needs a new instance")
-            self._restoring = True
-            self._failure = None
+            self._require_new()
             started = time.monotonic()
-            try:
+            with self._building("restore"):
                 received = self._unpack(chunks)
-            finally:
-                self._restoring = False
         logger.info("restored %d bytes in %.0f ms", received, (time.monotonic() - started) * 1000)
         return received
 
@@ -378,16 +290,11 @@ class PostgresEngine(Engine):
         if start.position < 1:
             raise InvalidInput(f"archive files follow the full backup, not at {start.position}")
         with self._lifecycle:
-            if self.prepared():
-                raise EngineError("the instance already holds data: restore needs a new instance")
+            self._require_new()
             if not self.restored_marker.exists():
                 raise EngineError("restore the full backup (position 0) before archive files")
-            self._restoring = True
-            self._failure = None
-            try:
+            with self._building("restore"):
                 received = self.archive.receive(start.name, chunks)
-            finally:
-                self._restoring = False
         logger.info("restored archive file %s (%d bytes)", start.name, received)
         return received
 
@@ -441,16 +348,6 @@ class PostgresEngine(Engine):
         self._require_prepared()
         return self.backups.check()
 
-    def enable_replication(self, request: EnableReplicationRequest) -> None:
-        """Let replicas stream from this primary: the replication account, one slot per
-        replica (unlisted idle ones dropped), the synchronous standbys; then a reload."""
-        self._require_prepared()
-        self.replication.enable_source(request)
-
-    def replication_state(self) -> ReplicationState:
-        self._require_prepared()
-        return self.replication.state()
-
     def stop_writes(self) -> ReplicationState:
         """Shut the primary down cleanly; its shutdown checkpoint is the final position.
         It stays down until ``promote``'s replica takes over and ``follow`` or ``start``."""
@@ -470,34 +367,11 @@ class PostgresEngine(Engine):
             self._require_prepared()
             self.replication.follow(source)
 
-    def start(self) -> None:
-        with self._lifecycle:
-            self._require_prepared()
-            try:
-                self.process.start()
-            except EngineError as exc:
-                self._failure = exc.message
-                raise
-            self._failure = None
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def apply_configuration(self, values: dict[str, str]) -> bool:
-        """Write the user's parameters and reload; True if some wait for a restart."""
-        checked = parameters.check_values(self.name, self.version, values)
-        with self._lifecycle:
-            self._require_prepared()
-            if write_user_config(self.pgdata, checked, self.owner):
-                self.admin.reload()
-            pending = self.admin.pending_restart()
-        if pending:
-            logger.info("parameters waiting for a restart: %s", ", ".join(pending))
-        return bool(pending)
-
-    def logs(self) -> dict[str, LogFile]:
-        log = self.process.log_file
-        return {} if log is None else {"postgresql": log}
+    def _apply_parameters(self, values: dict[str, str]) -> list[str]:
+        """Write the user's parameters and reload; some may wait for a restart."""
+        if write_user_config(self.pgdata, values, self.owner):
+            self.admin.reload()
+        return self.admin.pending_restart()
 
     def resize(self, memory_mb: int) -> bool:
         """Rewrite the memory settings; shared_buffers only changes with a restart."""

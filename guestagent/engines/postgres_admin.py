@@ -22,7 +22,14 @@ from psycopg.rows import TupleRow
 from cellar import catalog
 from cellar.errors import InvalidInput
 from cellar.names import check_identifier, check_password
-from guestagent.engines.base import Database, User
+from guestagent.engines.messages import (
+    Database,
+    DeleteDatabaseRequest,
+    DeleteUserRequest,
+    GrantAccessRequest,
+    RevokeAccessRequest,
+    User,
+)
 from guestagent.engines.postgres_process import SUPERUSER, PostgresProcess
 from guestagent.errors import EngineDown, EngineError
 
@@ -158,7 +165,8 @@ class PostgresAdmin:
             if not _reserved(str(name), RESERVED_DATABASES)
         ]
 
-    def delete_database(self, name: str) -> bool:
+    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
+        name = request.name
         check_identifier("database", name, RESERVED_DATABASES)
         with self.connect() as conn:
             if not self._database_exists(conn, name):
@@ -234,7 +242,8 @@ class PostgresAdmin:
         logger.info("changed the password of user %s", user.name)
         return True
 
-    def grant_access(self, name: str, databases: tuple[str, ...]) -> None:
+    def grant_access(self, request: GrantAccessRequest) -> None:
+        name, databases = request.name, request.databases
         check_identifier("user", name, RESERVED_USERS)
         for dbname in databases:
             check_identifier("database", dbname, RESERVED_DATABASES)
@@ -256,7 +265,8 @@ class PostgresAdmin:
                 conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
         logger.info("granted user %s access to %s", name, list(databases))
 
-    def revoke_access(self, name: str, database: str) -> bool:
+    def revoke_access(self, request: RevokeAccessRequest) -> bool:
+        name, database = request.name, request.database
         check_identifier("user", name, RESERVED_USERS)
         check_identifier("database", database, RESERVED_DATABASES)
         role = sql.Identifier(name)
@@ -295,7 +305,8 @@ class PostgresAdmin:
         logger.info("enabled root: %s can log in with a password", SUPERUSER)
         return SUPERUSER
 
-    def delete_user(self, name: str) -> bool:
+    def delete_user(self, request: DeleteUserRequest) -> bool:
+        name = request.name
         check_identifier("user", name, RESERVED_USERS)
         role = sql.Identifier(name)
         with self.connect() as conn:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import CHUNK_BYTES, ArchiveFile
+from guestagent.engines.messages import CHUNK_BYTES, ArchiveFile
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.postgres_admin import PostgresAdmin
 from guestagent.engines.postgres_process import PostgresProcess

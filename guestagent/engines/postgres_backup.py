@@ -25,9 +25,9 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import BackupDone, BackupPiece, ConsistencyReport, pipe_chunks
+from guestagent.engines.messages import BackupDone, BackupPiece, ConsistencyReport, pipe_chunks
 from guestagent.engines.postgres_admin import PostgresAdmin
-from guestagent.engines.postgres_process import SUPERUSER, PostgresProcess
+from guestagent.engines.postgres_process import OUTPUT_BYTES, SUPERUSER, PostgresProcess
 from guestagent.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ FORMAT = "tar"
 END_POINT = re.compile(r"write-ahead log end point: ([0-9A-Fa-f]+/[0-9A-Fa-f]+)")
 # What a data directory restored from pg_basebackup's tar must hold.
 RESTORED_FILES = ("PG_VERSION", "global/pg_control", "backup_label", "backup_manifest")
-OUTPUT_BYTES = 16 * 1024  # the most of a tool's output kept for a message
+QUIET = {"PGOPTIONS": "-c client_min_messages=warning"}  # no notices in a tool's output
 DETAIL_LINES = 5
 VERIFY_TIMEOUT = 3600.0
 CHECK_TIMEOUT = 6 * 3600.0
@@ -108,7 +108,7 @@ class PostgresBackups:
         started = time.monotonic()
         sent = 0
         with tempfile.TemporaryFile() as errors:
-            child = self._popen(argv, stdout=subprocess.PIPE, stderr=errors)
+            child = self.process.tool(argv, stdout=subprocess.PIPE, stderr=errors)
             assert child.stdout is not None
             try:
                 logger.info("backup started (pg_basebackup pid %d)", child.pid)
@@ -199,7 +199,7 @@ class PostgresBackups:
         """Compare a restored data directory with its ``backup_manifest`` (sizes, checksums,
         the WAL it needs); EngineError naming the first difference."""
         argv = [self._tool("pg_verifybackup"), "--quiet", str(pgdata)]
-        code, output = self._run(argv, VERIFY_TIMEOUT)
+        code, output = self.process.run_tool(argv, VERIFY_TIMEOUT)
         if code != 0:
             raise EngineError(f"the restored backup is damaged: {_first_lines(output, 2)}")
         logger.info("the restored backup matches its manifest")
@@ -218,7 +218,7 @@ class PostgresBackups:
         ]
         started = time.monotonic()
         # Corruption is reported on stdout; notices (such as "amcheck already exists") are muted.
-        code, output = self._run(argv, CHECK_TIMEOUT, quiet=True)
+        code, output = self.process.run_tool(argv, CHECK_TIMEOUT, QUIET)
         logger.info(
             "pg_amcheck exited %d in %.1f s over %d databases",
             code,
@@ -232,42 +232,6 @@ class PostgresBackups:
         return ConsistencyReport(
             ok=False, detail=f"pg_amcheck (exit {code}): {_first_lines(output, DETAIL_LINES)}"
         )
-
-    def _popen(
-        self, argv: list[str], stdout: int | IO[bytes], stderr: IO[bytes], quiet: bool = False
-    ) -> subprocess.Popen[bytes]:
-        owner = self.process.owner
-        kwargs = owner.popen_kwargs()
-        if quiet:
-            kwargs["env"] = {**kwargs["env"], "PGOPTIONS": "-c client_min_messages=warning"}
-        try:
-            return subprocess.Popen(
-                owner.command(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                cwd=self.process.pgdata.parent,
-                **kwargs,
-            )
-        except OSError as exc:
-            raise EngineError(f"cannot run {Path(argv[0]).name}: {exc.strerror or exc}") from exc
-
-    def _run(self, argv: list[str], timeout: float, quiet: bool = False) -> tuple[int, str]:
-        """Run a tool to its end; its exit code and the start of its output."""
-        with tempfile.TemporaryFile() as output:
-            child = self._popen(argv, stdout=output, stderr=output, quiet=quiet)
-            try:
-                code = child.wait(timeout=timeout)
-            except subprocess.TimeoutExpired as exc:
-                raise EngineError(
-                    f"{Path(argv[0]).name} did not finish within {timeout:.0f} s"
-                ) from exc
-            finally:
-                if child.poll() is None:
-                    child.kill()
-                child.wait()
-            output.seek(0)
-            return code, output.read(OUTPUT_BYTES).decode("utf-8", "replace")
 
 
 def _safe_path(name: str) -> PurePosixPath:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shlex
 from pathlib import Path
 
-from guestagent.engines.os_user import OsUser
+from guestagent.engines.os_user import OsUser, write_if_changed
 
 logger = logging.getLogger(__name__)
 
@@ -127,26 +126,15 @@ def render_hba() -> str:
     )
 
 
-def _write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
-    if path.exists() and path.read_text() == text:
-        return False
-    scratch = path.with_name(path.name + ".cellar-new")
-    scratch.write_text(text)
-    os.chmod(scratch, 0o600)
-    owner.own(scratch)
-    os.replace(scratch, path)
-    return True
-
-
 def write_hba(pgdata: Path, owner: OsUser) -> bool:
     """Write Cellar's access rules alone (an instance prepared by an older agent may lack
     the replication rule); True if the file changed and the server needs a reload."""
-    return _write_if_changed(pgdata / "pg_hba.conf", render_hba(), owner)
+    return write_if_changed(pgdata / "pg_hba.conf", render_hba(), owner)
 
 
 def write_config(pgdata: Path, settings: ServerSettings, owner: OsUser) -> bool:
     """Write Cellar's settings and access rules into ``pgdata``; True if anything changed."""
-    changed = _write_if_changed(pgdata / SETTINGS_FILE, render_settings(settings), owner)
+    changed = write_if_changed(pgdata / SETTINGS_FILE, render_settings(settings), owner)
     changed |= write_hba(pgdata, owner)
     main = pgdata / "postgresql.conf"
     text = main.read_text()
@@ -154,7 +142,7 @@ def write_config(pgdata: Path, settings: ServerSettings, owner: OsUser) -> bool:
     missing = [line for line in includes if line not in text.splitlines()]
     if missing:
         text = text.rstrip("\n") + "\n" + "\n".join(missing) + "\n"
-        changed |= _write_if_changed(main, text, owner)
+        changed |= write_if_changed(main, text, owner)
     if changed:
         logger.info("wrote the PostgreSQL configuration in %s", pgdata)
     return changed
@@ -169,7 +157,7 @@ def render_user_settings(values: dict[str, str]) -> str:
 
 def write_user_config(pgdata: Path, values: dict[str, str], owner: OsUser) -> bool:
     """Write the user's parameters; True if the file changed."""
-    return _write_if_changed(pgdata / USER_FILE, render_user_settings(values), owner)
+    return write_if_changed(pgdata / USER_FILE, render_user_settings(values), owner)
 
 
 def render_recovery(restore_dir: Path, target_time: str = "") -> str:
@@ -197,7 +185,7 @@ def render_recovery(restore_dir: Path, target_time: str = "") -> str:
 
 def write_recovery(pgdata: Path, restore_dir: Path, target_time: str, owner: OsUser) -> None:
     """Make the next start of the server an archive recovery (see :func:`render_recovery`)."""
-    _write_if_changed(pgdata / RECOVERY_FILE, render_recovery(restore_dir, target_time), owner)
+    write_if_changed(pgdata / RECOVERY_FILE, render_recovery(restore_dir, target_time), owner)
     signal = pgdata / RECOVERY_SIGNAL
     signal.touch(mode=0o600)
     owner.own(signal)
@@ -245,4 +233,4 @@ def write_replication(pgdata: Path, text: str, owner: OsUser) -> bool:
         existed = path.exists()
         path.unlink(missing_ok=True)
         return existed
-    return _write_if_changed(path, text, owner)
+    return write_if_changed(path, text, owner)

@@ -2,7 +2,7 @@
 
 Use :class:`PostgresReplication` from the engine facade, which checks that the engine is
 prepared and serialises the calls that start or stop the server. A primary becomes a
-source with :meth:`~PostgresReplication.enable_source` (the replication account, one
+source with :meth:`~PostgresReplication.enable` (the replication account, one
 physical slot per replica, the synchronous standbys); a restored backup of it starts as
 a hot standby with :meth:`~PostgresReplication.start_standby`;
 :meth:`~PostgresReplication.stop_writes`, :meth:`~PostgresReplication.promote` and
@@ -22,8 +22,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -34,7 +32,11 @@ from psycopg.rows import TupleRow
 
 from cellar.errors import InvalidInput
 from cellar.names import check_identifier, check_password
-from guestagent.engines.base import EnableReplicationRequest, ReplicationSource, ReplicationState
+from guestagent.engines.messages import (
+    EnableReplicationRequest,
+    ReplicationSource,
+    ReplicationState,
+)
 from guestagent.engines.postgres_admin import PostgresAdmin
 from guestagent.engines.postgres_config import (
     RECOVERY_FILE,
@@ -63,7 +65,6 @@ STOP_WRITES_TIMEOUT = 120.0
 REWIND_TIMEOUT = 3600.0
 CONTROLDATA_TIMEOUT = 30.0
 POLL_EVERY = 0.05
-OUTPUT_BYTES = 16 * 1024
 
 
 def checked_replica_name(name: str) -> str:
@@ -161,8 +162,10 @@ class PostgresReplication:
 
     # -- the source side -------------------------------------------------------------
 
-    def enable_source(self, request: EnableReplicationRequest) -> None:
-        """Let ``request.replicas`` stream from this primary (see ``Engine.enable_replication``)."""
+    def enable(self, request: EnableReplicationRequest) -> None:
+        """Let ``request.replicas`` stream from this primary: the replication account, one
+        slot per replica (unlisted idle ones dropped), the synchronous standbys; then a
+        reload."""
         with self._enabling:
             self._enable_source(request)
 
@@ -443,7 +446,9 @@ class PostgresReplication:
             recovery.write_text(render_recovery(self.archive_dir))
             self.process.owner.own(recovery)
         started = time.monotonic()
-        code, output = self._run(argv, REWIND_TIMEOUT, {"PGPASSFILE": str(self.passfile)})
+        code, output = self.process.run_tool(
+            argv, REWIND_TIMEOUT, {"PGPASSFILE": str(self.passfile)}
+        )
         self._restore_local_files(local)
         lines = [line.strip() for line in output.splitlines() if line.strip()]
         if code != 0:
@@ -488,7 +493,7 @@ class PostgresReplication:
     def control_data(self) -> dict[str, str]:
         """The fields ``pg_controldata`` prints for the data directory."""
         argv = [str(self.process.bin_dir / "pg_controldata"), "-D", str(self.pgdata)]
-        code, output = self._run(argv, CONTROLDATA_TIMEOUT, {})
+        code, output = self.process.run_tool(argv, CONTROLDATA_TIMEOUT)
         if code != 0:
             raise EngineError(f"pg_controldata failed (exit {code}): {output.strip()[-200:]}")
         fields = {}
@@ -497,33 +502,3 @@ class PostgresReplication:
             if sep:
                 fields[key.strip()] = value.strip()
         return fields
-
-    def _run(self, argv: list[str], timeout: float, env: dict[str, str]) -> tuple[int, str]:
-        """Run a tool as the engine's user; its exit code and the start of its output."""
-        owner = self.process.owner
-        kwargs = owner.popen_kwargs()
-        kwargs["env"] = {**kwargs["env"], **env}
-        with tempfile.TemporaryFile() as output:
-            try:
-                child = subprocess.Popen(
-                    owner.command(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=output,
-                    cwd=self.pgdata.parent,
-                    **kwargs,
-                )
-            except OSError as exc:
-                name = Path(argv[0]).name
-                raise EngineError(f"cannot run {name}: {exc.strerror or exc}") from exc
-            try:
-                code = child.wait(timeout=timeout)
-            except subprocess.TimeoutExpired as exc:
-                name = Path(argv[0]).name
-                raise EngineError(f"{name} did not finish within {timeout:.0f} s") from exc
-            finally:
-                if child.poll() is None:
-                    child.kill()
-                child.wait()
-            output.seek(0)
-            return code, output.read(OUTPUT_BYTES).decode("utf-8", "replace")

@@ -12,31 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from cellar import parameters
-from cellar.errors import CellarError
-from guestagent.engines.base import (
+from guestagent.engines.base import Engine
+from guestagent.engines.messages import (
     BackupPiece,
     BackupRequest,
     ConsistencyReport,
-    Database,
-    DeleteDatabaseRequest,
-    DeleteUserRequest,
-    EnableReplicationRequest,
-    Engine,
-    GrantAccessRequest,
     PrepareRequest,
     ReplicationSource,
     ReplicationState,
     RestoreStart,
-    RevokeAccessRequest,
-    ServiceStatus,
-    StatusReport,
-    User,
 )
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.redis_admin import RedisAdmin, checked_user, load_or_create_password
@@ -82,70 +70,62 @@ class RedisEngine(Engine):
 
     name = "redis"
     version = "7.0"
+    process: RedisProcess
+    admin: RedisAdmin
+    replication: RedisReplication
 
     def __init__(self, data_dir: Path, options: RedisOptions | None = None) -> None:
         super().__init__(data_dir)
         self.options = options or RedisOptions()
         self.owner = OsUser(self.options.os_user)
         self.redis_dir = self.data_dir / "redis"
+        self.admin = RedisAdmin(self.options.unix_socket, self.data_dir / ADMIN_LOGIN_FILE)
         self.process = RedisProcess(
             binary=self.options.binary,
             config_file=self.data_dir / CONFIG_FILE,
             pid_file=self.redis_dir / "redis.pid",
             owner=self.owner,
+            ping=self.admin.ping,
+            shutdown=self.admin.shutdown,
             start_timeout=self.options.start_timeout,
             log_file=LogFile(self.data_dir / "log" / "redis.log"),
         )
-        self.admin = RedisAdmin(self.options.unix_socket, self.data_dir / ADMIN_LOGIN_FILE)
         self.backups = RedisBackups(
             self.admin, self.data_dir, self.redis_dir, self.owner, self.options.check_rdb_binary
         )
         self.replication = RedisReplication(self.admin, self.data_dir, self.owner)
-        self._lifecycle = threading.Lock()
-        self._preparing = False
-        self._failure: str | None = None
 
-    def prepare(self, request: PrepareRequest) -> ServiceStatus:
+    def _check_prepare(self, request: PrepareRequest) -> PrepareRequest:
+        """The request with its parameters checked and in Redis's own spelling."""
         if request.databases:
             raise Unsupported(NO_DATABASES)
-        configuration = redis_values(
-            parameters.check_values(self.name, self.version, dict(request.configuration))
-        )
-        users = [checked_user(u) for u in request.users]
+        configuration = self._check_parameters(dict(request.configuration))
+        for user in request.users:
+            checked_user(user)
         source = None if request.replica_of is None else checked_source(request.replica_of)
         if source is not None and request.restored:
             raise Unsupported("a Redis replica is seeded by its primary's full sync, not a restore")
-        with self._lifecycle:
-            recover = request.restored and not self.prepared()
-            if recover and not self.backups.restored():
-                raise EngineError("nothing was restored")
-            self._preparing = True
-            self._failure = None
-            started = time.monotonic()
-            try:
-                if recover:
-                    self._recover_restored(request.memory_mb, configuration)
-                else:
-                    self._ensure_running(request.memory_mb, configuration, source)
-                created = sum(self.admin.create_user(u) for u in users)
-                if source is not None:
-                    self.replication.follow(source)
-                    self.replication.wait_for_link(self.options.replica_link_timeout)
-                self._write_marker()
-                self.backups.forget_restore()
-            except CellarError as exc:
-                self._failure = exc.message
-                raise
-            except Exception as exc:
-                self._failure = f"prepare failed: {type(exc).__name__}"
-                logger.exception("prepare failed")
-                raise EngineError(self._failure) from exc
-            finally:
-                self._preparing = False
-        logger.info(
-            "prepared in %.0f ms (%d new users)", (time.monotonic() - started) * 1000, created
-        )
-        return ServiceStatus.HEALTHY
+        return dataclasses.replace(request, configuration=tuple(configuration.items()))
+
+    def _refuse_prepare(self, request: PrepareRequest) -> None:
+        if request.restored and not self.prepared() and not self.backups.restored():
+            raise EngineError("nothing was restored")
+
+    def _set_up(self, request: PrepareRequest) -> str:
+        configuration = dict(request.configuration)
+        source = request.replica_of
+        if request.restored and not self.prepared():
+            self._recover_restored(request.memory_mb, configuration)
+        else:
+            self._ensure_running(request.memory_mb, configuration, source)
+        created = sum(self.admin.create_user(u) for u in request.users)
+        if source is not None:
+            self.replication.follow(source)
+            self.replication.wait_for_link(self.options.replica_link_timeout)
+        return f"{created} new users"
+
+    def _after_prepared(self, request: PrepareRequest) -> None:
+        self.backups.forget_restore()
 
     def _ensure_running(
         self, memory_mb: int, configuration: dict[str, str], source: ReplicationSource | None
@@ -161,7 +141,7 @@ class RedisEngine(Engine):
             self.admin.config_set({"maxmemory": str(maxmemory_bytes(memory_mb))})
             self._apply_live(configuration)
             return
-        self._start_server()
+        self._run_server()
 
     def _recover_restored(self, memory_mb: int, configuration: dict[str, str]) -> None:
         """Start on the restored RDB, then turn the append-only file on if wanted, and
@@ -174,7 +154,7 @@ class RedisEngine(Engine):
         write_config(self._settings(memory_mb), self.owner)
         write_user_config(self.data_dir, configuration, self.owner)
         if not self.process.running():
-            self._start_server(overrides=("--appendonly", "no"))
+            self._run_server(overrides=("--appendonly", "no"))
         if (DEFAULTS | configuration)["appendonly"] == "yes":
             self.backups.enable_aof()
         self.backups.recreate_users()
@@ -190,12 +170,12 @@ class RedisEngine(Engine):
             socket_dir.mkdir(parents=True)
             self.owner.own(socket_dir)
 
-    def _start_server(self, overrides: tuple[str, ...] = ()) -> None:
+    def _run_server(self, overrides: tuple[str, ...] = ()) -> None:
         """Start the server with the agent's ACL user in place, and wait until it answers."""
         password = load_or_create_password(self.data_dir / ADMIN_LOGIN_FILE)
         write_admin_acl(self.data_dir, password, self.owner)
         started = time.monotonic()
-        self.process.start(self.admin.ping, overrides)
+        self.process.start(overrides=overrides)
         logger.info("redis ready in %.0f ms", (time.monotonic() - started) * 1000)
 
     def _settings(self, memory_mb: int) -> ServerSettings:
@@ -217,58 +197,8 @@ class RedisEngine(Engine):
         self.admin.config_set({n: v for n, v in changed.items() if RULES[n].dynamic})
         return sorted(n for n in changed if not RULES[n].dynamic)
 
-    def status(self) -> StatusReport:
-        if self._preparing:
-            return StatusReport(ServiceStatus.BUILDING, "prepare is running")
-        if self._failure is not None:
-            return StatusReport(ServiceStatus.FAILED, self._failure)
-        if not self.prepared():
-            return StatusReport(ServiceStatus.NEW)
-        crashed = self.process.unexpected_exit()
-        if crashed is not None:
-            return StatusReport(ServiceStatus.FAILED, crashed)
-        if not self.process.running():
-            return StatusReport(ServiceStatus.SHUTDOWN, "redis is not running")
-        try:
-            self.admin.ping()
-        except EngineError as exc:
-            return StatusReport(ServiceStatus.SHUTDOWN, exc.message)
-        return StatusReport(ServiceStatus.HEALTHY)
-
-    def create_database(self, request: Database) -> bool:
-        raise Unsupported(NO_DATABASES)
-
-    def list_databases(self) -> list[Database]:
-        raise Unsupported(NO_DATABASES)
-
-    def delete_database(self, request: DeleteDatabaseRequest) -> bool:
-        raise Unsupported(NO_DATABASES)
-
-    def grant_access(self, request: GrantAccessRequest) -> None:
-        raise Unsupported(NO_DATABASES)
-
-    def revoke_access(self, request: RevokeAccessRequest) -> bool:
-        raise Unsupported(NO_DATABASES)
-
-    def create_user(self, request: User) -> bool:
-        self._require_prepared()
-        return self.admin.create_user(request)
-
-    def list_users(self) -> list[User]:
-        self._require_prepared()
-        return self.admin.list_users()
-
-    def delete_user(self, request: DeleteUserRequest) -> bool:
-        self._require_prepared()
-        return self.admin.delete_user(request.name)
-
-    def change_password(self, request: User) -> bool:
-        self._require_prepared()
-        return self.admin.change_password(request)
-
-    def enable_root(self, password: str) -> str:
-        self._require_prepared()
-        return self.admin.enable_root(password)
+    def _no_databases(self) -> Unsupported:
+        return Unsupported(NO_DATABASES)
 
     def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
         """A BGSAVE snapshot and the users, as one tar stream (closing it early cleans up)."""
@@ -284,8 +214,7 @@ class RedisEngine(Engine):
         if start.format != FORMAT:
             raise Unsupported(f"Redis restores {FORMAT} backups, not {start.format!r}")
         with self._lifecycle:
-            if self.prepared():
-                raise EngineError("the instance already holds data: restore needs a new instance")
+            self._require_new()
             if self.process.running():
                 self.stop()
             self._make_dirs()
@@ -295,15 +224,6 @@ class RedisEngine(Engine):
         """redis-check-rdb over a snapshot saved now."""
         self._require_prepared()
         return self.backups.check()
-
-    def enable_replication(self, request: EnableReplicationRequest) -> None:
-        """The replication ACL user (replica names and ``synchronous`` mean nothing here)."""
-        self._require_prepared()
-        self.replication.enable(request)
-
-    def replication_state(self) -> ReplicationState:
-        self._require_prepared()
-        return self.replication.state()
 
     def stop_writes(self) -> ReplicationState:
         """CLIENT PAUSE WRITE for a bounded time; ``follow`` or ``promote`` ends it."""
@@ -321,33 +241,22 @@ class RedisEngine(Engine):
             self._require_prepared()
             self.replication.follow(source)
 
-    def start(self) -> None:
-        with self._lifecycle:
-            self._require_prepared()
-            try:
-                if not self.process.running():
-                    self._make_dirs()
-                    self._start_server()
-            except EngineError as exc:
-                self._failure = exc.message
-                raise
-            self._failure = None
+    def _start_server(self) -> None:
+        if not self.process.running():
+            self._make_dirs()
+            self._run_server()
 
     def stop(self) -> None:
-        self.process.stop(self.admin.shutdown)
+        super().stop()
         self.admin.close()
 
-    def apply_configuration(self, values: dict[str, str]) -> bool:
-        """Write the user's parameters and set the dynamic ones live; True if some wait
-        for a restart."""
-        checked = redis_values(parameters.check_values(self.name, self.version, values))
-        with self._lifecycle:
-            self._require_prepared()
-            write_user_config(self.data_dir, checked, self.owner)
-            pending = self._apply_live(checked)
-        if pending:
-            logger.info("parameters waiting for a restart: %s", ", ".join(pending))
-        return bool(pending)
+    def _check_parameters(self, values: dict[str, str]) -> dict[str, str]:
+        return redis_values(super()._check_parameters(values))
+
+    def _apply_parameters(self, values: dict[str, str]) -> list[str]:
+        """Write the user's parameters and set the dynamic ones live."""
+        write_user_config(self.data_dir, values, self.owner)
+        return self._apply_live(values)
 
     def resize(self, memory_mb: int) -> bool:
         """Rewrite maxmemory and set it live; Redis never needs a restart for it."""
@@ -357,7 +266,3 @@ class RedisEngine(Engine):
             self.admin.config_set({"maxmemory": str(maxmemory_bytes(memory_mb))})
         logger.info("maxmemory follows %d MB of memory", memory_mb)
         return False
-
-    def logs(self) -> dict[str, LogFile]:
-        log = self.process.log_file
-        return {} if log is None else {"redis": log}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cellar import catalog
 from cellar.names import check_identifier, check_password
-from guestagent.engines.base import User
+from guestagent.engines.messages import DeleteUserRequest, User
 from guestagent.engines.redis_config import ADMIN_USER, password_hash
 from guestagent.engines.redis_wire import RedisConnection, Reply, ReplyError
 from guestagent.errors import EngineDown, EngineError
@@ -164,8 +164,9 @@ class RedisAdmin:
         names = sorted(_text(n) for n in reply) if isinstance(reply, list) else []
         return [User(name=name) for name in names if name.lower() not in RESERVED_USERS]
 
-    def delete_user(self, name: str) -> bool:
+    def delete_user(self, request: DeleteUserRequest) -> bool:
         """Drop the user; Redis closes its connections."""
+        name = request.name
         check_identifier("user", name, RESERVED_USERS)
         if not self.run("ACL", "DELUSER", name):
             return False

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import tarfile
 import threading
 import time
@@ -29,10 +28,11 @@ from typing import IO, cast
 
 from cellar.errors import InvalidInput
 from cellar.names import check_identifier
-from guestagent.engines.base import CHUNK_BYTES, BackupDone, BackupPiece, ConsistencyReport
+from guestagent.engines.messages import CHUNK_BYTES, BackupDone, BackupPiece, ConsistencyReport
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.redis_admin import RESERVED_USERS, RedisAdmin
 from guestagent.engines.redis_wire import Reply
+from guestagent.engines.server_process import run_tool
 from guestagent.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -298,20 +298,14 @@ class RedisBackups:
         """redis-check-rdb over a snapshot taken now."""
         with self.snapshot() as snap:
             argv = self.owner.command([str(self.check_rdb_binary), str(snap.path)])
-            try:
-                result = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    timeout=CHECK_TIMEOUT,
-                    cwd=self.redis_dir,
-                    check=False,
-                    **self.owner.popen_kwargs(),
-                )
-            except OSError as exc:
-                raise EngineError(f"cannot run redis-check-rdb: {exc.strerror or exc}") from exc
-            except subprocess.TimeoutExpired as exc:
-                raise EngineError("redis-check-rdb did not finish in time") from exc
+            result = run_tool(
+                argv,
+                "redis-check-rdb",
+                CHECK_TIMEOUT,
+                capture_output=True,
+                cwd=self.redis_dir,
+                **self.owner.popen_kwargs(),
+            )
         output = (result.stdout + result.stderr).decode("utf-8", "replace")
         ok = result.returncode == 0 and "RDB looks OK" in output
         return ConsistencyReport(ok=ok, detail=_summary(output, ok, result.returncode))

@@ -14,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 import re
 from pathlib import Path
 
 from cellar import parameters
-from guestagent.engines.base import ReplicationSource
-from guestagent.engines.os_user import OsUser
+from guestagent.engines.messages import ReplicationSource
+from guestagent.engines.os_user import OsUser, write_if_changed
 
 logger = logging.getLogger(__name__)
 
@@ -142,18 +141,6 @@ def render_user_config(values: dict[str, str]) -> str:
     lines = ["# Written by Cellar from the instance's configuration group."]
     lines += [f"{name} {value}" for name, value in sorted(values.items())]
     return "\n".join(lines) + "\n"
-
-
-def write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
-    """Replace ``path`` atomically with ``text`` (mode 0600, the engine's); True if it changed."""
-    if path.exists() and path.read_text() == text:
-        return False
-    scratch = path.with_name(path.name + ".cellar-new")
-    scratch.write_text(text)
-    os.chmod(scratch, 0o600)
-    owner.own(scratch)
-    os.replace(scratch, path)
-    return True
 
 
 def write_config(settings: ServerSettings, owner: OsUser) -> bool:

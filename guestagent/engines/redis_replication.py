@@ -20,7 +20,11 @@ from pathlib import Path
 
 from cellar.errors import InvalidInput
 from cellar.names import check_identifier, check_password
-from guestagent.engines.base import EnableReplicationRequest, ReplicationSource, ReplicationState
+from guestagent.engines.messages import (
+    EnableReplicationRequest,
+    ReplicationSource,
+    ReplicationState,
+)
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.redis_admin import ROOT_USER, RedisAdmin
 from guestagent.engines.redis_config import (

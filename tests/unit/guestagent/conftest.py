@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,8 +19,8 @@ def log() -> Iterator[JsonLog]:
 
 
 @pytest.fixture
-def fake() -> FakeEngine:
-    return FakeEngine()
+def fake(tmp_path: Path) -> FakeEngine:
+    return FakeEngine(tmp_path)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ from typing import Any
 import pytest
 
 from cellar.logs import JsonFormatter
-from guestagent.engines.base import (
+from guestagent.engines.base import Engine
+from guestagent.engines.mariadb import MariadbEngine, MariadbOptions
+from guestagent.engines.messages import (
     BackupDone,
     BackupPiece,
     BackupRequest,
@@ -28,7 +31,6 @@ from guestagent.engines.base import (
     DeleteDatabaseRequest,
     DeleteUserRequest,
     EnableReplicationRequest,
-    Engine,
     GrantAccessRequest,
     PrepareRequest,
     ReplicationSource,
@@ -39,9 +41,10 @@ from guestagent.engines.base import (
     StatusReport,
     User,
 )
-from guestagent.engines.mariadb import MariadbEngine, MariadbOptions
+from guestagent.engines.os_user import OsUser
 from guestagent.engines.postgres import PostgresEngine, PostgresOptions
 from guestagent.engines.redis import RedisEngine, RedisOptions
+from guestagent.engines.server_process import ServerProcess
 from guestagent.logfile import LogFile
 from guestagent.server import AgentServer
 
@@ -199,13 +202,41 @@ def json_log() -> Iterator[JsonLog]:
         root.setLevel(previous)
 
 
+SLEEPER = "import time; print('sleeping', flush=True); time.sleep(60)"
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    " print('ignoring SIGTERM', flush=True); time.sleep(60)"
+)
+
+
+class Sleeper(ServerProcess):
+    """Runs ``script`` until stopped; answers once ``ready`` and its first line is out."""
+
+    name = "sleeper"
+    program = "sleepy"
+    command_names = ("python",)
+
+    def __init__(self, folder: Path, script: str = SLEEPER) -> None:
+        super().__init__(folder / "sleeper.pid", OsUser(), 5.0, LogFile(folder / "log"))
+        self.script = script
+        self.ready = True
+        self.probes = 0
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-c", self.script]
+
+    def _probe(self) -> str | None:
+        self.probes += 1
+        return None if self.ready and self.recent_log() else "not yet"
+
+
 class FakeEngine(Engine):
     """An engine that records its calls and raises what a test asks it to."""
 
     name = "fake"
     version = "1"
 
-    def __init__(self, data_dir: Path = Path("/nonexistent")) -> None:
+    def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
         self.report = StatusReport(ServiceStatus.NEW)
         self.failures: dict[str, BaseException] = {}
@@ -217,7 +248,7 @@ class FakeEngine(Engine):
         self.log_files: dict[str, LogFile] = {}
         self.backup_chunks: list[bytes] = [b"first", b"second"]
         self.restored_bytes = b""
-        self.replication = ReplicationState(role="primary", writable=True)
+        self.role = ReplicationState(role="primary", writable=True)
 
     def logs(self) -> dict[str, LogFile]:
         return self.log_files
@@ -228,10 +259,13 @@ class FakeEngine(Engine):
         if failure is not None:
             raise failure
 
-    def prepare(self, request: PrepareRequest) -> ServiceStatus:
+    def _check_prepare(self, request: PrepareRequest) -> PrepareRequest:
+        return request
+
+    def _set_up(self, request: PrepareRequest) -> str:
         self._call("prepare", request)
         self.report = StatusReport(ServiceStatus.HEALTHY)
-        return ServiceStatus.HEALTHY
+        return "nothing new"
 
     def status(self) -> StatusReport:
         self._call("status")
@@ -298,22 +332,22 @@ class FakeEngine(Engine):
 
     def replication_state(self) -> ReplicationState:
         self._call("replication_state")
-        return self.replication
+        return self.role
 
     def stop_writes(self) -> ReplicationState:
         self._call("stop_writes")
-        self.replication = dataclasses.replace(self.replication, writable=False)
-        return self.replication
+        self.role = dataclasses.replace(self.role, writable=False)
+        return self.role
 
     def promote(self, wait_for_position: int, timeout: float) -> ReplicationState:
         self._call("promote", wait_for_position)
-        self.replication = ReplicationState(role="primary", position_value=wait_for_position)
-        self.replication = dataclasses.replace(self.replication, writable=True)
-        return self.replication
+        self.role = ReplicationState(role="primary", position_value=wait_for_position)
+        self.role = dataclasses.replace(self.role, writable=True)
+        return self.role
 
     def follow(self, source: ReplicationSource) -> None:
         self._call("follow", source)
-        self.replication = ReplicationState(role="replica", source_host=source.host)
+        self.role = ReplicationState(role="replica", source_host=source.host)
 
     def start(self) -> None:
         self._call("start")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from guestagent import healthcheck
-from guestagent.engines.base import ServiceStatus, StatusReport
+from guestagent.engines.messages import ServiceStatus, StatusReport
 from tests.unit.guestagent.support import FakeEngine, Served, free_port
 
 

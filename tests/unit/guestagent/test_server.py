@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cellar.errors import InvalidInput
 from cellar.guestagent.v1 import agent_pb2
-from guestagent.engines.base import (
+from guestagent.engines.messages import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from cellar.guestagent.v1 import agent_pb2
-from guestagent.engines.base import BackupRequest, RestoreStart
+from guestagent.engines.messages import BackupRequest, RestoreStart
 from guestagent.errors import EngineError, Unsupported
 from tests.unit.guestagent.support import FakeEngine, Served
 

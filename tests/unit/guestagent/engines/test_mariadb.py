@@ -10,7 +10,8 @@ import pymysql
 import pytest
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.mariadb import MariadbEngine
+from guestagent.engines.messages import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -20,7 +21,6 @@ from guestagent.engines.base import (
     ServiceStatus,
     User,
 )
-from guestagent.engines.mariadb import MariadbEngine
 from guestagent.errors import EngineError, NotPrepared
 from tests.unit.guestagent.support import mariadb_engine
 

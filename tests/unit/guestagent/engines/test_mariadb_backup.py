@@ -17,7 +17,9 @@ import pymysql
 import pytest
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.mariadb import MariadbEngine
+from guestagent.engines.mariadb_backup import summarise_check
+from guestagent.engines.messages import (
     CHUNK_BYTES,
     BackupDone,
     BackupRequest,
@@ -27,8 +29,6 @@ from guestagent.engines.base import (
     ServiceStatus,
     User,
 )
-from guestagent.engines.mariadb import MariadbEngine
-from guestagent.engines.mariadb_backup import summarise_check
 from guestagent.errors import EngineError, NotPrepared
 from tests.unit.guestagent.support import MARIADB_BASEDIR, mariadb_engine
 

@@ -21,7 +21,9 @@ import pymysql
 import pytest
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.mariadb import MariadbEngine
+from guestagent.engines.mariadb_archive import checked_restore_time
+from guestagent.engines.messages import (
     CHUNK_BYTES,
     ArchiveFile,
     BackupDone,
@@ -32,8 +34,6 @@ from guestagent.engines.base import (
     ServiceStatus,
     User,
 )
-from guestagent.engines.mariadb import MariadbEngine
-from guestagent.engines.mariadb_archive import checked_restore_time
 from tests.unit.guestagent.support import MARIADB_BASEDIR, mariadb_engine
 
 PASSWORD = "bob-Pw-9f2e"

@@ -18,7 +18,9 @@ import pymysql
 import pytest
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.mariadb import MariadbEngine
+from guestagent.engines.mariadb_replication import gtid_seq, read_backup_gtid
+from guestagent.engines.messages import (
     BackupDone,
     BackupRequest,
     Database,
@@ -29,8 +31,6 @@ from guestagent.engines.base import (
     ServiceStatus,
     User,
 )
-from guestagent.engines.mariadb import MariadbEngine
-from guestagent.engines.mariadb_replication import gtid_seq, read_backup_gtid
 from guestagent.errors import EngineError
 from tests.unit.guestagent.support import MARIADB_BASEDIR, mariadb_engine
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.messages import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,

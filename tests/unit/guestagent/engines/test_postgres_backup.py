@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.messages import (
     CHUNK_BYTES,
     BackupDone,
     BackupRequest,

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.messages import (
     ArchiveFile,
     BackupDone,
     BackupRequest,

@@ -12,7 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.messages import (
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,

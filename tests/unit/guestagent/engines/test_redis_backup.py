@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cellar.errors import InvalidInput
-from guestagent.engines.base import (
+from guestagent.engines.messages import (
     CHUNK_BYTES,
     BackupDone,
     BackupPiece,

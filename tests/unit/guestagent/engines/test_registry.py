@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from guestagent.engines import ENGINES, engine_class
-from guestagent.engines.base import Engine, ServiceStatus
+from guestagent.engines.base import Engine
+from guestagent.engines.messages import ServiceStatus
 
 
 @pytest.mark.parametrize("name", sorted(ENGINES))
