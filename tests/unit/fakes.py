@@ -35,6 +35,9 @@ class FakeCompute:
         self.unmounted: set[str] = set()
         self.online_resize_refused = False
         self.grow_error: ComputeError | None = None
+        self.container_error: ComputeError | None = None  # ensure_container raises it
+        self.stop_error: ComputeError | None = None  # stop_container raises it
+        self.network_error: ComputeError | None = None  # remove_network_if_unused raises it
 
     def ensure_network(self, project_id: str) -> str:
         self.calls.append("ensure_network")
@@ -49,6 +52,8 @@ class FakeCompute:
 
     def ensure_container(self, spec: ContainerSpec) -> Ports:
         self.calls.append("ensure_container")
+        if self.container_error is not None:
+            raise self.container_error
         self.containers[spec.instance_id] = spec
         return self.ports
 
@@ -69,6 +74,8 @@ class FakeCompute:
 
     def stop_container(self, instance_id: str) -> bool:
         self.calls.append("stop_container")
+        if self.stop_error is not None:
+            raise self.stop_error
         self.stopped.add(instance_id)
         return instance_id in self.containers
 
@@ -101,6 +108,8 @@ class FakeCompute:
 
     def remove_network_if_unused(self, project_id: str) -> bool:
         self.calls.append("remove_network")
+        if self.network_error is not None:
+            raise self.network_error
         self.networks.discard(project_id)
         return True
 
@@ -133,6 +142,15 @@ class FakeAgent:
     replication_state: Replication = dataclasses.field(
         default_factory=lambda: replication_of("replica", position_value=7, connected=True)
     )
+    restart_state: str = "HEALTHY"  # what restart reports
+    engine_status: tuple[str, str] | None = None  # what status reports, when set
+    backup_end: bool = True  # False: a backup stream stops before its end marker
+    promote_writable: bool = True  # False: a promoted replica stays read-only
+    failing: dict[str, AgentError] = dataclasses.field(default_factory=dict)  # call -> error
+
+    def _maybe_fail(self, call: str) -> None:
+        if call in self.failing:
+            raise self.failing[call]
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         return self.serving
@@ -161,17 +179,22 @@ class FakeAgent:
         return self.prepare_status
 
     def apply_configuration(self, values: dict[str, str], timeout: float) -> bool:
+        self._maybe_fail("apply_configuration")
         self.applied.append(dict(values))
         return "max_connections" in values
 
     def restart(self, timeout: float) -> str:
-        return "HEALTHY"
+        self._maybe_fail("restart")
+        return self.restart_state
 
     def resize(self, memory_mb: int, timeout: float) -> tuple[str, bool]:
+        self._maybe_fail("resize")
         self.resized.append(memory_mb)
         return "HEALTHY", True
 
     def status(self, timeout: float | None = None) -> tuple[str, str]:
+        if self.engine_status is not None:
+            return self.engine_status
         return ("FAILED", "initdb failed") if self.prepare_status == "FAILED" else ("HEALTHY", "")
 
     def backup(
@@ -181,6 +204,8 @@ class FakeAgent:
         yield from self.backup_chunks
         if self.backup_error is not None:
             raise self.backup_error
+        if not self.backup_end:
+            return
         yield BackupEnd(checkpoint=f"lsn-{len(self.backups)}", format="fake")
 
     def restore(
@@ -192,11 +217,13 @@ class FakeAgent:
         timeout: float,
         name: str = "",
     ) -> int:
+        self._maybe_fail("restore")
         data = b"".join(chunks)
         self.restores.append((kind if not name else f"{kind}:{name}", position, form, data))
         return len(data)
 
     def check_consistency(self, timeout: float) -> tuple[bool, str]:
+        self._maybe_fail("check_consistency")
         return self.consistency
 
     def list_archive(self, rotate: bool, timeout: float) -> list[tuple[str, int, float]]:
@@ -215,6 +242,7 @@ class FakeAgent:
         self, user: str, password: str, replicas: list[str], synchronous: bool, timeout: float
     ) -> None:
         assert user == "cellar_repl" and password
+        self._maybe_fail("enable_replication")
         self.replication_calls.append(("enable", (list(replicas), synchronous)))
 
     def replication(self, timeout: float | None = None) -> Replication:
@@ -223,6 +251,7 @@ class FakeAgent:
         return self.replication_state
 
     def stop_writes(self, timeout: float) -> Replication:
+        self._maybe_fail("stop_writes")
         self.replication_calls.append(("stop_writes", None))
         return replication_of("primary", position_value=42)
 
@@ -230,16 +259,21 @@ class FakeAgent:
         self.replication_calls.append(("promote", wait_for_position))
         if self.promote_errors:
             raise self.promote_errors.pop(0)
-        return replication_of("primary", position_value=wait_for_position, writable=True)
+        return replication_of(
+            "primary", position_value=wait_for_position, writable=self.promote_writable
+        )
 
     def follow(self, source: Source, timeout: float) -> None:
+        self._maybe_fail("follow")
         self.replication_calls.append(("follow", source))
 
     def status_report(self, timeout: float | None = None) -> StatusReport:
+        self._maybe_fail("status_report")
         state, detail = self.status(timeout)
         return StatusReport(state, detail, self.volume_used_bytes, self.volume_total_bytes)
 
     def create_database(self, name: str, character_set: str = "", collate: str = "") -> bool:
+        self._maybe_fail("create_database")
         self.databases.append(name)
         return True
 
@@ -247,10 +281,13 @@ class FakeAgent:
         return [{"name": n, "character_set": "", "collate": ""} for n in self.databases]
 
     def delete_database(self, name: str) -> bool:
+        if name not in self.databases:
+            return False  # as the engines answer for a database that is gone
         self.databases.remove(name)
         return True
 
     def create_user(self, user: NewUser) -> bool:
+        self._maybe_fail("create_user")
         self.users[user.name] = user
         return True
 
@@ -284,6 +321,7 @@ class FakeAgent:
         return True
 
     def enable_root(self, password: str) -> str:
+        self._maybe_fail("enable_root")
         self.root_password = password
         return "postgres"
 
