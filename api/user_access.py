@@ -23,6 +23,7 @@ from api.instance_checks import load_instance
 from api.state import services
 from cellar import catalog, names
 from cellar.errors import InvalidInput, NotFound
+from cellar.models import Instance
 from cellar.workflows import WorkflowName
 
 blueprint = Blueprint("user_access", __name__)
@@ -90,10 +91,16 @@ def list_access(project_id: str, instance_id: str, user: str) -> ResponseReturnV
         instance = load_instance(session, project_id, instance_id)
         version = instance_version(instance, databases=True)
     name, host = _named_user(user, version)
+    granted = _granted(instance, name, host)
+    return jsonify({"databases": [{"name": d} for d in granted]})
+
+
+def _granted(instance: Instance, name: str, host: str) -> list[str]:
+    """The databases the user may use now (asked of the agent); NotFound without the user."""
     for found in live(instance, lambda agent: agent.list_users()):
         if found["name"] == name and host in ("", found.get("host") or "%"):
-            return jsonify({"databases": [{"name": d} for d in found.get("databases", [])]})
-    raise NotFound(f"user {name!r} does not exist on instance {instance_id}")
+            return list(found.get("databases", []))
+    raise NotFound(f"user {name!r} does not exist on instance {instance.id}")
 
 
 @blueprint.put(f"{BASE}/users/<user>/databases")
@@ -112,8 +119,12 @@ def grant_access(project_id: str, instance_id: str, user: str) -> ResponseReturn
 def revoke_access(
     project_id: str, instance_id: str, user: str, database: str
 ) -> ResponseReturnValue:
-    version = _version_of(project_id, instance_id, databases=True)
+    with services().db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        version = instance_version(instance, databases=True)
     name, host = _named_user(user, version)
     names.check_identifier("database", database, version.reserved_databases)
+    if database not in _granted(instance, name, host):
+        raise NotFound(f"user {name!r} has no access to database {database!r}")
     params = {"name": name, "host": host, "database": database}
     return start_change(project_id, instance_id, WorkflowName.REVOKE_ACCESS, params, "user.revoke")

@@ -83,10 +83,10 @@ def elect(ctx: StepContext) -> Decision:
 def promote(ctx: StepContext) -> Decision:
     old = ctx.instance
     replica_set = _set_of_task(ctx)
-    candidate = ctx.session.get(Instance, str(ctx.task.params.get("candidate_id")))
-    if candidate is None or candidate.deleted_at is not None:
-        raise StepFailed("the chosen replica was deleted")
     if replica_set.primary_id == old.id:
+        candidate = ctx.session.get(Instance, str(ctx.task.params.get("candidate_id")))
+        if candidate is None or candidate.deleted_at is not None:
+            raise StepFailed("the chosen replica was deleted")
         state = _promote(ctx, candidate, int(ctx.task.params.get("candidate_position", 0)))
         if not state.writable:
             raise StepFailed(f"replica {candidate.id} did not become writable")

@@ -124,7 +124,8 @@ def join_replica_set(ctx: StepContext) -> Decision:
         mark_active(ctx.instance)
         return NEXT
     replica_set, _head = _set_and_primary(ctx)
+    mark_active(ctx.instance)  # from now on it counts among the serving replicas: a sync
+    # primary waits for it, and the ro endpoint leads to it
     agent_call(lambda: replica_sets.enable_on_primary(ctx.services, ctx.session, replica_set))
-    mark_active(ctx.instance)  # from now on the endpoints count it among the serving
     replica_sets.refresh_endpoints(ctx.services, ctx.session, replica_set)
     return NEXT
