@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cellar import catalog
@@ -71,14 +72,19 @@ def collect_instance(services: Services, instance: Instance) -> int:
         with services.storage.writer(archive_key(instance, name)) as out:
             for chunk in agent.fetch_archive(name, CALL_TIMEOUT):
                 out.write(chunk)
-        with services.db.session() as session:
-            session.add(
-                ArchiveSegment(
-                    id=new_id(), project_id=instance.project_id, instance_id=instance.id,
-                    name=name, size_bytes=out.written.size, checksum=out.written.checksum,
-                    closed_at=dt.datetime.fromtimestamp(closed_at, dt.UTC).replace(tzinfo=None),
-                )
-            )  # fmt: skip
+        try:
+            with services.db.session() as session:
+                session.add(
+                    ArchiveSegment(
+                        id=new_id(), project_id=instance.project_id, instance_id=instance.id,
+                        name=name, size_bytes=out.written.size, checksum=out.written.checksum,
+                        closed_at=dt.datetime.fromtimestamp(closed_at, dt.UTC).replace(
+                            tzinfo=None
+                        ),
+                    )
+                )  # fmt: skip
+        except IntegrityError:  # collected at the same time by another round (the same bytes)
+            logger.info("archive file %s of %s was stored by another round", name, instance.id)
         stored.append(name)
     if stored:
         agent.remove_archive(stored, CALL_TIMEOUT)

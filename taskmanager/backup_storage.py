@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import hashlib
 import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +32,7 @@ from taskmanager.uncached import DropBehindFile, read_dropping
 logger = logging.getLogger(__name__)
 
 READ_BYTES = 1024 * 1024
+STALE_SCRATCH = 600.0  # seconds after which a scratch file nobody writes is dropped
 KEY = re.compile(r"[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}")
 
 
@@ -142,7 +143,7 @@ class LocalStorage:
         scratch = final.with_name(f"{final.name}.{attempt or secrets.token_hex(4)}.partial")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            self._drop_scratch(final, keep=scratch)
+            self._drop_scratch(final, keep=scratch, fresh_too=bool(attempt))
             handle = DropBehindFile(scratch)
         except OSError as exc:
             raise StorageError(f"cannot write backup {key}: {exc.strerror or exc}") from exc
@@ -164,13 +165,21 @@ class LocalStorage:
         logger.info("stored backup %s (%d bytes)", key, writer.written.size)
 
     @staticmethod
-    def _drop_scratch(final: Path, keep: Path | None = None) -> None:
-        """Remove the scratch files other attempts left for ``final`` (a writer still at
-        one of them then fails to publish it)."""
-        for found in final.parent.glob(f"{glob.escape(final.name)}.*.partial"):
-            if found != keep:
-                found.unlink(missing_ok=True)
-                logger.info("removed the scratch file %s of an earlier attempt", found.name)
+    def _drop_scratch(final: Path, keep: Path | None = None, fresh_too: bool = True) -> None:
+        """Remove the scratch files other writers left in ``final``'s folder: those of
+        ``final`` itself (``fresh_too``: even one still written, whose writer then fails
+        to publish it), and any left untouched for ``STALE_SCRATCH`` seconds."""
+        stale = time.time() - STALE_SCRATCH
+        for found in final.parent.glob("*.partial"):
+            if found == keep:
+                continue
+            mine = fresh_too and found.name.startswith(f"{final.name}.")
+            try:
+                if mine or found.stat().st_mtime < stale:
+                    found.unlink(missing_ok=True)
+                    logger.info("removed the scratch file %s", found.name)
+            except FileNotFoundError:
+                continue
 
     def reader(self, key: str) -> Iterator[bytes]:
         """The bytes of ``key`` in pieces of at most ``READ_BYTES``."""

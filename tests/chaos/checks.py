@@ -20,6 +20,7 @@ from cellar.db import Database
 from cellar.models import Instance, ReplicaSet, Secret, Task
 from cellar.settings import Settings
 from cellar.status import TaskState
+from taskmanager.backup_storage import STALE_SCRATCH
 
 CONTAINER = "cellar-"
 ENDPOINT = "cellar-endpoint-"
@@ -154,5 +155,11 @@ def _scratch_leftovers(db: Database, settings: Settings, project: str) -> list[s
     found += [f"secret of an ended task: {task_id}" for task_id in secrets]
     backups = settings.backups_dir / project
     if backups.is_dir() and not running:
-        found += [f"backup scratch file left: {p.name}" for p in backups.rglob("*.partial")]
+        # a killed archive round's scratch file is swept by the next write in its folder
+        old = time.time() - STALE_SCRATCH
+        found += [
+            f"backup scratch file left: {p.relative_to(backups)}"
+            for p in backups.rglob("*.partial")
+            if p.parent == backups or p.stat().st_mtime < old
+        ]
     return found

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,6 +92,33 @@ def test_each_attempt_writes_its_own_scratch_file_and_drops_older_ones(tmp_path:
 
     assert stored(storage) == b"from attempt 2"
     assert [p.name for p in folder.iterdir()] == ["backup-1"]
+
+
+def test_two_writers_of_one_archive_file_at_once_both_publish(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    first = storage.writer(KEY)
+    one = first.__enter__()
+    one.write(b"the same closed segment")
+    with storage.writer(KEY) as two:  # another round collects the same file meanwhile
+        two.write(b"the same closed segment")
+    first.__exit__(None, None, None)
+
+    assert stored(storage) == b"the same closed segment"
+    assert [p.name for p in (tmp_path / "proj1").iterdir()] == ["backup-1"]
+
+
+def test_a_scratch_file_nobody_writes_any_more_is_swept(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    folder = tmp_path / "proj1"
+    folder.mkdir()
+    (folder / "old-segment.dead.partial").write_bytes(b"left by a killed worker")
+    (folder / "new-segment.live.partial").write_bytes(b"being written")
+    long_ago = time.time() - 3600
+    os.utime(folder / "old-segment.dead.partial", (long_ago, long_ago))
+    with storage.writer(KEY) as out:
+        out.write(b"x")
+
+    assert sorted(p.name for p in folder.iterdir()) == ["backup-1", "new-segment.live.partial"]
 
 
 def test_a_backup_is_published_only_if_the_guard_lets_it(tmp_path: Path) -> None:
