@@ -7,12 +7,13 @@ STAMPS := .stamps
 PROTO_SRC := $(wildcard protos/cellar/guestagent/v1/*.proto)
 PROTO_OUT := cellar/guestagent/v1/agent_pb2.py
 
-.PHONY: up test lint unit integration integration-production docker images venv protos test-deps clean
+.PHONY: up test lint unit integration integration-production chaos chaos-slice docker images \
+	venv protos test-deps clean
 
 up: docker venv images
 	$(BIN)/cellar serve
 
-test: lint unit integration integration-production
+test: lint unit integration integration-production chaos-slice
 
 venv: $(STAMPS)/venv $(PROTO_OUT)
 
@@ -51,6 +52,15 @@ integration: docker venv images
 
 integration-production: docker venv images test-deps
 	CELLAR_TEST_PROFILE=production $(BIN)/pytest -q -m integration tests/integration
+
+# The crash suite: the worker is killed before and during each step of each workflow.
+chaos: docker venv images test-deps
+	$(BIN)/python -m tests.chaos
+
+# One kill per workflow, and the provisions again against real PostgreSQL and RabbitMQ.
+chaos-slice: docker venv images test-deps
+	$(BIN)/python -m tests.chaos --slice
+	$(BIN)/python -m tests.chaos --slice --profile production --only provision
 
 clean:
 	rm -rf $(VENV) $(STAMPS)

@@ -51,7 +51,16 @@ from guestagent.engines.redis_config import maxmemory_bytes
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import DEFAULT_VERSIONS, given, private_cellar, progress, wait
+from benchmarks.common import (
+    DEFAULT_VERSIONS,
+    children,
+    cmdline,
+    given,
+    private_cellar,
+    progress,
+    wait,
+    workers_of,
+)
 
 MB = 1024 * 1024
 SAMPLE_EVERY = 0.05
@@ -170,17 +179,6 @@ def rss_mb(pid: int) -> float:
     return 0.0  # a zombie has no VmRSS
 
 
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(p) for p in (task / "children").read_text().split()]
-    return found
-
-
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-
-
 def tree(pid: int) -> list[int]:
     found = [pid]
     for child in children(pid):
@@ -196,10 +194,7 @@ def cpu_s(pid: int) -> float:
 
 def worker_pids(serve_pid: int) -> list[int]:
     """The Celery worker of ``cellar serve`` and its children."""
-    workers = [p for p in children(serve_pid) if " worker " in cmdline(p)]
-    if not workers:
-        raise ProcessLookupError(f"cellar serve (pid {serve_pid}) runs no worker")
-    return [p for w in workers for p in tree(w)]
+    return [p for w in workers_of(serve_pid) for p in tree(w)]
 
 
 def worker_rss_mb(serve_pid: int) -> float:

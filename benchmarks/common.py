@@ -95,3 +95,22 @@ def summary(samples: list[float]) -> dict[str, object]:
         "stdev_s": round(statistics.stdev(samples), 3) if len(samples) > 1 else 0.0,
         "samples_s": [round(s, 3) for s in samples],
     }
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def workers_of(serve_pid: int) -> list[int]:
+    """The pids of the Celery workers ``cellar serve`` runs (its direct children)."""
+    workers = [p for p in children(serve_pid) if " worker " in cmdline(p)]
+    if not workers:
+        raise ProcessLookupError(f"cellar serve (pid {serve_pid}) runs no worker")
+    return workers

@@ -6,7 +6,9 @@ per workflow (what ``make test`` runs). Prints a table; exits 1 if any cell fail
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -15,7 +17,20 @@ from pathlib import Path
 from tests.chaos.harness import ChaosStack
 from tests.chaos.run import header, matrix, off_path, run
 from tests.chaos.world import World
+from tests.integration.services import PostgresServer, RabbitServer
 from tests.integration.stack import remove_leftovers
+
+
+def production_services(servers: contextlib.ExitStack) -> dict[str, str]:
+    """A private PostgreSQL and RabbitMQ for the stack, stopped when ``servers`` closes."""
+    shared = Path(tempfile.mkdtemp(prefix="cellar-chaos-services-"))
+    shared.chmod(0o755)  # the servers run as their own users
+    servers.callback(shutil.rmtree, shared, True)
+    postgres, rabbit = PostgresServer(shared / "pg"), RabbitServer(shared / "rabbit")
+    for server in (postgres, rabbit):
+        server.start()
+        servers.callback(server.stop)
+    return {"CELLAR_DATABASE_URL": postgres.url, "CELLAR_BROKER_URL": rabbit.url}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="only the scenarios whose name has this")
     parser.add_argument("--list", action="store_true", help="list the cells and stop")
     parser.add_argument("--home", type=Path, help="CELLAR_HOME of the stack (a new temp dir)")
+    parser.add_argument(
+        "--profile",
+        choices=("embedded", "production"),
+        default="embedded",
+        help="production: the metadata in a real PostgreSQL, the broker a real RabbitMQ",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     cells = list(matrix(full=not args.slice, only=args.only))
@@ -32,19 +53,21 @@ def main(argv: list[str] | None = None) -> int:
             print(cell.name)
         return 0
     home = args.home or Path(tempfile.mkdtemp(prefix="cellar-chaos-"))
-    print(f"{len(cells)} cells; stack in {home}", flush=True)
+    print(f"{len(cells)} cells, {args.profile} profile; stack in {home}", flush=True)
     started = time.monotonic()
-    chaos = ChaosStack(home / "home" if args.home is None else home)
-    world = World(chaos)
-    try:
-        print(header(), flush=True)
-        results = run(world, cells)
-    finally:
+    with contextlib.ExitStack() as servers:
+        extra = production_services(servers) if args.profile == "production" else {}
+        chaos = ChaosStack(home / "home" if args.home is None else home, extra)
+        world = World(chaos)
         try:
-            world.cleanup()
+            print(header(), flush=True)
+            results = run(world, cells)
         finally:
-            chaos.stop()
-            remove_leftovers(world.api.project)
+            try:
+                world.cleanup()
+            finally:
+                chaos.stop()
+                remove_leftovers(world.api.project)
     failed = [r for r in results if not r.passed]
     for scenario, step, why in off_path(args.only):
         print(f"not killed: {scenario} / {step}: {why}")
