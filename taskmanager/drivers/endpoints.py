@@ -16,9 +16,10 @@ import hashlib
 import io
 import logging
 import re
+import socket
 import tarfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import docker.errors
@@ -44,6 +45,7 @@ RW_PORT = 6000  # container ports; the host ports are chosen at creation and kep
 RO_PORT = 6001
 MEMORY = "256m"
 STOP_TIMEOUT = 5
+LISTEN_WITHIN = 15.0  # seconds a new or started endpoint may take to bind its ports
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
 HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
@@ -122,6 +124,24 @@ def _server(backend: Backend, backup: bool = False) -> str:
     return line + " backup" if backup else line
 
 
+def wait_listening(host: str, ports: Sequence[int], within: float = LISTEN_WITHIN) -> None:
+    """Return once every port accepts a connection (HAProxy has bound it); ComputeError
+    after ``within`` seconds. An endpoint handed out must route at once."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    end = time.monotonic() + within
+    for port in ports:
+        while True:
+            try:
+                with socket.create_connection((address, port), timeout=1):
+                    break
+            except OSError as exc:
+                if time.monotonic() > end:
+                    raise ComputeError(
+                        f"the endpoint on {address}:{port} does not accept connections"
+                    ) from exc
+                time.sleep(0.02)
+
+
 def endpoint_name(set_id: str) -> str:
     return f"cellar-endpoint-{set_id}"
 
@@ -151,9 +171,15 @@ def read_file(chunks: Iterable[bytes], name: str) -> str | None:
 class EndpointDriver:
     """Runs and reconfigures the HAProxy container of each replica set."""
 
-    def __init__(self, compute: DockerDriver | None = None, image: str | None = None) -> None:
+    def __init__(
+        self,
+        compute: DockerDriver | None = None,
+        image: str | None = None,
+        listening: Callable[[str, Sequence[int]], None] | None = None,
+    ) -> None:
         self.compute = compute or DockerDriver()
         self.image = image or f"{settings_module.load().image_prefix}/{IMAGE}"
+        self.listening = listening or wait_listening
 
     def ensure(
         self,
@@ -197,7 +223,9 @@ class EndpointDriver:
             self._put(container, {LOADED_FILE: digest})
         if not running:
             self._start(container)
-        return self._host_ports(container)
+        ports = self._host_ports(container)
+        self.listening(publish_host, ports)
+        return ports
 
     def remove(self, set_id: str) -> bool:
         """Remove the set's endpoint container; False if there was none."""

@@ -23,9 +23,14 @@ def test_create_use_change_and_delete(api: Api, stack: Stack) -> None:
             "users": [{"name": "alice", "password": PASSWORD, "databases": [{"name": "shop"}]}],
         }
     }
-    reply = api.call("POST", "/instances", json=body, headers={"X-Request-ID": "req-lifecycle-1"})
+    headers = {"X-Request-ID": "req-lifecycle-1", "Idempotency-Key": "lifecycle-create"}
+    reply = api.call("POST", "/instances", json=body, headers=headers)
     assert reply.status_code == 202, reply.text
     instance_id = reply.json()["instance"]["id"]
+    again = api.call("POST", "/instances", json=body, headers=headers)  # a client's retry
+    assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["instance"]["id"] == instance_id
+    assert [i["id"] for i in api.call("GET", "/instances").json()["instances"]] == [instance_id]
     view = api.wait_instance(instance_id, {"ACTIVE", "ERROR"})
     assert view["status"] == "ACTIVE", view.get("fault")
     assert view["operating_status"] == "HEALTHY"

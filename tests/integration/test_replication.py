@@ -47,6 +47,8 @@ def create_replicas(
     views = [api.wait_instance(i, {"ACTIVE", "ERROR"}, within=240) for i in ids]
     for view in views:
         assert view["status"] == "ACTIVE", view.get("fault")
+    head = api.call("GET", f"/instances/{primary['id']}").json()["instance"]
+    assert head["endpoints"]["rw"]["port"] and head["endpoints"]["ro"]["port"]  # ACTIVE: ready
     return views
 
 

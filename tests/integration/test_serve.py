@@ -1,4 +1,5 @@
-"""``cellar serve`` (what ``make up`` runs) starts everything and stops all of it on SIGTERM."""
+"""``cellar serve`` (what ``make up`` runs) starts everything, starts again what dies, and
+stops all of it on SIGTERM."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ def children_of(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""
 
 
 def alive(pid: int) -> bool:
@@ -63,6 +71,20 @@ def test_serve_starts_and_stops_its_children(tmp_path: Path) -> None:
         while banner not in (tmp_path / "serve.log").read_text() and time.monotonic() < end:
             time.sleep(0.1)
         assert banner in (tmp_path / "serve.log").read_text()
+        (worker,) = [pid for pid in children if b" worker " in cmdline(pid)]
+        os.kill(worker, signal.SIGKILL)  # a crash: serve starts a new worker by itself
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            again = [p for p in children_of(serve.pid) if b" worker " in cmdline(p) and p != worker]
+            if again:
+                break
+            time.sleep(0.1)
+        assert again, (tmp_path / "serve.log").read_text()[-2000:]
+        said = (tmp_path / "serve.log").read_text()
+        assert f"worker (pid {worker}) exited with signal 9 (SIGKILL)" in said
+        assert f"worker started again (pid {again[0]})" in said
+        children = children_of(serve.pid)
+        assert len(children) == 3
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=40) == 0
         assert not [pid for pid in children if alive(pid)]

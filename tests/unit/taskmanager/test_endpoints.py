@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import socket
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from taskmanager.drivers.endpoints import (
     read_file,
     render,
     tar_of,
+    wait_listening,
 )
 
 HAPROXY = Path("/usr/sbin/haproxy")
@@ -212,7 +214,11 @@ def client() -> FakeClient:
 
 
 def driver(client: FakeClient, image: str = "cellar/haproxy:2.6") -> EndpointDriver:
-    return EndpointDriver(compute=DockerDriver(client=client), image=image)
+    return EndpointDriver(compute=DockerDriver(client=client), image=image, listening=heard)
+
+
+def heard(host: str, ports: Sequence[int]) -> None:
+    """The fake client's ports listen at once."""
 
 
 def test_ensure_creates_configures_and_starts_the_container(client: FakeClient) -> None:
@@ -331,3 +337,14 @@ def test_the_image_follows_the_settings_prefix(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("CELLAR_IMAGE_PREFIX", "registry.example/cellar")
     endpoints = EndpointDriver(compute=DockerDriver(client=FakeClient()))
     assert endpoints.image == "registry.example/cellar/haproxy:2.6"
+
+
+def test_an_endpoint_is_handed_out_only_once_its_ports_accept_connections() -> None:
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        open_port, shut_port = listening.getsockname()[1], closed.getsockname()[1]
+        wait_listening("0.0.0.0", [open_port], within=2)  # noqa: S104
+        with pytest.raises(ComputeError, match=f"127.0.0.1:{shut_port} does not accept"):
+            wait_listening("127.0.0.1", [open_port, shut_port], within=0.3)
