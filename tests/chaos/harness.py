@@ -22,6 +22,7 @@ POLL = 0.05
 
 class ChaosStack:
     def __init__(self, home: Path, extra_env: dict[str, str] | None = None) -> None:
+        home.mkdir(parents=True, exist_ok=True)
         self.fault = home / "fault"
         self.stack: Stack = start_stack(
             home, {"CELLAR_FAULT_FILE": str(self.fault), **(extra_env or {})}
