@@ -1,1 +1,3 @@
-"""The ``cellar`` command: a client of the REST API, plus ``cellar serve``."""
+"""The ``cellar`` command: a client of the REST API and of the identity API (logging in
+as the OpenStack CLIs do), plus the operator's local commands (``serve``, ``admin``,
+``audit verify``)."""

@@ -7,11 +7,17 @@ import getpass
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from cellar.cli import replicas
-from cellar.cli.client import ApiError, Client
+import requests
+
+from cellar.cli import audit, identity, quotas, replicas
+from cellar.cli.client import Client
+from cellar.cli.errors import ApiError, CliError
+from cellar.cli.login import Asker, Credentials, Keystone, add_options
 from cellar.cli.output import Progress, emit
+from cellar.cli.tokens import TokenCache, cache_dir
 
 INSTANCE_COLUMNS = ("id", "name", "status", "datastore", "flavor", "connection")
 
@@ -111,7 +117,8 @@ def cmd_database(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
-def cmd_user(args: argparse.Namespace, client: Client) -> int:
+def cmd_db_user(args: argparse.Namespace, client: Client) -> int:
+    """``cellar db-user ...``: the users inside an instance's database engine."""
     path = f"/instances/{args.instance}/users"
     if args.action == "create":
         password = args.password or getpass.getpass(f"password for user {args.name}: ")
@@ -203,11 +210,22 @@ def cmd_root(args: argparse.Namespace, client: Client) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="cellar", description="Cellar: databases on demand.")
-    top.add_argument("--url", default=os.environ.get("CELLAR_URL", "http://127.0.0.1:8779"))
-    top.add_argument("--project", default=os.environ.get("CELLAR_PROJECT", "default"))
+    top.add_argument(
+        "--url",
+        help="Cellar's API, e.g. http://127.0.0.1:8779 (default: CELLAR_URL, "
+        "else the database endpoint of the token's catalog)",
+    )
     top.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    add_options(top)
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the API, a worker and beat in the foreground")
+    sub.add_parser("login", help="log in (asks for the password if not given) and keep the token")
+    sub.add_parser("logout", help="revoke the kept token and remove it")
+    admin = sub.add_parser("admin", help="operator commands, run where Cellar runs")
+    admin_sub = admin.add_subparsers(dest="action", required=True)
+    admin_sub.add_parser(
+        "reset-password", help="give the admin user a new password, written to admin-openrc"
+    )
 
     inst = sub.add_parser("instance", help="database instances")
     inst_sub = inst.add_subparsers(dest="action", required=True)
@@ -238,7 +256,9 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("instance")
         command.add_argument("names", nargs=many)
 
-    user = sub.add_parser("user", help="users of an instance")
+    user = sub.add_parser(
+        "db-user", help="users inside an instance's database (identity users: cellar user)"
+    )
     user_sub = user.add_subparsers(dest="action", required=True)
     for name in ("create", "list", "delete"):
         command = user_sub.add_parser(name)
@@ -272,10 +292,86 @@ def parser() -> argparse.ArgumentParser:
     for name in ("enable", "show"):
         root_sub.add_parser(name).add_argument("instance")
     replicas.add_parser(sub)
+    identity.add_parsers(sub)
+    quotas.add_parsers(sub)
+    audit.add_parser(sub)
     return top
 
 
-def main(argv: list[str] | None = None) -> int:
+HANDLERS = {
+    "instance": cmd_instance,
+    "database": cmd_database,
+    "db-user": cmd_db_user,
+    "root": cmd_root,
+    "backup": cmd_backup,
+    "replica": replicas.run,
+    "project": identity.run_project,
+    "user": identity.run_user,
+    "role": identity.run_role,
+    "credential": identity.run_credential,
+    "quota": quotas.run_quota,
+    "limits": quotas.run_limits,
+    "audit": audit.run,
+}
+
+
+def keystone_for(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    ask: Asker | None,
+    http: requests.Session | None = None,
+) -> Keystone:
+    """Who logs in where, from the options and the ``OS_*`` variables; tokens kept."""
+    credentials = Credentials.load(args, environ, default_url=cellar_url(args, environ))
+    return Keystone(credentials, http or requests.Session(), TokenCache(cache_dir(environ)), ask)
+
+
+def cellar_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    return str(args.url or environ.get("CELLAR_URL", "")).strip()
+
+
+def cmd_login(keystone: Keystone) -> int:
+    token = keystone.login()
+    user, project = token.user, token.project
+    scope = f"project {project.get('name')} ({project.get('id')})" if project else "no project"
+    print(
+        f"logged in as {user.get('name')} ({user.get('id')}) to {scope} "
+        f"until {token.body.get('expires_at')}"
+    )
+    if keystone.cache is not None:
+        print(f"the token is kept in {keystone.cache.path(keystone.key)}", file=sys.stderr)
+    return 0
+
+
+def cmd_logout(keystone: Keystone) -> int:
+    if keystone.logout():
+        print(f"logged out {keystone.credentials.who()}: the token is revoked and removed")
+    else:
+        print(f"no kept token for {keystone.credentials.who()}", file=sys.stderr)
+    return 0
+
+
+def cmd_admin(_args: argparse.Namespace) -> int:
+    """``cellar admin reset-password``: on the machine that holds Cellar's metadata."""
+    from cellar import settings
+    from cellar.db import Database
+    from cellar.identity.bootstrap import reset_admin_password
+
+    config = settings.load()
+    if not config.own_identity:
+        print(f"error: the users are kept by the Keystone at {config.auth_url}", file=sys.stderr)
+        return 2
+    database = Database(config.database_url)
+    try:
+        database.upgrade()
+        path = reset_admin_password(config, database)
+    finally:
+        database.engine.dispose()
+    print(f"the admin user has a new password; its credentials are in {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None, http: requests.Session | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         from cellar import logs
@@ -283,18 +379,19 @@ def main(argv: list[str] | None = None) -> int:
 
         logs.setup("serve")
         return serve()
-    client = Client(args.url, args.project)
-    handlers = {
-        "instance": cmd_instance,
-        "database": cmd_database,
-        "user": cmd_user,
-        "root": cmd_root,
-        "backup": cmd_backup,
-        "replica": replicas.run,
-    }
     try:
-        return handlers[args.command](args, client)
-    except ApiError as exc:
+        if args.command == "admin":
+            return cmd_admin(args)
+        if args.command == "audit" and args.action == "verify" and not args.remote:
+            return audit.verify_local(args)
+        interactive = args.command == "login" or sys.stdin.isatty()
+        keystone = keystone_for(args, os.environ, getpass.getpass if interactive else None, http)
+        if args.command == "login":
+            return cmd_login(keystone)
+        if args.command == "logout":
+            return cmd_logout(keystone)
+        return HANDLERS[args.command](args, Client(keystone, cellar_url(args, os.environ)))
+    except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

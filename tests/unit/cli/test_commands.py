@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from cellar.cli import identity, replicas
 from cellar.cli import main as cli
-from cellar.cli import replicas
 from cellar.cli.output import Progress
 
 
@@ -94,11 +94,11 @@ class RecordingClient:
     ("argv", "sent"),
     [
         (
-            ["user", "password", "i1", "al", "--password", "n3w"],
+            ["db-user", "password", "i1", "al", "--password", "n3w"],
             ("PUT", "/instances/i1/users", {"users": [{"name": "al", "password": "n3w"}]}),
         ),
         (
-            ["user", "grant", "i1", "al", "shop", "books"],
+            ["db-user", "grant", "i1", "al", "shop", "books"],
             (
                 "PUT",
                 "/instances/i1/users/al/databases",
@@ -106,15 +106,24 @@ class RecordingClient:
             ),
         ),
         (
-            ["user", "revoke", "i1", "al", "shop"],
+            ["db-user", "revoke", "i1", "al", "shop"],
             ("DELETE", "/instances/i1/users/al/databases/shop", None),
         ),
     ],
 )
-def test_user_changes_use_troves_routes(argv: list[str], sent: tuple[str, str, Any]) -> None:
+def test_db_user_changes_use_troves_routes(argv: list[str], sent: tuple[str, str, Any]) -> None:
     client = RecordingClient()
-    assert cli.cmd_user(cli.parser().parse_args(argv), client) == 0  # type: ignore[arg-type]
+    assert cli.cmd_db_user(cli.parser().parse_args(argv), client) == 0  # type: ignore[arg-type]
     assert client.sent == [sent]
+
+
+def test_user_is_the_identity_user_and_db_user_the_database_one() -> None:
+    args = cli.parser().parse_args(["user", "create", "bob", "--password", "pw"])
+    assert cli.HANDLERS[args.command] is identity.run_user
+    args = cli.parser().parse_args(["db-user", "create", "i1", "bob", "--password", "pw"])
+    assert cli.HANDLERS[args.command] is cli.cmd_db_user
+    with pytest.raises(SystemExit):  # the database user's old form is no identity user
+        cli.parser().parse_args(["user", "create", "i1", "bob", "--database", "shop"])
 
 
 def test_root_enable_prints_the_password_once(capsys: pytest.CaptureFixture[str]) -> None:
