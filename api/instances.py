@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api import audit, body, replica_changes, replicas, specs
+from api import audit, body, mgmt, replica_changes, replicas, specs
 from api.idempotency import claim, idempotent
 from api.instance_checks import (
     MAX_VOLUME_GB,
@@ -24,8 +24,15 @@ from api.instance_checks import (
 )
 from api.restore_points import restore_point
 from api.state import services
-from api.views import instance_view, links, running_task
-from cellar import catalog
+from api.views import (
+    INSTANCE_COLUMNS,
+    InstanceRow,
+    instance_view,
+    instance_views,
+    links,
+    running_task,
+)
+from cellar import catalog, quotas
 from cellar.errors import InvalidInput
 from cellar.models import Instance, new_id
 from cellar.status import InstanceStatus
@@ -83,6 +90,7 @@ def create(project_id: str) -> ResponseReturnValue:
         instance_id = new_id()
         claim(session, instance_id)
         config = configuration_for(session, project_id, data.get("configuration"), version)
+        quotas.reserve(session, svc.settings, project_id, quotas.for_instances(1, flavor, size))
         instance = Instance(
             id=instance_id,
             configuration_id=config.id if config else None,
@@ -142,7 +150,7 @@ def list_all(project_id: str) -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as session:
         query = (
-            select(Instance)
+            select(*INSTANCE_COLUMNS)
             .where(
                 Instance.project_id == project_id,
                 Instance.deleted_at.is_(None),
@@ -156,8 +164,9 @@ def list_all(project_id: str) -> ResponseReturnValue:
                 (Instance.created > after.created)
                 | ((Instance.created == after.created) & (Instance.id > after.id))
             )
-        rows = session.scalars(query.limit(limit + 1)).all()
-        views = [instance_view(session, i) for i in rows[:limit]]
+        found = session.connection().execute(query.limit(limit + 1)).all()  # not ORM objects
+        rows = [InstanceRow._make(row) for row in found]
+        views = instance_views(session, rows[:limit])
     result: dict[str, Any] = {"instances": views}
     if len(rows) > limit:
         href = links(f"/v1.0/{project_id}/instances")[0]["href"]
@@ -199,7 +208,13 @@ def delete(project_id: str, instance_id: str) -> ResponseReturnValue:
     return "", 202
 
 
-ACTIONS = ("restart", "resize", "promote_to_replica_source", "eject_replica_source")
+ACTIONS = (
+    "restart",
+    "resize",
+    "promote_to_replica_source",
+    "eject_replica_source",
+    "reset_status",
+)
 
 
 def _resize(
@@ -219,6 +234,15 @@ def _resize(
         "flavor_id": flavor.id,
         "from_flavor_id": instance.flavor_id,
     }, WorkflowName.RESIZE_FLAVOR
+
+
+def _grows(instance: Instance, params: dict[str, object]) -> dict[quotas.Resource, int]:
+    """What a resize adds to the project's volumes or RAM (a smaller flavor adds none)."""
+    size = params.get("size")
+    if isinstance(size, int):
+        return {quotas.Resource.VOLUMES: size - instance.volume_size}
+    grown = quotas.ram_mb(params.get("flavor_id")) - quotas.ram_mb(instance.flavor_id)
+    return {quotas.Resource.RAM: grown}
 
 
 def _resize_volume(instance: Instance, spec: object, volume_backend: str) -> dict[str, object]:
@@ -248,11 +272,15 @@ def action(project_id: str, instance_id: str) -> ResponseReturnValue:
     svc = services()
     if name in ("promote_to_replica_source", "eject_replica_source"):
         return replica_changes.change_primary(svc, project_id, instance_id, name)
+    if name == "reset_status":
+        mgmt.reset_status(svc, project_id, instance_id, data[name])
+        return "", 202
     with svc.db.session() as session:
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
         if name == "resize":
             params, workflow = _resize(instance, data[name], svc.settings.volume_backend)
+            quotas.reserve(session, svc.settings, project_id, _grows(instance, params))
             status = InstanceStatus.RESIZE.value
         else:
             params, workflow, status = {}, WorkflowName.RESTART, InstanceStatus.REBOOT.value
