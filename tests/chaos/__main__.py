@@ -17,20 +17,25 @@ from pathlib import Path
 from tests.chaos.harness import ChaosStack
 from tests.chaos.run import header, matrix, off_path, run
 from tests.chaos.world import World
+from tests.integration.identity import Identity
+from tests.integration.keystone import KeystoneServer
 from tests.integration.services import PostgresServer, RabbitServer
 from tests.integration.stack import remove_leftovers
 
 
-def production_services(servers: contextlib.ExitStack) -> dict[str, str]:
-    """A private PostgreSQL and RabbitMQ for the stack, stopped when ``servers`` closes."""
+def production_services(servers: contextlib.ExitStack) -> tuple[dict[str, str], Identity]:
+    """A private PostgreSQL, RabbitMQ and Keystone for the stack, stopped when
+    ``servers`` closes; their settings, and the Keystone admin's access."""
     shared = Path(tempfile.mkdtemp(prefix="cellar-chaos-services-"))
     shared.chmod(0o755)  # the servers run as their own users
     servers.callback(shutil.rmtree, shared, True)
     postgres, rabbit = PostgresServer(shared / "pg"), RabbitServer(shared / "rabbit")
-    for server in (postgres, rabbit):
+    keystone = KeystoneServer(shared / "keystone")
+    for server in (postgres, rabbit, keystone):
         server.start()
         servers.callback(server.stop)
-    return {"CELLAR_DATABASE_URL": postgres.url, "CELLAR_BROKER_URL": rabbit.url}
+    env = {"CELLAR_DATABASE_URL": postgres.url, "CELLAR_BROKER_URL": rabbit.url}
+    return {**env, **keystone.cellar_env()}, keystone.admin()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         choices=("embedded", "production"),
         default="embedded",
-        help="production: the metadata in a real PostgreSQL, the broker a real RabbitMQ",
+        help="production: the metadata in a real PostgreSQL, the broker a real RabbitMQ, "
+        "tokens from a real Keystone",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -56,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(cells)} cells, {args.profile} profile; stack in {home}", flush=True)
     started = time.monotonic()
     with contextlib.ExitStack() as servers:
-        extra = production_services(servers) if args.profile == "production" else {}
-        chaos = ChaosStack(home / "home" if args.home is None else home, extra)
+        extra: dict[str, str] = {}
+        identity = None
+        if args.profile == "production":
+            extra, identity = production_services(servers)
+        chaos = ChaosStack(home / "home" if args.home is None else home, extra, identity)
         world = World(chaos)
         try:
             print(header(), flush=True)

@@ -15,17 +15,20 @@ from pathlib import Path
 from cellar import settings as settings_module
 from cellar.db import Database
 from cellar.settings import Settings
+from tests.integration.identity import Identity
 from tests.integration.stack import Stack, start_stack
 
 POLL = 0.05
 
 
 class ChaosStack:
-    def __init__(self, home: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, extra_env: dict[str, str] | None = None, identity: Identity | None = None
+    ) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.fault = home / "fault"
         self.stack: Stack = start_stack(
-            home, {"CELLAR_FAULT_FILE": str(self.fault), **(extra_env or {})}
+            home, {"CELLAR_FAULT_FILE": str(self.fault), **(extra_env or {})}, identity
         )
         self.settings: Settings = settings_module.load()
         self.db = Database(self.settings.database_url)

@@ -61,7 +61,7 @@ class PointInTime:
 class World:
     def __init__(self, chaos: ChaosStack) -> None:
         self.chaos = chaos
-        self.api = Api(chaos.url, project=f"chaos-{uuid.uuid4().hex[:10]}")
+        self.api = Api(chaos.url, f"chaos-{uuid.uuid4().hex[:10]}", chaos.stack.identity)
         self.pool: dict[str, list[Member]] = {}
         self.backups: dict[str, tuple[str, dict[str, str]]] = {}  # instance: full backup, rows
         self.points: dict[str, PointInTime] = {}

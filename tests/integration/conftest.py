@@ -1,7 +1,7 @@
 """Integration fixtures: one real Cellar stack per test session.
 
 ``CELLAR_TEST_PROFILE=production`` runs the same tests with the metadata in a real
-PostgreSQL and the broker a real RabbitMQ, both started here.
+PostgreSQL, the broker a real RabbitMQ and the tokens a real Keystone's, all started here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.identity import Identity
+from tests.integration.keystone import KeystoneServer, installed
 from tests.integration.services import PostgresServer, RabbitServer
 from tests.integration.stack import Api, Stack, leftovers, remove_leftovers, start_stack
 
@@ -26,9 +28,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServer]:
+    """A private Keystone (Debian's) for the session: the production profile's identity."""
+    if not installed():
+        raise RuntimeError("Keystone is not installed here: run scripts/test-deps.sh")
+    server = KeystoneServer(tmp_path_factory.mktemp("keystone"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("cellar")
     extra: dict[str, str] = {}
+    identity: Identity | None = None
     servers: list[PostgresServer | RabbitServer] = []
     saved = {k: v for k, v in os.environ.items() if k.startswith("CELLAR_")}
     cleanup: list[Path] = []
@@ -43,9 +61,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 servers.append(server)
                 server.start()
             extra = {"CELLAR_DATABASE_URL": postgres.url, "CELLAR_BROKER_URL": rabbit.url}
+            keystone: KeystoneServer = request.getfixturevalue("keystone")
+            extra.update(keystone.cellar_env())
+            identity = keystone.admin()
         home = root / "home"
         home.mkdir()
-        running = start_stack(home, extra)
+        running = start_stack(home, extra, identity)
         try:
             yield running
         finally:
@@ -62,7 +83,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def api(stack: Stack) -> Iterator[Api]:
-    client = Api(stack.url)
+    client = Api(stack.url, identity=stack.identity)
     yield client
     left = leftovers(client.project)
     remove_leftovers(client.project)

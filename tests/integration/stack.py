@@ -22,9 +22,11 @@ from sqlalchemy import select
 
 from cellar import settings as settings_module
 from cellar.db import Database
+from cellar.identity.bootstrap import bootstrap, openrc_path
 from cellar.models import Instance
 from cellar.serve import child_environment, commands
 from taskmanager.drivers.volumes import LoopVolumes
+from tests.integration.identity import Identity
 
 
 def free_port() -> int:
@@ -40,6 +42,7 @@ class Stack:
     url: str
     processes: dict[str, subprocess.Popen[bytes]] = dataclasses.field(default_factory=dict)
     logs: dict[str, IO[bytes]] = dataclasses.field(default_factory=dict)
+    identity: Identity | None = None  # the admin's access to the identity service
 
     def start(self, name: str) -> None:
         settings = settings_module.load()
@@ -95,7 +98,9 @@ class Stack:
         raise RuntimeError(f"the API did not answer within {within} s:\n{self.log_text('api')}")
 
 
-def start_stack(home: Path, extra_env: dict[str, str]) -> Stack:
+def start_stack(home: Path, extra_env: dict[str, str], identity: Identity | None = None) -> Stack:
+    """API, worker and beat on ``home``; ``identity`` is the admin's access to a Keystone
+    that ``extra_env`` names (``CELLAR_AUTH_URL``), else Cellar's own identity API."""
     port = free_port()
     env = {
         **os.environ,
@@ -106,23 +111,44 @@ def start_stack(home: Path, extra_env: dict[str, str]) -> Stack:
         **extra_env,
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith("CELLAR_")})
-    database = Database(settings_module.load().database_url)
+    settings = settings_module.load()
+    database = Database(settings.database_url)
     database.upgrade()
+    if settings.own_identity:
+        bootstrap(settings, database)
     database.engine.dispose()
     stack = Stack(home=home, env=child_environment(env), url=f"http://127.0.0.1:{port}")
     for name in ("api", "worker", "beat"):
         stack.start(name)
     stack.wait_for_api()
+    if identity is not None:  # a real Keystone: its catalog must name this Cellar, as Trove's
+        identity.register_service("database", "trove", f"{stack.url}/v1.0/%(tenant_id)s")
+    stack.identity = identity or Identity.from_openrc(openrc_path(settings))
     return stack
 
 
 class Api:
-    """A thin client of one project's API, with helpers to wait for states."""
+    """A thin client of one project's API, with helpers to wait for states.
 
-    def __init__(self, url: str, project: str | None = None) -> None:
-        self.project = project or f"it-{uuid.uuid4().hex[:12]}"
-        self.base = f"{url}/v1.0/{self.project}"
+    With ``identity`` it makes the project (named ``project``) and a user of it with
+    ``role``, and calls as that user; ``project`` is then the project's id.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        project: str | None = None,
+        identity: Identity | None = None,
+        role: str = "member",
+    ) -> None:
+        name = project or f"it-{uuid.uuid4().hex[:12]}"
         self.session = requests.Session()
+        self.project = self.project_name = name
+        if identity is not None:
+            login = identity.member_login(name, role)
+            self.project = login.project_id
+            self.session.headers["X-Auth-Token"] = login.token
+        self.base = f"{url}/v1.0/{self.project}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:

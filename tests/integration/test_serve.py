@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.integration.identity import Identity
 from tests.integration.stack import free_port
 
 
@@ -57,12 +58,23 @@ def test_serve_starts_and_stops_its_children(tmp_path: Path) -> None:
         end = time.monotonic() + 60
         while time.monotonic() < end:
             try:
-                if requests.get(f"http://127.0.0.1:{port}/v1.0/demo/flavors", timeout=1).ok:
+                if requests.get(f"http://127.0.0.1:{port}/", timeout=1).ok:
                     break
             except requests.RequestException:
                 time.sleep(0.2)
-        reply = requests.get(f"http://127.0.0.1:{port}/v1.0/demo/flavors", timeout=5)
+        openrc = tmp_path / "home" / "admin-openrc"
+        assert openrc.stat().st_mode & 0o777 == 0o600
+        admin = Identity.from_openrc(openrc).admin
+        reply = requests.get(
+            f"http://127.0.0.1:{port}/v1.0/{admin.project_id}/flavors",
+            headers={"X-Auth-Token": admin.token},
+            timeout=5,
+        )
         assert len(reply.json()["flavors"]) == 4
+        anonymous = requests.get(
+            f"http://127.0.0.1:{port}/v1.0/{admin.project_id}/flavors", timeout=5
+        )
+        assert anonymous.status_code == 401
         children = children_of(serve.pid)
         assert len(children) == 3
         assert (tmp_path / "home" / "cellar.db").exists()

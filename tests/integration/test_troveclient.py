@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import time
 
-from keystoneauth1 import noauth
 from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
 from troveclient.v1 import client as trove_client
 
 from tests.integration.stack import Api, Stack
 
 
 def test_stock_client(api: Api, stack: Stack) -> None:
-    endpoint = f"{stack.url}/v1.0/{api.project}"
-    auth = noauth.NoAuth(endpoint=endpoint)
-    trove = trove_client.Client(session=ks_session.Session(auth=auth), endpoint_override=endpoint)
+    """Logged in with a keystoneauth1 Password session; the endpoint from the catalog."""
+    assert stack.identity is not None
+    name, password, _user_id = stack.identity.user(api.project)
+    auth = v3.Password(
+        auth_url=stack.identity.url,
+        username=name,
+        password=password,
+        project_name=api.project_name,
+        user_domain_name="Default",
+        project_domain_name="Default",
+    )
+    trove = trove_client.Client(session=ks_session.Session(auth=auth))
 
     instance = trove.instances.create(
         "via-troveclient",
