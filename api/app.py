@@ -6,6 +6,7 @@ their own services, with fakes for the queue and the agents.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
@@ -14,15 +15,21 @@ import uuid
 from flask import Flask, Response, g, request
 
 from api import (
+    audit,
     audit_routes,
+    auth,
     backup_strategies,
     backups,
     catalog_routes,
     configurations,
     databases,
+    encoding,
     engine_logs,
     errors,
+    identity,
     instances,
+    mgmt,
+    quotas,
     replication_events,
     root,
     state,
@@ -32,6 +39,7 @@ from api import (
 from cellar import logs
 from cellar import settings as settings_module
 from cellar.errors import InvalidInput
+from cellar.identity.bootstrap import bootstrap
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +48,15 @@ PROJECT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_BODY = 1024 * 1024
 
 
-def create_app(svc: state.Services | None = None) -> Flask:
+def create_app(svc: state.Services | None = None, checks: auth.Auth | None = None) -> Flask:
+    """The API; ``checks`` (who may do what) comes from the settings unless given."""
     if svc is None:
         svc = state.build(settings_module.load())
-    app = Flask("cellar")
+    app = Flask("cellar", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    encoding.install(app)
     app.extensions["cellar"] = svc
+    app.extensions["cellar_auth"] = checks or auth.auth_for(svc.settings, svc.db)
     errors.install(app)
 
     @app.url_value_preprocessor
@@ -61,9 +71,11 @@ def create_app(svc: state.Services | None = None) -> Flask:
         g.request_id = given if REQUEST_ID.fullmatch(given) else f"req-{uuid.uuid4()}"
         g.started = time.monotonic()
         g.log_token = logs.request_id.set(g.request_id)
+        auth.check_request(auth.current())
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        audit.after(response)
         response.headers["X-Request-ID"] = g.get("request_id", "-")
         took = time.monotonic() - g.get("started", time.monotonic())
         logger.info(
@@ -89,11 +101,23 @@ def create_app(svc: state.Services | None = None) -> Flask:
     app.register_blueprint(engine_logs.blueprint)
     app.register_blueprint(configurations.blueprint)
     app.register_blueprint(replication_events.blueprint)
+    app.register_blueprint(quotas.blueprint)
+    app.register_blueprint(mgmt.blueprint)
+    if svc.settings.own_identity:
+        identity.install(app)
     return app
 
 
 def main() -> Flask:
     """Entry point for gunicorn: JSON logs, settings from the environment."""
     logs.setup("api")
-    settings_module.load()
-    return create_app()
+    settings = settings_module.load()
+    svc = state.build(settings)
+    if settings.own_identity:
+        bootstrap(settings, svc.db)
+    app = create_app(svc)
+    # what exists now lives as long as the process: keep the collector from walking it
+    # again and again, which costs a request that makes many objects tens of ms
+    gc.collect()
+    gc.freeze()
+    return app

@@ -20,7 +20,7 @@ from api.idempotency import claim, idempotent
 from api.instance_checks import busy_check, load_instance
 from api.state import services
 from api.views import task_view
-from cellar import catalog
+from cellar import catalog, quotas
 from cellar.backups import chain_of, start_backup, start_verify
 from cellar.errors import Busy, Conflict, InvalidInput
 from cellar.models import Backup, Instance, new_id, utcnow
@@ -90,6 +90,7 @@ def create(project_id: str) -> ResponseReturnValue:
         instance = load_instance(session, project_id, instance_id)
         busy_check(session, instance)
         parent = _parent(session, project_id, instance, data)
+        quotas.reserve(session, svc.settings, project_id, {quotas.Resource.BACKUPS: 1})
         backup, task = start_backup(
             session, svc.secrets, instance, name=name, description=description, parent=parent,
             request_id=g.request_id, backup_id=backup_id,

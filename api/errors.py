@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from cellar.errors import CellarError
@@ -27,9 +28,20 @@ HTTP_NAMES = {
 
 
 def error_response(code: int, message: str) -> tuple[Response, int]:
-    name = HTTP_NAMES.get(code, "computeFault")
-    body = {name: {"code": code, "message": message, "request_id": g.get("request_id", "-")}}
-    return jsonify(body), code
+    """Trove's error shape, or Keystone's on the identity API's routes."""
+    if request.path.startswith("/identity"):
+        title = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
+        body: dict[str, object] = {"error": {"code": code, "title": title, "message": message}}
+    else:
+        name = HTTP_NAMES.get(code, "computeFault")
+        body = {name: {"code": code, "message": message, "request_id": g.get("request_id", "-")}}
+    response = jsonify(body)
+    if code == 401:
+        from api import auth
+
+        where = auth.current().settings.identity_url
+        response.headers["WWW-Authenticate"] = f'Keystone uri="{where}"'
+    return response, code
 
 
 def install(app: Flask) -> None:

@@ -19,7 +19,7 @@ from api.instance_checks import (
     load_instance,
 )
 from api.views import instance_view
-from cellar import catalog
+from cellar import catalog, quotas
 from cellar.models import Instance, new_id
 from cellar.status import InstanceStatus
 from cellar.tasks import start_task
@@ -50,6 +50,8 @@ def create_replicas(
     config = configuration_for(session, project_id, wanted, version)
     ids = [new_id() for _ in range(replica_plan.count)]
     claim(session, ids[0])
+    asked = quotas.for_instances(replica_plan.count, flavor, size)
+    quotas.reserve(session, svc.settings, project_id, asked)
     replica_set = replicas.join(svc.secrets, session, replica_plan)
     made: list[tuple[Instance, str]] = []
     for number, instance_id in enumerate(ids):

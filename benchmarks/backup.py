@@ -86,9 +86,10 @@ TIMED = (
 class Api:
     """The few calls of Cellar's v1.0 API this benchmark makes; remembers what it made."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, token: str) -> None:
         self.base = base
         self.http = requests.Session()
+        self.http.headers["X-Auth-Token"] = token
         self.instances: list[str] = []
         self.backups: list[str] = []
 
@@ -659,8 +660,8 @@ def main() -> int:
     flavor = FLAVORS[args.flavor]
     client = docker.from_env()
     results: dict[str, Any] = {}
-    with given(args.url) if args.url else private_cellar() as served:
-        api = Api(f"{served.url}/v1.0/{args.project}")
+    with given(args.url) if args.url else private_cellar(args.project) as served:
+        api = Api(served.base, served.token)
         for name in datastores:
             engine = ENGINES[name](secrets.token_urlsafe(18))
             try:
@@ -671,7 +672,7 @@ def main() -> int:
             finally:
                 progress(f"{name}: deleting what was made")
                 api.clean_up()
-    left = list(leftovers(client, args.project))
+    left = list(leftovers(client, served.project_id))
     if left:
         progress(f"containers left behind: {', '.join(left)}")
     result = {

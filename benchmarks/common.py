@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -28,10 +30,72 @@ DEFAULT_VERSIONS = {"postgresql": "15", "mariadb": "10.11", "redis": "7.0"}
 
 @dataclasses.dataclass(frozen=True)
 class Cellar:
-    """A Cellar to measure: its URL, and the pid of ``cellar serve`` when it is ours."""
+    """A Cellar to measure: its URL, the pid of ``cellar serve`` when it is ours, and a
+    token of the project the benchmark works in."""
 
     url: str
     serve_pid: int | None = None
+    token: str = ""
+    project_id: str = ""
+
+    @property
+    def base(self) -> str:
+        """The project's API root, e.g. ``http://127.0.0.1:8779/v1.0/<project id>``."""
+        return f"{self.url}/v1.0/{self.project_id}"
+
+    def http(self) -> requests.Session:
+        """A session that sends the project's token."""
+        session = requests.Session()
+        session.headers["X-Auth-Token"] = self.token
+        return session
+
+
+def password_login(auth_url: str, user: str, password: str, project: str) -> tuple[str, str]:
+    """A Keystone v3 token and the project's id, for a user's password."""
+    domain = {"name": "Default"}
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": user, "domain": domain, "password": password}},
+            },
+            "scope": {"project": {"name": project, "domain": domain}},
+        }
+    }
+    reply = requests.post(f"{auth_url.rstrip('/')}/auth/tokens", json=body, timeout=30)
+    reply.raise_for_status()
+    return reply.headers["X-Subject-Token"], str(reply.json()["token"]["project"]["id"])
+
+
+def openrc(path: Path) -> dict[str, str]:
+    """The variables an ``admin-openrc`` exports."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, _, value = line.removeprefix("export ").partition("=")
+            found[name] = value.strip("'\"")
+    return found
+
+
+def project_member(auth_url: str, admin_token: str, project: str) -> tuple[str, str]:
+    """A new project named ``project`` and a member user of it: their token and its id."""
+    http = requests.Session()
+    http.headers["X-Auth-Token"] = admin_token
+    base = auth_url.rstrip("/")
+
+    def call(method: str, path: str, **kwargs: Any) -> Any:
+        reply = http.request(method, base + path, timeout=30, **kwargs)
+        reply.raise_for_status()
+        return reply.json() if reply.content else None
+
+    project_id = call("POST", "/projects", json={"project": {"name": project}})["project"]["id"]
+    password, name = secrets.token_urlsafe(18), f"{project}-bench"
+    user_id = call("POST", "/users", json={"user": {"name": name, "password": password}})["user"][
+        "id"
+    ]
+    role = call("GET", "/roles", params={"name": "member"})["roles"][0]["id"]
+    call("PUT", f"/projects/{project_id}/users/{user_id}/roles/{role}")
+    return password_login(auth_url, name, password, project)
 
 
 def free_port() -> int:
@@ -41,8 +105,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def private_cellar() -> Iterator[Cellar]:
-    """A ``cellar serve`` of our own, stopped (with its children) on exit."""
+def private_cellar(project: str = "") -> Iterator[Cellar]:
+    """A ``cellar serve`` of our own, stopped (with its children) on exit, and a member
+    of a new project ``project`` in it."""
     with tempfile.TemporaryDirectory(prefix="cellar-bench-", ignore_cleanup_errors=True) as home:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CELLAR_")}
@@ -54,7 +119,16 @@ def private_cellar() -> Iterator[Cellar]:
         url = f"http://127.0.0.1:{port}"
         try:
             wait(lambda: _answers(url), 90, "the private Cellar API")
-            yield Cellar(url, serve.pid)
+            admin = openrc(Path(home) / "admin-openrc")
+            admin_token, _ = password_login(
+                admin["OS_AUTH_URL"],
+                admin["OS_USERNAME"],
+                admin["OS_PASSWORD"],
+                admin["OS_PROJECT_NAME"],
+            )
+            name = project or f"bench-{secrets.token_hex(4)}"
+            token, project_id = project_member(admin["OS_AUTH_URL"], admin_token, name)
+            yield Cellar(url, serve.pid, token, project_id)
         finally:
             serve.send_signal(signal.SIGTERM)
             serve.wait(timeout=60)
@@ -63,7 +137,14 @@ def private_cellar() -> Iterator[Cellar]:
 
 @contextmanager
 def given(url: str) -> Iterator[Cellar]:
-    yield Cellar(url.rstrip("/"))
+    """A Cellar already running, used as the ``OS_*`` variables' user and project."""
+    token, project_id = password_login(
+        os.environ["OS_AUTH_URL"],
+        os.environ["OS_USERNAME"],
+        os.environ["OS_PASSWORD"],
+        os.environ["OS_PROJECT_NAME"],
+    )
+    yield Cellar(url.rstrip("/"), None, token, project_id)
 
 
 def _answers(url: str) -> bool:

@@ -57,9 +57,10 @@ RAW_PROMOTE = {
 class Set:
     """One replica set made through the API, and the calls the benchmark needs."""
 
-    def __init__(self, base: str, datastore: str, version: str, mode: str) -> None:
+    def __init__(self, base: str, token: str, datastore: str, version: str, mode: str) -> None:
         self.base, self.datastore = base, datastore
         self.http = requests.Session()
+        self.http.headers["X-Auth-Token"] = token
         body: dict[str, Any] = {
             "name": "bench-primary", "flavorRef": "2", "volume": {"size": 1},
             "datastore": {"type": datastore, "version": version},
@@ -205,8 +206,8 @@ def raw_promote(bench: Set, survivor: str) -> float:
     return time.monotonic() - started
 
 
-def one_run(base: str, datastore: str, version: str, mode: str) -> dict[str, Any]:
-    bench = Set(base, datastore, version, mode)
+def one_run(base: str, token: str, datastore: str, version: str, mode: str) -> dict[str, Any]:
+    bench = Set(base, token, datastore, version, mode)
     try:
         delays = replica_delay(bench)
         rw = bench.view(bench.primary)["endpoints"]["rw"]
@@ -248,11 +249,11 @@ def main() -> int:
         parser.error("--mode sync is offered for postgresql only")
     version = DEFAULT_VERSIONS[args.datastore]
     runs: list[dict[str, Any]] = []
-    with given(args.url) if args.url else private_cellar() as served:
-        base = f"{served.url}/v1.0/{args.project}"
+    with given(args.url) if args.url else private_cellar(args.project) as served:
+        base = served.base
         for number in range(args.runs):
             progress(f"{args.datastore} run {number + 1} of {args.runs}")
-            runs.append(one_run(base, args.datastore, version, args.mode))
+            runs.append(one_run(base, served.token, args.datastore, version, args.mode))
             progress(f"failover {runs[-1]['failover_s']:.2f} s, switchover gap "
                      f"{runs[-1]['switchover_unavailable_s']:.2f} s")  # fmt: skip
     failovers = [r["failover_s"] for r in runs]

@@ -41,7 +41,7 @@ from benchmarks.common import (
 )
 
 
-def cellar_run(base: str, datastore: str, version: str, flavor: Flavor) -> float:
+def cellar_run(base: str, token: str, datastore: str, version: str, flavor: Flavor) -> float:
     body = {
         "instance": {
             "name": "bench",
@@ -51,6 +51,7 @@ def cellar_run(base: str, datastore: str, version: str, flavor: Flavor) -> float
         }
     }
     session = requests.Session()
+    session.headers["X-Auth-Token"] = token
     started = time.monotonic()
     reply = session.post(f"{base}/instances", json=body, timeout=30)
     reply.raise_for_status()
@@ -158,11 +159,11 @@ def main() -> int:
     image = f"cellar/{args.datastore}:{args.version}"
     cellar: list[float] = []
     raw: list[float] = []
-    with given(args.url) if args.url else private_cellar() as served:
-        base = f"{served.url}/v1.0/{args.project}"
+    with given(args.url) if args.url else private_cellar(args.project) as served:
+        base = served.base
         raw_run(client, image, args.datastore, flavor)  # warm the page cache for both sides
         for _ in range(args.runs):
-            cellar.append(cellar_run(base, args.datastore, args.version, flavor))
+            cellar.append(cellar_run(base, served.token, args.datastore, args.version, flavor))
             raw.append(raw_run(client, image, args.datastore, flavor))
     result = {
         "benchmark": "provision",

@@ -2,10 +2,14 @@
 
     CellarError
     ├── InvalidInput        bad request body or name (HTTP 400)
+    ├── Unauthorized        no token, or one that is not valid (HTTP 401)
+    ├── Forbidden           a valid token that may not do this (HTTP 403)
     ├── NotFound            unknown id or name (HTTP 404)
     ├── Conflict            the name or resource is already taken (HTTP 409)
     ├── Busy                the instance is still working on a task (HTTP 422)
     ├── Unprocessable       well formed, but not to be done as sent (HTTP 422)
+    ├── OverLimit           over the project's quota (HTTP 413)
+    ├── UnsupportedMedia    a body that is not JSON (HTTP 415)
     ├── Unavailable         a live read could not reach the instance (HTTP 503)
     ├── ComputeError        the Docker engine failed or refused (task manager)
     └── AgentError          the guest agent failed (task manager)
@@ -32,6 +36,28 @@ class CellarError(Exception):
 class InvalidInput(CellarError):
     http_status = 400
     trove_name = "badRequest"
+
+
+class Unauthorized(CellarError):
+    http_status = 401
+    trove_name = "unauthorized"
+
+
+class Forbidden(CellarError):
+    http_status = 403
+    trove_name = "forbidden"
+
+
+class OverLimit(CellarError):
+    """A create would take the project past its quota."""
+
+    http_status = 413
+    trove_name = "overLimit"
+
+
+class UnsupportedMedia(CellarError):
+    http_status = 415
+    trove_name = "badMediaType"
 
 
 class NotFound(CellarError):

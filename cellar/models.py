@@ -291,14 +291,76 @@ class Secret(Base):
 
 
 class AuditEvent(Base):
+    """One access or change: who (user, project, roles), from where, what, and how it
+    ended. Rows are chained: each holds the SHA-256 of its content and of the row before
+    (``cellar.audit``), so a row edited, inserted or deleted in the database shows."""
+
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_project", "project_id", "created"),)
+    __table_args__ = (
+        Index("ix_audit_project", "project_id", "created"),
+        Index("ux_audit_seq", "seq", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # its place in the chain
     project_id: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     target_type: Mapped[str] = mapped_column(String(32))
     target_id: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    user_id: Mapped[str] = mapped_column(String(64), default="")
+    user_name: Mapped[str] = mapped_column(String(255), default="")
+    roles: Mapped[str] = mapped_column(String(255), default="")  # comma separated
+    app_credential_id: Mapped[str] = mapped_column(String(64), default="")
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    method: Mapped[str] = mapped_column(String(8), default="")
+    route: Mapped[str] = mapped_column(String(512), default="")
+    outcome: Mapped[str] = mapped_column(String(32), default="")  # an HTTP status, or a word
+    prev_hash: Mapped[str] = mapped_column(String(64), default="")
+    row_hash: Mapped[str] = mapped_column(String(64), default="")
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditHead(Base):
+    """The end of the audit chain (one row): its last place and hash, and the lock that
+    puts every new row after the one before."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    row_hash: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of the chain's end at a moment: rows up to ``seq`` hash to
+    ``row_hash``. Written every minute; signed with Cellar's own key."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (Index("ix_audit_checkpoints_seq", "seq"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    row_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ProjectQuota(Base):
+    """A project's own limit for one resource (the settings' default applies otherwise)."""
+
+    __tablename__ = "project_quotas"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class QuotaLock(Base):
+    """One row per project that a create locks while it counts and adds to its usage."""
+
+    __tablename__ = "quota_locks"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    touched_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

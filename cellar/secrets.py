@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -17,18 +18,27 @@ from cryptography.fernet import Fernet, InvalidToken
 from cellar.errors import CellarError
 
 
-def load_key(home: Path) -> bytes:
-    """The Fernet key from the environment, or from (a new) ``home/secret.key``."""
-    env = os.environ.get("CELLAR_SECRET_KEY", "").strip()
-    if env:
-        return env.encode()
-    path = home / "secret.key"
+def load_key(home: Path, name: str = "secret.key", env: str = "CELLAR_SECRET_KEY") -> bytes:
+    """A Fernet key from the environment variable ``env``, or from (a new) ``home/name``."""
+    given = os.environ.get(env, "").strip()
+    if given:
+        return given.encode()
+    path = home / name
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(Fernet.generate_key())
-    return path.read_bytes().strip()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(Fernet.generate_key())
+    for _ in range(50):  # the other process may still be writing it
+        key = path.read_bytes().strip()
+        if key:
+            return key
+        time.sleep(0.01)
+    raise CellarError(f"the key file {path} is empty")
 
 
 class SecretBox:

@@ -15,6 +15,7 @@ import requests
 
 from cellar import settings as settings_module
 from cellar.db import Database
+from cellar.identity.bootstrap import bootstrap, openrc_path
 from cellar.settings import Settings
 from cellar.supervisor import Supervisor
 
@@ -56,6 +57,27 @@ def child_environment(base: dict[str, str]) -> dict[str, str]:
     return {**base, "MALLOC_ARENA_MAX": base.get("MALLOC_ARENA_MAX", "2")}
 
 
+def banner(settings: Settings, base: str) -> str:
+    """What ``cellar serve`` says once the API answers: where, how to log in, what to try."""
+    if settings.own_identity:
+        login = (
+            f"Identity:  {settings.identity_url}; the admin's credentials are in\n"
+            f"           {openrc_path(settings)}  (source it: the openstack and cellar CLIs "
+            "log in with it)\n"
+        )
+    else:
+        login = f"Identity:  tokens are validated by the Keystone at {settings.auth_url}\n"
+    return (
+        f"\nCellar is up at {base}/v1.0/<project_id>  (metadata: {settings.database_url})\n"
+        + login
+        + "Try:  source "
+        + str(openrc_path(settings))
+        + " && cellar instance create mydb --flavor 2 --size 1 --database app "
+        "--user app:S3cret-pass --wait\n"
+        "Stop with Ctrl-C.\n"
+    )
+
+
 def wait_for_api(supervisor: Supervisor, url: str, within: float = API_START_WITHIN) -> bool:
     """Whether the API answers ``url`` within ``within`` seconds of ``supervisor.start()``.
 
@@ -79,21 +101,19 @@ def wait_for_api(supervisor: Supervisor, url: str, within: float = API_START_WIT
 def serve() -> int:
     """Run everything until SIGTERM or Ctrl-C; return the exit code."""
     settings = settings_module.load()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    Database(settings.database_url).upgrade()
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    database = Database(settings.database_url)
+    database.upgrade()
+    if settings.own_identity:
+        bootstrap(settings, database)
+    database.engine.dispose()
     supervisor = Supervisor(commands(settings), env=child_environment(dict(os.environ)))
     supervisor.stop_on_signals()
     base = f"http://{settings.api_host}:{settings.api_port}"
     supervisor.start()
     try:
         if wait_for_api(supervisor, f"{base}/"):
-            print(
-                f"\nCellar is up at {base}/v1.0/<project_id>  (metadata: {settings.database_url})\n"
-                "Try:  cellar instance create mydb --flavor 2 --size 1 --database app "
-                "--user app:S3cret-pass --wait\n"
-                "Stop with Ctrl-C.\n",
-                flush=True,
-            )
+            print(banner(settings, base), flush=True)
             supervisor.keep_running()
         elif not supervisor.stop_requested:
             print("cellar: the API did not start; see the log lines above", file=sys.stderr)

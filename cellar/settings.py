@@ -92,6 +92,13 @@ def _endpoint_url() -> str:
     return raw
 
 
+def _auth_url() -> str:
+    raw = os.environ.get("CELLAR_AUTH_URL", "").strip().rstrip("/")
+    if raw and not (urlsplit(raw).scheme in ("http", "https") and urlsplit(raw).netloc):
+        raise ValueError(f"CELLAR_AUTH_URL must be a Keystone's http(s):// URL, got {raw!r}")
+    return raw
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     home: Path
@@ -115,6 +122,30 @@ class Settings:
     s3_region: str = "us-east-1"
     failover_grace: float = 2.0  # seconds a primary must stay unreachable before failover
     worker_stale: float = 5.0  # seconds of heartbeat silence after which a worker is dead
+    token_ttl: float = 3600.0  # seconds a token of Cellar's own identity API lasts
+    auth_url: str = ""  # a Keystone to validate tokens with; "": Cellar's own identity API
+    auth_username: str = ""  # Cellar's service user at that Keystone
+    auth_password: str = dataclasses.field(default="", repr=False)
+    auth_project: str = "service"
+    auth_cache: float = 5.0  # seconds a token that Keystone validated is taken as valid
+    admin_project: str = "admin"  # an admin role on this project is an admin of Cellar
+    allowed_hosts: tuple[str, ...] = ()  # Host headers accepted besides Cellar's own names
+    quota_instances: int = 10
+    quota_volumes: int = 40  # GB
+    quota_backups: int = 50
+    quota_ram: int = 20480  # MB
+
+    @property
+    def own_identity(self) -> bool:
+        """Whether Cellar serves its own identity API (no external Keystone is set)."""
+        return not self.auth_url
+
+    @property
+    def identity_url(self) -> str:
+        """The identity API's URL as clients should use it (the OS_AUTH_URL)."""
+        if self.auth_url:
+            return self.auth_url
+        return f"http://{self.advertise_host}:{self.api_port}/identity/v3"
 
     @property
     def embedded_broker(self) -> bool:
@@ -168,6 +199,20 @@ def load() -> Settings:
         backup_deadline=_float("CELLAR_BACKUP_DEADLINE", 3600.0),
         failover_grace=_float("CELLAR_FAILOVER_GRACE", 2.0),
         worker_stale=_float("CELLAR_WORKER_STALE", 5.0),
+        token_ttl=_float("CELLAR_TOKEN_TTL", 3600.0),
+        auth_url=_auth_url(),
+        auth_username=_env("CELLAR_AUTH_USERNAME", ""),
+        auth_password=_env("CELLAR_AUTH_PASSWORD", ""),
+        auth_project=_env("CELLAR_AUTH_PROJECT", "service"),
+        auth_cache=_float("CELLAR_AUTH_CACHE", 5.0),
+        admin_project=_env("CELLAR_ADMIN_PROJECT", "admin"),
+        allowed_hosts=tuple(
+            h.strip().lower() for h in _env("CELLAR_ALLOWED_HOSTS", "").split(",") if h.strip()
+        ),
+        quota_instances=int(_float("CELLAR_QUOTA_INSTANCES", 10)),
+        quota_volumes=int(_float("CELLAR_QUOTA_VOLUMES", 40)),
+        quota_backups=int(_float("CELLAR_QUOTA_BACKUPS", 50)),
+        quota_ram=int(_float("CELLAR_QUOTA_RAM", 20480)),
         backup_url=backup_url,
         s3_endpoint_url=_endpoint_url(),
         s3_region=_env("CELLAR_S3_REGION", "us-east-1"),

@@ -14,9 +14,11 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cellar import cron
+from cellar import audit, cron, quotas
 from cellar.backups import latest_completed, start_backup
+from cellar.errors import OverLimit
 from cellar.models import AuditEvent, Backup, BackupStrategy, Instance, Task, utcnow
+from cellar.quotas import Resource
 from cellar.status import IN_SERVICE, BackupStatus, TaskState
 from cellar.tasks import start_task
 from cellar.workflows import WorkflowName
@@ -34,6 +36,26 @@ def _busy(session: Session, instance_id: str) -> bool:
         )
     ).first()
     return task is not None
+
+
+def _fits_quota(
+    session: Session, services: Services, strategy: BackupStrategy, now: dt.datetime
+) -> bool:
+    """Whether the project may hold one more backup; if not, this run is skipped (and
+    recorded) and the strategy waits for its next time."""
+    try:
+        quotas.reserve(session, services.settings, strategy.project_id, {Resource.BACKUPS: 1})
+    except OverLimit as exc:
+        logger.warning("scheduled backup of %s skipped: %s", strategy.instance_id, exc.message)
+        strategy.next_run_at = cron.next_after(cron.parse(strategy.schedule), now)
+        audit.append(session, AuditEvent(
+            project_id=strategy.project_id, request_id=f"schedule-{strategy.id[:8]}",
+            action="backup.schedule_skipped", target_type="instance",
+            target_id=strategy.instance_id, details={"reason": exc.message},
+            user_name="cellar", outcome="413",
+        ))  # fmt: skip
+        return False
+    return True
 
 
 def run_due_strategies(services: Services, now: dt.datetime | None = None) -> int:
@@ -58,6 +80,8 @@ def run_due_strategies(services: Services, now: dt.datetime | None = None) -> in
             if instance.status not in READY or _busy(session, instance.id):
                 logger.info("scheduled backup of %s waits: the instance is busy", instance.id)
                 continue
+            if not _fits_quota(session, services, strategy, now):
+                continue
             parent = latest_completed(session, instance.id) if strategy.incremental else None
             backup, task = start_backup(
                 session, services.secrets, instance, name=f"scheduled {now:%Y-%m-%d %H:%M}",
@@ -65,11 +89,12 @@ def run_due_strategies(services: Services, now: dt.datetime | None = None) -> in
             )  # fmt: skip
             strategy.last_run_at, strategy.last_backup_id = now, backup.id
             strategy.next_run_at = cron.next_after(cron.parse(strategy.schedule), now)
-            session.add(
-                AuditEvent(project_id=instance.project_id, request_id=task.request_id,
-                           action="backup.scheduled", target_type="backup", target_id=backup.id,
-                           details={"strategy_id": strategy.id, "task_id": task.id})
-            )  # fmt: skip
+            audit.append(session, AuditEvent(
+                project_id=instance.project_id, request_id=task.request_id,
+                action="backup.scheduled", target_type="backup", target_id=backup.id,
+                details={"strategy_id": strategy.id, "task_id": task.id},
+                user_name="cellar", outcome="started",
+            ))  # fmt: skip
             started.append(task)
     for task in started:
         services.enqueue(task.id, 0.0, task.request_id)

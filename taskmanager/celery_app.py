@@ -22,6 +22,7 @@ HEALTH_EVERY = 5.0
 SCHEDULES_EVERY = 15.0  # seconds between looks at the backup schedules
 ARCHIVE_EVERY = 10.0  # seconds between collections of the instances' WAL and binary logs
 WATCH_EVERY = 1.0  # seconds between looks at the replica sets' primaries
+CHECKPOINT_EVERY = 60.0  # seconds between signed checkpoints of the audit chain
 
 app = queue.app
 app.conf.update(
@@ -31,6 +32,7 @@ app.conf.update(
         "backup-schedules": {"task": "cellar.run_backup_schedules", "schedule": SCHEDULES_EVERY},
         "collect-archives": {"task": "cellar.collect_archives", "schedule": ARCHIVE_EVERY},
         "watch-primaries": {"task": "cellar.watch_primaries", "schedule": WATCH_EVERY},
+        "audit-checkpoint": {"task": "cellar.audit_checkpoint", "schedule": CHECKPOINT_EVERY},
     },
     beat_schedule_filename=str(settings_module.load().home / "beat-schedule"),
 )
@@ -118,3 +120,10 @@ def watch_primaries() -> None:
     from taskmanager import replication_watch, services
 
     replication_watch.watch_primaries(services.current())
+
+
+@app.task(name="cellar.audit_checkpoint", expires=CHECKPOINT_EVERY)
+def audit_checkpoint() -> None:
+    from taskmanager import audit_checkpoints, services
+
+    audit_checkpoints.sign(services.current())

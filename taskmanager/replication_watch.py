@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cellar import audit
 from cellar.errors import CellarError
 from cellar.models import AuditEvent, Instance, ReplicaSet, Task, utcnow
 from cellar.status import IN_SERVICE, InstanceStatus, TaskState
@@ -162,7 +163,8 @@ def _start_failover(
         instance_id=head.id,
         params=params,
     )
-    session.add(
+    audit.append(
+        session,
         AuditEvent(
             project_id=head.project_id,
             request_id="-",
@@ -170,7 +172,9 @@ def _start_failover(
             target_type="instance",
             target_id=head.id,
             details={**params, "task_id": task.id},
-        )
+            user_name="cellar",
+            outcome="started",
+        ),
     )
     session.commit()
     logger.warning(

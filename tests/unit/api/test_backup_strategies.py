@@ -9,16 +9,16 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
-from cellar.models import Backup, BackupStrategy, utcnow
+from cellar.models import AuditEvent, Backup, BackupStrategy, ProjectQuota, utcnow
 from taskmanager import backup_jobs
+from tests.unit.api.support import client_for
 
 BASE = "/v1.0/proj1"
 
 
 @pytest.fixture
 def client(world: Any) -> FlaskClient:
-    return create_app(world[0]).test_client()
+    return client_for(world[0])
 
 
 def active(client: FlaskClient, world: Any, datastore: str = "postgresql") -> str:
@@ -132,3 +132,21 @@ def test_retention_never_breaks_a_chain_or_drops_the_last_full() -> None:
     assert [b.id for b in backup_jobs.pruned(only_fulls, rule, utcnow())] == ["f2"]
     keep_all = BackupStrategy(keep_count=None, keep_days=None)
     assert backup_jobs.pruned(newest_first, keep_all, utcnow()) == []
+
+
+def test_a_scheduled_backup_over_the_quota_is_skipped_and_recorded(
+    client: FlaskClient, world: Any
+) -> None:
+    instance_id = active(client, world)
+    strategy(client, instance_id, schedule="0 * * * *")
+    with world[0].db.session() as session:
+        session.add(ProjectQuota(project_id="proj1", resource="backups", hard_limit=1))
+    assert run_round(world, 1) == 1
+    assert run_round(world, 2) == 0  # the one backup allowed exists
+    with world[0].db.session() as session:
+        assert len(session.scalars(select(Backup)).all()) == 1
+        skipped = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "backup.schedule_skipped")
+        ).one()
+        assert "limit 1" in skipped.details["reason"] and skipped.target_id == instance_id
+        assert session.scalars(select(BackupStrategy)).one().next_run_at > utcnow()

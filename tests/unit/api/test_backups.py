@@ -8,16 +8,16 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
 from cellar.errors import AgentError
 from cellar.models import Instance
+from tests.unit.api.support import client_for
 
 BASE = "/v1.0/proj1"
 
 
 @pytest.fixture
 def client(world: Any) -> FlaskClient:
-    return create_app(world[0]).test_client()
+    return client_for(world[0])
 
 
 def active(client: FlaskClient, world: Any, datastore: str = "postgresql") -> str:

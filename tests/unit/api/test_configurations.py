@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from api.app import create_app
+from tests.unit.api.support import client_for
 
 BASE = "/v1.0/proj1"
 DS = {"type": "postgresql", "version": "15"}
@@ -13,7 +13,7 @@ DS = {"type": "postgresql", "version": "15"}
 
 @pytest.fixture
 def client(world: Any) -> FlaskClient:
-    return create_app(world[0]).test_client()
+    return client_for(world[0])
 
 
 def new_config(client: FlaskClient, values: dict[str, Any]) -> Any:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from api import idempotency
 from api.app import create_app
 from cellar.models import Backup, Configuration, IdempotencyKey, Instance, ReplicaSet, Task
+from tests.unit.api.support import logged_in, member_of
 
 BASE = "/v1.0/proj1"
 BODY = {
@@ -29,8 +30,13 @@ def app(world: Any) -> Flask:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def token(world: Any) -> str:
+    return member_of(world[0])
+
+
+@pytest.fixture
+def client(app: Flask, token: str) -> FlaskClient:
+    return logged_in(app.test_client(), token)
 
 
 def post(client: FlaskClient, path: str, body: dict[str, Any], key: str | None) -> Any:
@@ -140,13 +146,17 @@ def test_a_replica_request_retried_with_its_key_makes_one_replica(
     assert count(world, Instance) == 2 and count(world, ReplicaSet) == 1
 
 
-def test_concurrent_creates_with_one_key_make_one_instance(app: Flask, world: Any) -> None:
+def test_concurrent_creates_with_one_key_make_one_instance(
+    app: Flask, world: Any, token: str
+) -> None:
     replies: list[Any] = []
     start = threading.Barrier(4)
 
     def send() -> None:
         start.wait()
-        replies.append(post(app.test_client(), "/instances", {"instance": BODY}, "raced"))
+        replies.append(
+            post(logged_in(app.test_client(), token), "/instances", {"instance": BODY}, "raced")
+        )
 
     threads = [threading.Thread(target=send) for _ in range(4)]
     for thread in threads:
@@ -159,15 +169,17 @@ def test_concurrent_creates_with_one_key_make_one_instance(app: Flask, world: An
     assert count(world, Instance) == 1
 
 
-def test_concurrent_first_replicas_of_one_primary_make_one_set(app: Flask, world: Any) -> None:
-    primary = active_instance(app.test_client(), world)
+def test_concurrent_first_replicas_of_one_primary_make_one_set(
+    app: Flask, world: Any, token: str
+) -> None:
+    primary = active_instance(logged_in(app.test_client(), token), world)
     body = {"instance": {"name": "copy", "replica_of": primary}}
     replies: list[Any] = []
     start = threading.Barrier(3)
 
     def send() -> None:
         start.wait()
-        replies.append(post(app.test_client(), "/instances", body, None))
+        replies.append(post(logged_in(app.test_client(), token), "/instances", body, None))
 
     threads = [threading.Thread(target=send) for _ in range(3)]
     for thread in threads:

@@ -7,8 +7,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
 from cellar.models import AuditEvent, Secret, Task
+from tests.unit.api.support import client_for
 
 BASE = "/v1.0/proj1"
 GOOD = {
@@ -24,7 +24,7 @@ GOOD = {
 @pytest.fixture
 def client(world: Any) -> FlaskClient:
     services = world[0]
-    return create_app(services).test_client()
+    return client_for(services)
 
 
 def create(client: FlaskClient, **changes: Any) -> Any:
@@ -146,11 +146,14 @@ def test_bad_project_id_gets_400(client: FlaskClient) -> None:
     assert reply.status_code == 400
 
 
-def test_instances_are_scoped_by_project(client: FlaskClient) -> None:
+def test_instances_are_scoped_by_project(client: FlaskClient, world: Any) -> None:
     instance_id = create(client).get_json()["instance"]["id"]
+    other = client_for(world[0], "other")
     assert client.get(f"{BASE}/instances/{instance_id}").status_code == 200
-    assert client.get(f"/v1.0/other/instances/{instance_id}").status_code == 404
-    assert client.get("/v1.0/other/instances").get_json()["instances"] == []
+    assert other.get(f"/v1.0/other/instances/{instance_id}").status_code == 404
+    assert other.get("/v1.0/other/instances").get_json()["instances"] == []
+    assert other.get(f"{BASE}/instances/{instance_id}").status_code == 403
+    assert client.get("/v1.0/other/instances").status_code == 403
     assert len(client.get(f"{BASE}/instances").get_json()["instances"]) == 1
 
 
@@ -180,7 +183,9 @@ def test_catalog(client: FlaskClient) -> None:
     assert client.get("/").get_json()["versions"][0]["id"] == "v1.0"
 
 
-def test_audit_lists_the_projects_changes_without_passwords(client: FlaskClient) -> None:
+def test_audit_lists_the_projects_changes_without_passwords(
+    client: FlaskClient, world: Any
+) -> None:
     instance_id = create(client).get_json()["instance"]["id"]
     assert client.delete(f"{BASE}/instances/{instance_id}").status_code == 202
     reply = client.get(f"{BASE}/audit")
@@ -188,7 +193,7 @@ def test_audit_lists_the_projects_changes_without_passwords(client: FlaskClient)
     assert [e["action"] for e in events] == ["instance.delete", "instance.create"]
     assert all(e["target_id"] == instance_id for e in events)
     assert "pa55-word!" not in reply.get_data(as_text=True)
-    assert client.get("/v1.0/other/audit").get_json()["events"] == []
+    assert client_for(world[0], "other").get("/v1.0/other/audit").get_json()["events"] == []
     assert client.get(f"{BASE}/audit?limit=0").status_code == 400
 
 

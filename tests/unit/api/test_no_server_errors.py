@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from api.app import create_app
+from tests.unit.api.support import client_for
 
 ODD_BODIES: list[Any] = [
     None,
@@ -61,44 +61,44 @@ ODD_BODIES: list[Any] = [
     {"eject_replica_source": [], "restart": {}},
 ]
 ROUTES = [
-    ("POST", "/v1.0/p/instances"),
-    ("POST", "/v1.0/p/instances/{id}/databases"),
-    ("POST", "/v1.0/p/instances/{id}/users"),
-    ("POST", "/v1.0/p/instances/{id}/action"),
-    ("PUT", "/v1.0/p/instances/{id}"),
-    ("DELETE", "/v1.0/p/instances/{id}/users/a%27b"),
-    ("DELETE", "/v1.0/p/instances/{id}/databases/x;y"),
-    ("GET", "/v1.0/p/instances?limit=abc"),
-    ("GET", "/v1.0/p/instances?marker=nope"),
-    ("GET", "/v1.0/p/instances/{id}/log/x?lines=-5"),
-    ("GET", "/v1.0/p/audit?limit=x"),
-    ("GET", "/v1.0/p/tasks/nope"),
-    ("PATCH", "/v1.0/p/instances"),
-    ("PUT", "/v1.0/p/instances/{id}/users"),
-    ("PUT", "/v1.0/p/instances/{id}/users/alice"),
-    ("PUT", "/v1.0/p/instances/{id}/users/a%27b/databases"),
-    ("GET", "/v1.0/p/instances/{id}/users/alice/databases"),
-    ("DELETE", "/v1.0/p/instances/{id}/users/alice/databases/x;y"),
-    ("POST", "/v1.0/p/instances/{id}/root"),
-    ("POST", "/v1.0/p/backups"),
-    ("GET", "/v1.0/p/backups?limit=x"),
-    ("GET", "/v1.0/p/backups/nope"),
-    ("DELETE", "/v1.0/p/backups/nope"),
-    ("POST", "/v1.0/p/backups/nope/action"),
-    ("POST", "/v1.0/p/backup_strategies"),
-    ("DELETE", "/v1.0/p/backup_strategies"),
-    ("GET", "/v1.0/p/instances/nope/replication_events"),
+    ("POST", "/v1.0/proj1/instances"),
+    ("POST", "/v1.0/proj1/instances/{id}/databases"),
+    ("POST", "/v1.0/proj1/instances/{id}/users"),
+    ("POST", "/v1.0/proj1/instances/{id}/action"),
+    ("PUT", "/v1.0/proj1/instances/{id}"),
+    ("DELETE", "/v1.0/proj1/instances/{id}/users/a%27b"),
+    ("DELETE", "/v1.0/proj1/instances/{id}/databases/x;y"),
+    ("GET", "/v1.0/proj1/instances?limit=abc"),
+    ("GET", "/v1.0/proj1/instances?marker=nope"),
+    ("GET", "/v1.0/proj1/instances/{id}/log/x?lines=-5"),
+    ("GET", "/v1.0/proj1/audit?limit=x"),
+    ("GET", "/v1.0/proj1/tasks/nope"),
+    ("PATCH", "/v1.0/proj1/instances"),
+    ("PUT", "/v1.0/proj1/instances/{id}/users"),
+    ("PUT", "/v1.0/proj1/instances/{id}/users/alice"),
+    ("PUT", "/v1.0/proj1/instances/{id}/users/a%27b/databases"),
+    ("GET", "/v1.0/proj1/instances/{id}/users/alice/databases"),
+    ("DELETE", "/v1.0/proj1/instances/{id}/users/alice/databases/x;y"),
+    ("POST", "/v1.0/proj1/instances/{id}/root"),
+    ("POST", "/v1.0/proj1/backups"),
+    ("GET", "/v1.0/proj1/backups?limit=x"),
+    ("GET", "/v1.0/proj1/backups/nope"),
+    ("DELETE", "/v1.0/proj1/backups/nope"),
+    ("POST", "/v1.0/proj1/backups/nope/action"),
+    ("POST", "/v1.0/proj1/backup_strategies"),
+    ("DELETE", "/v1.0/proj1/backup_strategies"),
+    ("GET", "/v1.0/proj1/instances/nope/replication_events"),
 ]
 
 
 @pytest.fixture
 def client(world: Any) -> FlaskClient:
-    return create_app(world[0]).test_client()
+    return client_for(world[0])
 
 
 def test_odd_input_never_causes_a_server_error(client: FlaskClient) -> None:
     made = client.post(
-        "/v1.0/p/instances",
+        "/v1.0/proj1/instances",
         json={"instance": {"name": "a", "flavorRef": "1", "volume": {"size": 1}}},
     )
     instance_id = made.get_json()["instance"]["id"]
@@ -116,7 +116,7 @@ def test_odd_replication_requests_on_a_running_instance_get_4xx(
     client: FlaskClient, world: Any
 ) -> None:
     made = client.post(
-        "/v1.0/p/instances",
+        "/v1.0/proj1/instances",
         json={"instance": {"name": "a", "flavorRef": "1", "volume": {"size": 1}}},
     )
     instance_id = made.get_json()["instance"]["id"]
@@ -136,7 +136,7 @@ def test_odd_replication_requests_on_a_running_instance_get_4xx(
         ("PUT", f"/instances/{instance_id}", {"instance": {"replication": {"mode": "sync"}}}),
     ]  # fmt: skip
     for method, path, body in bodies:
-        reply = client.open("/v1.0/p" + path, method=method, json=body)
+        reply = client.open("/v1.0/proj1" + path, method=method, json=body)
         assert 400 <= reply.status_code < 500, (method, path, body, reply.status_code)
         inner = next(iter(reply.get_json().values()))
         assert inner["code"] == reply.status_code and inner["message"]

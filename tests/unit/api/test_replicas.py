@@ -7,11 +7,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
 from cellar.errors import AgentError
 from cellar.models import AuditEvent, Instance, ReplicaSet, Task
 from taskmanager import replication_watch
 from taskmanager.drivers.docker import container_name
+from tests.unit.api.support import client_for
 
 BASE = "/v1.0/proj1"
 BODY = {
@@ -24,7 +24,7 @@ BODY = {
 
 @pytest.fixture
 def client(world: Any) -> FlaskClient:
-    return create_app(world[0]).test_client()
+    return client_for(world[0])
 
 
 def create(client: FlaskClient, world: Any, body: dict[str, Any]) -> Any:

@@ -10,8 +10,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
 from cellar.models import AuditEvent, Task
+from tests.unit.api.support import client_for
 
 BASE = "/v1.0/proj1"
 OLD, NEW = "old-Pass-1", "n3w-Pass-word"
@@ -19,7 +19,7 @@ OLD, NEW = "old-Pass-1", "n3w-Pass-word"
 
 @pytest.fixture
 def client(world: Any) -> FlaskClient:
-    return create_app(world[0]).test_client()
+    return client_for(world[0])
 
 
 def active(client: FlaskClient, world: Any, datastore: str = "postgresql") -> str:

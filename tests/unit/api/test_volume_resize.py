@@ -7,8 +7,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
 from cellar.models import Instance, Task
+from tests.unit.api.support import client_for
 
 BASE = "/v1.0/proj1"
 BODY = {
@@ -23,7 +23,7 @@ BODY = {
 def client(world: Any) -> FlaskClient:
     services = world[0]
     services.settings = dataclasses.replace(services.settings, volume_backend="loop")
-    return create_app(services).test_client()
+    return client_for(services)
 
 
 def active(client: FlaskClient, world: Any) -> str:

@@ -11,7 +11,8 @@ def test_beat_runs_every_periodic_job_and_each_names_a_registered_task() -> None
         "backup-schedules",
         "collect-archives",
         "watch-primaries",
+        "audit-checkpoint",
     }
     for entry in schedule.values():
         assert entry["task"] in app.tasks
-        assert 0 < entry["schedule"] <= 15
+        assert 0 < entry["schedule"] <= 60
