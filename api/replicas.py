@@ -189,41 +189,6 @@ def check_delete(session: Session, instance: Instance) -> None:
         )
 
 
-def view(session: Session, instance: Instance, link: Any) -> dict[str, Any]:
-    """Trove's ``replica_of`` and ``replicas``, and Cellar's ``replication`` and ``endpoints``."""
-    replica_set = replica_sets.load_set(session, instance)
-    if replica_set is None:
-        return {}
-    path = f"/v1.0/{instance.project_id}/instances/"
-    result: dict[str, Any] = {}
-    is_primary = replica_set.primary_id == instance.id
-    state = dict(instance.replication or {})
-    result["replication"] = {
-        "role": "primary" if is_primary else "replica",
-        "mode": replica_set.mode,
-        "auto_failover": replica_set.auto_failover,
-        **{k: state[k] for k in ("lag_seconds", "lag_bytes", "source_connected", "position",
-                                 "replicas_connected", "checked_at") if k in state},
-    }  # fmt: skip
-    if is_primary:
-        result["replicas"] = [
-            {"id": r.id, "links": link(path + r.id)}
-            for r in replica_sets.replicas(session, replica_set)
-        ]
-    else:
-        result["replica_of"] = {
-            "id": replica_set.primary_id,
-            "links": link(path + replica_set.primary_id),
-        }
-    if replica_set.rw_port:
-        host = instance.host
-        result["endpoints"] = {
-            "rw": {"host": host, "port": replica_set.rw_port},
-            "ro": {"host": host, "port": replica_set.ro_port},
-        }
-    return result
-
-
 def check_primary(session: Session, instance: Instance) -> ReplicaSet:
     replica_set = replica_sets.load_set(session, instance)
     if replica_set is None or replica_set.primary_id != instance.id:

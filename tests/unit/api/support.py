@@ -32,14 +32,13 @@ def member_of(
             role = session.scalars(select(Role).where(Role.name == name)).one()
             session.add(RoleAssignment(user_id=user.id, project_id=project.id, role_id=role.id))
         session.flush()
-        token, _who = store.issue(
-            session,
-            TokenSealer.from_home(services.settings.home),
-            user,
-            project,
-            ("password",),
-            services.settings.token_ttl,
-        )
+        return _token(services, session, user, project)
+
+
+def _token(services: Any, session: Any, user: User, project: Project) -> str:
+    sealer = TokenSealer.from_home(services.settings.home)
+    ttl = services.settings.token_ttl
+    token, _who = store.issue(session, sealer, user, project, ("password",), ttl)
     return token
 
 
@@ -51,15 +50,7 @@ def admin_token(services: Any) -> str:
         project = session.scalars(
             select(Project).where(Project.name == services.settings.admin_project)
         ).one()
-        token, _who = store.issue(
-            session,
-            TokenSealer.from_home(services.settings.home),
-            user,
-            project,
-            ("password",),
-            services.settings.token_ttl,
-        )
-    return token
+        return _token(services, session, user, project)
 
 
 def admin_project_id(services: Any) -> str:
