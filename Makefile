@@ -45,7 +45,7 @@ test-deps:
 	@bash scripts/test-deps.sh
 
 unit: venv test-deps
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n 2 tests/unit
 
 integration: docker venv images
 	$(BIN)/pytest -q -m integration tests/integration

@@ -83,6 +83,9 @@ def test_serve_starts_and_stops_its_children(tmp_path: Path) -> None:
         while banner not in (tmp_path / "serve.log").read_text() and time.monotonic() < end:
             time.sleep(0.1)
         assert banner in (tmp_path / "serve.log").read_text()
+        assert str(openrc) in (tmp_path / "serve.log").read_text()  # where to log in
+        assert (tmp_path / "home" / "cellar.db").stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "home").stat().st_mode & 0o777 == 0o700
         (worker,) = [pid for pid in children if b" worker " in cmdline(pid)]
         os.kill(worker, signal.SIGKILL)  # a crash: serve starts a new worker by itself
         end = time.monotonic() + 30
