@@ -24,11 +24,6 @@ logger = logging.getLogger(__name__)
 CHANGES = ("POST", "PUT", "PATCH", "DELETE")
 
 
-def scrub(details: Any) -> Any:
-    """A copy of ``details`` with every password-like value replaced."""
-    return chain.scrub(details)
-
-
 def _row(
     project_id: str,
     action: str,

@@ -33,17 +33,7 @@ FILTERS = {
 
 def _moment(field: str) -> dt.datetime | None:
     raw = request.args.get(field, "").strip()
-    if not raw:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{field} must be an ISO 8601 time such as 2026-01-31T12:00:00Z, not {raw!r}"
-        ) from exc
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.UTC).replace(tzinfo=None)
-    return when
+    return body.moment(raw, field) if raw else None
 
 
 def _sees_all(project_id: str) -> bool:

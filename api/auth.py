@@ -14,6 +14,7 @@ port of this host, act on it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import socket
 from typing import Protocol
@@ -79,6 +80,11 @@ class Auth:
     def is_admin(self, identity: Identity) -> bool:
         return identity.has("admin") and identity.project_name == self.settings.admin_project
 
+    @functools.cached_property
+    def hosts(self) -> frozenset[str]:
+        """The names a ``Host`` header may give (worked out once, not per request)."""
+        return frozenset(self.allowed_hosts())
+
     def allowed_hosts(self) -> set[str]:
         names = {"localhost", "127.0.0.1", "::1", socket.gethostname().lower()}
         names |= {self.settings.api_host, self.settings.advertise_host, self.settings.publish_host}
@@ -115,7 +121,7 @@ def host_of(header: str) -> str:
 
 def check_request(auth: Auth) -> None:
     """Browser safety, then who is asking and whether they may: raises to refuse."""
-    allowed = auth.allowed_hosts()
+    allowed = auth.hosts
     if host_of(request.host) not in allowed:
         names = ", ".join(sorted(allowed))
         raise InvalidInput(

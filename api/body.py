@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import request
@@ -56,3 +57,24 @@ def object_list(data: dict[str, Any], field: str, max_items: int = 50) -> list[d
     if len(value) > max_items:
         raise InvalidInput(f"{field} may hold at most {max_items} items")
     return value
+
+
+EXAMPLE_TIME = "2026-11-25T09:30:00Z"
+
+
+def moment(value: object, field: str, *, zone_required: bool = False) -> dt.datetime:
+    """``value``, an RFC 3339 time, as a naive UTC datetime; one with no zone is taken as
+    UTC unless ``zone_required``."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be an RFC 3339 time (ISO 8601), e.g. {EXAMPLE_TIME}")
+    try:
+        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{field} {value!r} is not an RFC 3339 time (ISO 8601), e.g. {EXAMPLE_TIME}"
+        ) from exc
+    if when.tzinfo is None:
+        if zone_required:
+            raise InvalidInput(f"{field} needs a time zone, e.g. {EXAMPLE_TIME}")
+        return when
+    return when.astimezone(dt.UTC).replace(tzinfo=None)

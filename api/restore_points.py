@@ -74,26 +74,11 @@ def restore_point(session: Session, project_id: str, value: object) -> RestorePo
     if not value.get("restore_time"):
         session.expunge(backup)
         return RestorePoint(backup=backup, chain=chain)
-    moment = _moment(value["restore_time"])
+    moment = body.moment(value["restore_time"], "restore_time", zone_required=True)
     segments = _segments_to(session, backup, moment)
     session.expunge(backup)
     return RestorePoint(backup=backup, chain=chain, archive=segments,
                         restore_time=moment.isoformat() + "Z")  # fmt: skip
-
-
-def _moment(value: object) -> dt.datetime:
-    """``value`` as a naive UTC datetime, or InvalidInput."""
-    if not isinstance(value, str):
-        raise InvalidInput("restore_time must be an RFC 3339 time, e.g. 2026-11-25T09:30:00Z")
-    try:
-        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"restore_time {value!r} is not an RFC 3339 time, e.g. 2026-11-25T09:30:00Z"
-        ) from exc
-    if moment.tzinfo is None:
-        raise InvalidInput("restore_time needs a time zone, e.g. 2026-11-25T09:30:00Z")
-    return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def _segments_to(session: Session, backup: Backup, moment: dt.datetime) -> list[str]:

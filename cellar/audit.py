@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_pem_private_key,
 )
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cellar.models import AuditCheckpoint, AuditEvent, AuditHead, new_id, utcnow
@@ -251,7 +251,3 @@ def public_pem(signer: Ed25519PrivateKey) -> str:
     return (
         signer.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
     )
-
-
-def total(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)

@@ -41,16 +41,7 @@ def _roles(session: Session, credential: ApplicationCredential) -> list[Role]:
 def _expiry(value: object) -> dt.datetime | None:
     if value in (None, ""):
         return None
-    if not isinstance(value, str):
-        raise InvalidInput("expires_at must be a time such as 2027-01-31T00:00:00Z")
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"expires_at {value!r} is not a time such as 2027-01-31T00:00:00Z"
-        ) from exc
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    moment = body.moment(value, "expires_at")
     if moment <= utcnow():
         raise InvalidInput("expires_at must be in the future")
     return moment

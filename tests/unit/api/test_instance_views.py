@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from api import views
 from api.app import create_app
 from api.views import running_task
+from cellar import catalog
 from cellar.models import (
     ArchiveSegment,
     Backup,
@@ -25,11 +27,35 @@ from cellar.models import (
     new_id,
     utcnow,
 )
-from cellar.recovery import recovery_window
+from cellar.status import BackupStatus
 from tests.unit.api.support import logged_in, member_of
 
 BASE = "/v1.0/proj1"
 T0 = dt.datetime(2025, 3, 1, 12, 0, 0)
+
+
+def recovery_window(session: Session, instance: Instance) -> dict[str, dt.datetime] | None:
+    """The window of one instance read plainly, query by query: what the batched reads
+    must agree with."""
+    version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
+    if version is None or not version.archive_format:
+        return None
+    completed = (
+        Backup.instance_id == instance.id,
+        Backup.status == BackupStatus.COMPLETED.value,
+        Backup.deleted_at.is_(None),
+    )
+    earliest = session.scalar(
+        select(func.min(Backup.finished_at)).where(*completed, Backup.type == "full")
+    )
+    if earliest is None:
+        return None
+    latest_backup = session.scalar(select(func.max(Backup.finished_at)).where(*completed))
+    latest_archive = session.scalar(
+        select(func.max(ArchiveSegment.closed_at)).where(ArchiveSegment.instance_id == instance.id)
+    )
+    latest = max(t for t in (earliest, latest_backup, latest_archive) if t is not None)
+    return {"earliest": earliest, "latest": latest}
 
 
 def at(minutes: int) -> dt.datetime:
