@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import secrets
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cellar.errors import Unauthorized
 from cellar.secrets import load_key
 
 KEY_FILE = "token.key"
+SEALED_TEXT = re.compile(r"[A-Za-z0-9_-]+={0,2}")  # a Fernet token, urlsafe base64
 KEY_ENV = "CELLAR_TOKEN_KEY"  # one key, or several separated by commas (the first seals)
 
 
@@ -72,6 +74,9 @@ class TokenSealer:
 
     def open(self, text: str, now: dt.datetime) -> Sealed:
         """What ``text`` says; BadToken if it is not ours or has expired."""
+        if len(text) % 4 or not SEALED_TEXT.fullmatch(text):
+            # base64 decoding stops at the padding: text after it would be ignored
+            raise BadToken("the token is not valid")
         try:
             data = json.loads(self._fernet.decrypt(text.encode()))
             token = Sealed(

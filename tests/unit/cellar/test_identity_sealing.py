@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -123,3 +124,17 @@ def test_each_role_includes_the_ones_below_it(held: tuple[str, ...], gives: set[
 )
 def test_only_the_default_domain_matches(ref: object, matches: bool) -> None:
     assert store.domain_matches(ref) is matches
+
+
+def test_text_after_a_tokens_padding_makes_it_invalid(tmp_path: Path) -> None:
+    """Base64 decoding would ignore what follows ``=``: such a text is refused, whatever
+    the token's length."""
+    sealer = TokenSealer.from_home(tmp_path)
+    now = dt.datetime(2026, 1, 1)
+    for size in range(12):  # payloads of every length modulo the padding
+        token = Sealed("u" * size, "p", ("password",), now, now + dt.timedelta(hours=1), "a", "")
+        text = sealer.seal(token)
+        assert sealer.open(text, now).user_id == "u" * size
+        for tail in ("x", "=", "==x", " "):
+            with pytest.raises(BadToken):
+                sealer.open(text + tail, now)
