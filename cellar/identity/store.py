@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Connection, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from cellar.identity.models import (
@@ -262,9 +262,12 @@ def revoke(session: Session, kind: str, value: str, until: dt.datetime, **detail
     )
 
 
-def epoch(session: Session) -> int:
+EPOCH = select(IdentityEpoch.value).where(IdentityEpoch.id == 1)  # read on every request
+
+
+def epoch(connection: Session | Connection) -> int:
     """How many changes to identities there have been (see ``IdentityEpoch``)."""
-    return int(session.scalar(select(IdentityEpoch.value).where(IdentityEpoch.id == 1)) or 0)
+    return int(connection.execute(EPOCH).scalar() or 0)
 
 
 def bump_epoch(session: Session) -> None:
