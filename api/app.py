@@ -29,6 +29,7 @@ from api import (
     identity,
     instances,
     mgmt,
+    pages,
     quotas,
     replication_events,
     root,
@@ -56,6 +57,7 @@ def create_app(svc: state.Services | None = None, checks: auth.Auth | None = Non
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     encoding.install(app)
     app.extensions["cellar"] = svc
+    app.extensions["cellar_pages"] = pages.Pages()
     app.extensions["cellar_auth"] = checks or auth.auth_for(svc.settings, svc.db)
     errors.install(app)
 

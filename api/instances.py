@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+import orjson
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import audit, body, mgmt, replica_changes, replicas, specs
@@ -22,13 +22,11 @@ from api.instance_checks import (
     load_instance,
     volume_size,
 )
+from api.pages import Pages
 from api.restore_points import restore_point
 from api.state import services
 from api.views import (
-    INSTANCE_COLUMNS,
-    InstanceRow,
     instance_view,
-    instance_views,
     links,
     running_task,
 )
@@ -147,33 +145,23 @@ def create(project_id: str) -> ResponseReturnValue:
 def list_all(project_id: str) -> ResponseReturnValue:
     limit = body.integer(request.args.get("limit", PAGE_MAX), "limit", 1, PAGE_MAX)
     marker = request.args.get("marker")
-    svc = services()
-    with svc.db.session() as session:
-        query = (
-            select(*INSTANCE_COLUMNS)
-            .where(
-                Instance.project_id == project_id,
-                Instance.deleted_at.is_(None),
-                Instance.purpose.is_(None),
-            )
-            .order_by(Instance.created, Instance.id)
-        )
+    with services().db.session() as session:
+        after = None
         if marker:
-            after = load_instance(session, project_id, marker)
-            query = query.where(
-                (Instance.created > after.created)
-                | ((Instance.created == after.created) & (Instance.id > after.id))
-            )
-        found = session.connection().execute(query.limit(limit + 1)).all()  # not ORM objects
-        rows = [InstanceRow._make(row) for row in found]
-        views = instance_views(session, rows[:limit])
-    result: dict[str, Any] = {"instances": views}
-    if len(rows) > limit:
+            found = load_instance(session, project_id, marker)
+            after = (found.created, found.id)
+        pages: Pages = current_app.extensions["cellar_pages"]
+        root = request.host_url.rstrip("/")
+        shown = pages.page(session, project_id, after, limit + 1, root)
+    more = b""
+    if len(shown) > limit:
         href = links(f"/v1.0/{project_id}/instances")[0]["href"]
-        result["links"] = [
-            {"rel": "next", "href": f"{href}?limit={limit}&marker={rows[limit - 1].id}"}
-        ]
-    return jsonify(result)
+        last = orjson.loads(shown[limit - 1])["id"]
+        more = b',"links":' + orjson.dumps(
+            [{"rel": "next", "href": f"{href}?limit={limit}&marker={last}"}]
+        )
+    page = b"[" + b",".join(shown[:limit]) + b"]"
+    return Response(b'{"instances":' + page + more + b"}", mimetype="application/json")
 
 
 @blueprint.get("/v1.0/<project_id>/instances/<instance_id>")

@@ -12,7 +12,11 @@ tasks, faults. It serves the real API twice on loopback, once checking tokens an
 with ``Auth(enabled=False)`` (the baseline), and asks both with a keep-alive HTTP
 session, interleaved so that noise hits both:
 ``GET /v1.0/<project>/instances?limit=1000`` (one page of every row) and
-``GET /v1.0/<project>/instances/<id>`` (over varied instances).
+``GET /v1.0/<project>/instances/<id>`` (over varied instances). The page is measured
+twice: as the rows stand (``list``), and with ``--churn`` instances changed before each
+request (``list_changing``: their usage, one's health and its running step, written by
+this process as the worker's health checks and steps write them), which the API must
+read again and show.
 
 ``--server gunicorn`` (the default) runs gunicorn's gthread worker, as ``cellar serve``
 does (one worker here, so one process serves each connection and its token cache);
@@ -53,7 +57,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from api import auth, state
 from api.app import create_app
 from benchmarks.common import free_port, progress, wait
-from benchmarks.instance_rows import empty, fill
+from benchmarks.instance_rows import Churn, empty, fill
 from cellar import logs
 from cellar import settings as settings_module
 from cellar.db import Database
@@ -186,9 +190,11 @@ def compare(
     count: int,
     clients: dict[str, tuple[requests.Session, str]],
     within: float,
+    before: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """``count`` requests of each mode (fewer if ``within`` seconds run out, one at
-    least), the order of the modes drawn anew for each round."""
+    least), the order of the modes drawn anew for each round; ``before`` runs, untimed,
+    before each request."""
     samples: dict[str, list[float]] = {mode: [] for mode in clients}
     for n in range(WARM_UP):
         for _mode, (http, url) in clients.items():
@@ -202,6 +208,7 @@ def compare(
         random.shuffle(order)
         for mode in order:
             http, url = clients[mode]
+            before()
             took, _reply = timed(http, url + paths(n))
             samples[mode].append(took)
     result: dict[str, Any] = {mode: figures(found) for mode, found in samples.items()}
@@ -255,6 +262,14 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 raise RuntimeError("the two servers answer the page differently")
             progress(f"{args.list_requests} pages of {args.rows} instances, each mode")
             listed = compare("list", lambda _n: page, args.list_requests, clients, args.max_seconds)
+            progress(f"again, {args.churn} instances changed before each page")
+            churn = Churn(made.instance_ids, args.churn)
+            try:
+                changing = compare(
+                    "list", lambda _n: page, args.list_requests, clients, args.max_seconds, churn
+                )
+            finally:
+                churn.close()
             ids = made.instance_ids
             progress(f"{args.show_requests} instances shown, each mode")
             shown = compare(
@@ -273,6 +288,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "list_auth_overhead_p50": listed["ratio_p50"] <= 1 + TARGET_AUTH_OVERHEAD,
         "show_auth_overhead_p50": shown["ratio_p50"] <= 1 + TARGET_AUTH_OVERHEAD,
         "list_p99": listed["auth"]["p99_ms"] <= TARGET_LIST_P99_MS,
+        "list_changing_p99": changing["auth"]["p99_ms"] <= TARGET_LIST_P99_MS,
     }
     return {
         "rows": args.rows,
@@ -280,6 +296,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "server": SERVERS[args.server],
         "gc_freeze": args.gc_freeze,
         "list": {"path": f"/v1.0/<project>/instances?limit={args.rows}", **listed},
+        "list_changing": {"instances_changed_before_each": args.churn, **changing},
         "show": {"path": "/v1.0/<project>/instances/<id>", **shown},
         "versions_floor": {"path": "/", **floor},
         "token_validation_uncached": validation,
@@ -296,6 +313,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--list-requests", type=int, default=200)
     parser.add_argument("--show-requests", type=int, default=1000)
+    parser.add_argument(
+        "--churn", type=int, default=10, help="instances changed before each page of list_changing"
+    )
     parser.add_argument("--server", choices=("gunicorn", "werkzeug"), default="gunicorn")
     parser.add_argument("--database-url", default="", help="a scratch PostgreSQL database")
     parser.add_argument(

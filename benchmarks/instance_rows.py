@@ -15,7 +15,7 @@ import random
 import secrets
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from cellar import catalog
 from cellar import settings as settings_module
@@ -268,6 +268,33 @@ def fill(rows: int, seed: int = 7) -> Filled:
     shown = [row["id"] for row in made.tables[Instance]]
     made.rng.shuffle(shown)
     return Filled(made.project_id, token, shown)
+
+
+class Churn:
+    """Changes ``count`` instances of a project before each request, as the health checks
+    and running steps do: usage and status, and a running task's step."""
+
+    def __init__(self, instance_ids: list[str], count: int, seed: int = 11) -> None:
+        self.db = Database(settings_module.load().database_url)
+        self.ids, self.count, self.rng, self.turn = instance_ids, count, random.Random(seed), 0
+
+    def __call__(self) -> None:
+        self.turn += 1
+        chosen = self.rng.sample(self.ids, self.count)
+        with self.db.session() as session:
+            for n, instance_id in enumerate(chosen):
+                values: dict[str, Any] = {"volume_used_bytes": self.turn * GIB // 100 + n}
+                if n == 0:
+                    values["operating_status"] = self.rng.choice(["HEALTHY", "ERROR"])
+                session.execute(update(Instance).where(Instance.id == instance_id).values(values))
+            session.execute(
+                update(Task)
+                .where(Task.instance_id == chosen[0], Task.state == TaskState.RUNNING.value)
+                .values(step=f"step-{self.turn}")
+            )
+
+    def close(self) -> None:
+        self.db.engine.dispose()
 
 
 def empty(project_id: str) -> None:

@@ -364,3 +364,23 @@ class QuotaLock(Base):
 
     project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     touched_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ViewChange(Base):
+    """A row that some instance's view reads was written: written by the database's own
+    triggers (``cellar.view_changes``), read by the API to keep its pages up to date."""
+
+    __tablename__ = "view_changes"
+    __table_args__ = (
+        Index("ix_view_changes_xid", "xid"),
+        Index("ix_view_changes_created", "created"),
+        {"sqlite_autoincrement": True},  # a seq is never given twice, so it orders commits
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # instance, set or configuration
+    key: Mapped[str] = mapped_column(String(64))  # its id
+    xid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # PostgreSQL's writer
+    created: Mapped[dt.datetime] = mapped_column(DateTime)

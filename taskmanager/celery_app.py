@@ -23,6 +23,7 @@ SCHEDULES_EVERY = 15.0  # seconds between looks at the backup schedules
 ARCHIVE_EVERY = 10.0  # seconds between collections of the instances' WAL and binary logs
 WATCH_EVERY = 1.0  # seconds between looks at the replica sets' primaries
 CHECKPOINT_EVERY = 60.0  # seconds between signed checkpoints of the audit chain
+PRUNE_EVERY = 60.0  # seconds between removals of old rows of the views' change feed
 
 app = queue.app
 app.conf.update(
@@ -33,6 +34,7 @@ app.conf.update(
         "collect-archives": {"task": "cellar.collect_archives", "schedule": ARCHIVE_EVERY},
         "watch-primaries": {"task": "cellar.watch_primaries", "schedule": WATCH_EVERY},
         "audit-checkpoint": {"task": "cellar.audit_checkpoint", "schedule": CHECKPOINT_EVERY},
+        "prune-view-changes": {"task": "cellar.prune_view_changes", "schedule": PRUNE_EVERY},
     },
     beat_schedule_filename=str(settings_module.load().home / "beat-schedule"),
 )
@@ -127,3 +129,12 @@ def audit_checkpoint() -> None:
     from taskmanager import audit_checkpoints, services
 
     audit_checkpoints.sign(services.current())
+
+
+@app.task(name="cellar.prune_view_changes", expires=PRUNE_EVERY)
+def prune_view_changes() -> None:
+    from cellar import view_changes
+    from taskmanager import services
+
+    with services.current().db.session() as session:
+        view_changes.prune(session)

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from api import views
+from api import related, views
 from api.app import create_app
 from api.views import running_task
 from cellar import catalog
@@ -287,12 +287,13 @@ def test_batched_parts_agree_with_the_reads_of_one_instance(world: Any) -> None:
     with app.test_request_context("/", base_url="http://localhost"), services.db.session() as s:
         rows = [s.get(Instance, i) for i in ids]
         tuples = [views.row_of(r) for r in rows if r is not None]
-        related = views.Related.load(s, tuples)
+        inputs = {i.instance.id: i for i in views.inputs_of(s, tuples)}
         for row in rows:
             assert row is not None
-            assert related.windows.get(row.id) == recovery_window(s, row)
+            window = inputs[row.id].window
+            assert (window._asdict() if window else None) == recovery_window(s, row)
             task = running_task(s, row.id)
-            batched = related.tasks.get(row.id)
+            batched = inputs[row.id].task
             assert (batched.id if batched else None) == (task.id if task else None)
             if task is not None and batched is not None:
                 assert views.task_view(batched) == views.task_view(task)
@@ -303,19 +304,24 @@ def test_ids_are_sent_in_slices(
 ) -> None:
     ids = varied_project(world[0])
     whole = listed(client)
-    monkeypatch.setattr(views, "IN_LIST", 2)
+    monkeypatch.setattr(related, "IN_LIST", 2)
     assert listed(client) == whole
     assert [shown(client, i) for i in ids] == whole
 
 
-def test_a_page_takes_the_same_queries_for_few_instances_or_many(
-    client: FlaskClient, world: Any
-) -> None:
+def test_a_page_takes_the_same_queries_for_few_instances_or_many(world: Any) -> None:
     services = world[0]
     varied_project(services)
-    listed(client)  # the token is validated once, then remembered
-    with statements(services) as few:
-        listed(client)
+    token = member_of(services)
+
+    def first_list() -> tuple[int, list[str]]:
+        client = logged_in(create_app(services).test_client(), token)  # nothing kept yet
+        assert client.get(f"{BASE}/flavors").status_code == 200  # the token, remembered
+        with statements(services) as seen:
+            shown = len(listed(client))
+        return shown, seen
+
+    shown_few, few = first_list()
     with services.db.session() as session:
         session.add_all(
             [instance(n, replica_set_id="set-a", replica_of_id="inst-02") for n in range(13, 20)]
@@ -323,9 +329,35 @@ def test_a_page_takes_the_same_queries_for_few_instances_or_many(
         )
         session.add_all([task(f"inst-{n:02d}", "restart", n) for n in range(20, 40)])
         session.add_all([backup(f"inst-{n:02d}", "full", n) for n in range(20, 40)])
-    with statements(services) as many:
-        assert len(listed(client)) == 36
-    assert len(many) == len(few) <= 8
+    shown_many, many = first_list()
+    assert (shown_few, shown_many) == (9, 36)
+    assert len(many) == len(few) <= 9
+
+
+def test_an_unchanged_page_reads_only_the_feed(client: FlaskClient, world: Any) -> None:
+    services = world[0]
+    varied_project(services)
+    whole = listed(client)
+    with statements(services) as seen:
+        assert listed(client) == whole
+    assert [s for s in seen if "identity_epoch" not in s] == [
+        next(s for s in seen if "FROM view_changes" in s)
+    ]
+
+
+def test_a_changed_page_reads_the_changed_instances_and_their_sets(
+    client: FlaskClient, world: Any
+) -> None:
+    services = world[0]
+    varied_project(services)
+    listed(client)
+    with services.db.session() as session:
+        session.get(Instance, "inst-03").status = "REBOOT"
+    with statements(services) as seen:
+        by_id = {v["id"]: v for v in listed(client)}
+    assert by_id["inst-03"]["status"] == "REBOOT"
+    read_again = [s for s in seen if s.startswith("SELECT instances.id, instances.project_id")]
+    assert len(read_again) == 2  # the instance, then the other members of its set
 
 
 def test_pages_follow_the_marker_with_the_same_views(client: FlaskClient, world: Any) -> None:
@@ -347,3 +379,60 @@ def test_a_new_instance_is_viewed_in_the_transaction_that_made_it(world: Any) ->
         s.flush()
         view = views.instance_view(s, made)
     assert view["task"]["workflow"] == "provision" and view["connection"] is None
+
+
+def test_a_change_to_any_row_a_view_reads_shows_on_the_next_page(
+    client: FlaskClient, world: Any
+) -> None:
+    services = world[0]
+    ids = varied_project(services)
+    before = {v["id"]: v for v in listed(client)}  # the views are kept from here on
+    with services.db.session() as session:
+        session.get(Instance, "inst-01").name = "renamed"
+        session.get(Configuration, "conf-1").name = "retuned"
+        session.get(ReplicaSet, "set-a").rw_port = 30009
+        session.get(Instance, "inst-03").replication = {"lag_seconds": 7.0}
+        session.add(instance(13, replica_set_id="set-a", replica_of_id="inst-02"))
+        session.add(backup("inst-10", "incremental", 700, datastore="mariadb"))
+        session.add(
+            ArchiveSegment(
+                project_id="proj1",
+                instance_id="inst-01",
+                name="wal-3",
+                size_bytes=5,
+                checksum="0" * 64,
+                closed_at=at(800),
+            )
+        )
+        running = session.scalars(select(Task).where(Task.instance_id == "inst-06")).one()
+        running.step, running.step_number = "start", 3
+        done = session.scalars(
+            select(Task).where(Task.instance_id == "inst-09", Task.workflow == "backup")
+        ).one()
+        done.state = "COMPLETED"
+    after = {v["id"]: v for v in listed(client)}
+    assert list(after) == [*ids, "inst-13"]
+    assert list(after.values()) == [shown(client, i) for i in after]
+    assert after["inst-01"]["name"] == "renamed"
+    assert after["inst-01"]["configuration"]["name"] == "retuned"
+    assert after["inst-01"]["recovery_window"]["latest"] == "2025-03-02T01:20:00Z"
+    assert after["inst-02"]["endpoints"]["rw"]["port"] == 30009
+    assert [r["id"] for r in after["inst-02"]["replicas"]] == ["inst-03", "inst-04", "inst-13"]
+    assert after["inst-03"]["replication"]["lag_seconds"] == 7.0
+    assert after["inst-10"]["recovery_window"]["latest"] == "2025-03-01T23:40:00Z"
+    assert after["inst-06"]["task"]["step"] == "start"
+    assert after["inst-09"]["task"]["workflow"] == "resize_flavor"
+    for changed in ("inst-01", "inst-02", "inst-03", "inst-06", "inst-09", "inst-10"):
+        assert after[changed] != before[changed]
+    assert after["inst-07"] == before["inst-07"]
+
+
+def test_views_are_kept_for_each_address_the_api_is_reached_at(
+    client: FlaskClient, world: Any
+) -> None:
+    varied_project(world[0])
+    here = listed(client)
+    reply = client.get(f"{BASE}/instances", base_url="http://127.0.0.1:8779")
+    there = reply.get_json()["instances"]
+    assert here[0]["links"][0]["href"].startswith("http://localhost/")
+    assert there[0]["links"][0]["href"].startswith("http://127.0.0.1:8779/")

@@ -12,6 +12,7 @@ def test_beat_runs_every_periodic_job_and_each_names_a_registered_task() -> None
         "collect-archives",
         "watch-primaries",
         "audit-checkpoint",
+        "prune-view-changes",
     }
     for entry in schedule.values():
         assert entry["task"] in app.tasks
