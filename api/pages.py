@@ -34,6 +34,7 @@ from cellar.view_changes import Changes, Feed
 
 IDLE = 120.0
 STALE = 120.0
+PLACES_KEPT = 100_000  # instance ids whose project is remembered
 PROJECTS_KEPT = 32  # the most recently listed; a project of 1,000 instances takes about 2 MB
 
 Key = tuple[dt.datetime, str]  # the order of a list: created, then id
@@ -86,6 +87,7 @@ class Pages:
         self._feed = Feed()
         self._kept: dict[str, Kept] = {}
         self._looked = 0.0
+        self._projects: dict[str, str] = {}  # instance id -> project, as looked up (fixed)
 
     def page(
         self, session: Session, project_id: str, after: Key | None, count: int, root: str
@@ -148,11 +150,16 @@ class Pages:
                     if row.configuration_id in changes.configurations:
                         touched.add(instance_id)
             kept.dirty |= touched
-        for chunk in chunks(sorted(unplaced)):  # new instances, or other projects'
+        unknown = sorted(i for i in unplaced if i not in self._projects)
+        if len(self._projects) + len(unknown) > PLACES_KEPT:
+            self._projects.clear()
+        for chunk in chunks(unknown):  # new instances, or other projects'
             query = select(Instance.id, Instance.project_id).where(Instance.id.in_(chunk))
-            for instance_id, project_id in session.connection().execute(query):
-                if project_id in self._kept:
-                    self._kept[project_id].dirty.add(instance_id)
+            self._projects.update({i: p for i, p in session.connection().execute(query)})
+        for instance_id in unplaced:
+            owner = self._kept.get(self._projects.get(instance_id, ""))
+            if owner is not None:
+                owner.dirty.add(instance_id)
 
     def _refresh(self, session: Session, project_id: str, kept: Kept) -> None:
         """Read the dirty instances again, with the other members of their sets."""
