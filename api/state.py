@@ -17,6 +17,7 @@ from flask import current_app
 from cellar.agent_reads import ReadPool
 from cellar.db import Database
 from cellar.models import Instance
+from cellar.pki import ClientTls
 from cellar.secrets import SecretBox, load_key
 from cellar.settings import Settings
 from cellar.tasks import Enqueue
@@ -71,7 +72,7 @@ def build(settings: Settings) -> ApiServices:
         db=Database(settings.database_url),
         secrets=SecretBox(load_key(settings.home)),
         enqueue=queue.enqueue,
-        agent_for=ReadPool(settings.agent_call_timeout),
+        agent_for=ReadPool(ClientTls.from_home(settings.home), settings.agent_call_timeout),
     )
 
 

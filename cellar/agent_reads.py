@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from cellar import logs
+from cellar import agent_tls, logs
 from cellar.errors import AgentError, AgentTimeout
 from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
 from cellar.models import Instance
@@ -43,12 +43,23 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class AgentReads:
-    """A connection to one instance's agent at ``host:port``, for live reads."""
+    """A mutual-TLS connection to the agent of ``instance_id`` at ``host:port``, for
+    live reads: ``credentials`` are the control plane's, and the agent must prove that
+    it is that instance's (``cellar.agent_tls``)."""
 
-    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        instance_id: str,
+        credentials: grpc.ChannelCredentials,
+        timeout: float = 30.0,
+    ) -> None:
         self.address = f"{host}:{port}"
+        self.instance_id = instance_id
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        options = CHANNEL_OPTIONS + agent_tls.for_instance(instance_id)
+        self._channel = grpc.secure_channel(self.address, credentials, options=options)
         self._stub = agent_pb2_grpc.GuestAgentStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -111,20 +122,41 @@ class AgentReads:
         ]
 
 
-class ReadPool:
-    """One read channel per agent address, reused across requests."""
+C = TypeVar("C", bound=AgentReads)
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._clients: dict[int, AgentReads] = {}
+
+class Pool(Generic[C]):
+    """One channel per instance's agent, reused across calls; made again for a new
+    port, or once the control plane's certificate has been renewed."""
+
+    def __init__(self, make: type[C], tls: Credentials, timeout: float) -> None:
+        self.make, self.tls, self.timeout = make, tls, timeout
+        self._clients: dict[str, tuple[int, bytes, C]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, instance: Instance) -> AgentReads:
+    def __call__(self, instance: Instance) -> C:
         if instance.agent_port is None:
             raise LookupError(f"instance {instance.id} has no agent port yet")
+        issued, credentials = self.tls.current()
         with self._lock:
-            client = self._clients.get(instance.agent_port)
-            if client is None:
-                client = AgentReads("127.0.0.1", instance.agent_port, self.timeout)
-                self._clients[instance.agent_port] = client
-            return client
+            kept = self._clients.get(instance.id)
+            if kept is not None and kept[:2] == (instance.agent_port, issued.certificate):
+                return kept[2]
+            client = self.make(
+                "127.0.0.1", instance.agent_port, instance.id, credentials, self.timeout
+            )
+            self._clients[instance.id] = (instance.agent_port, issued.certificate, client)
+        if kept is not None:
+            kept[2].close()
+        return client
+
+
+class Credentials(Protocol):
+    """The control plane's certificate now (``cellar.pki.ClientTls``)."""
+
+    def current(self) -> tuple[Any, grpc.ChannelCredentials]: ...
+
+
+class ReadPool(Pool[AgentReads]):
+    def __init__(self, tls: Credentials, timeout: float) -> None:
+        super().__init__(AgentReads, tls, timeout)

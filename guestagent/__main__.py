@@ -1,6 +1,11 @@
 """Command line of the guest agent, the entry point of every instance container.
 
 python -m guestagent --engine postgresql [--port 50051] [--data-dir /var/lib/cellar/data]
+                      [--tls-dir /etc/cellar/tls]
+
+The TLS folder holds the agent's certificate and key and Cellar's CA (``agent.crt``,
+``agent.key``, ``ca.crt``), which the worker puts there; without them the agent does not
+serve.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=AGENT_PORT)
     parser.add_argument("--host", default="[::]", help="address to listen on (default: all)")
     parser.add_argument("--data-dir", type=Path, default=Path("/var/lib/cellar/data"))
+    parser.add_argument("--tls-dir", type=Path, default=Path("/etc/cellar/tls"))
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     return parser.parse_args(argv)
 
@@ -52,10 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("guestagent", getattr(logging, args.log_level))
     engine = engine_class(args.engine)(args.data_dir)
     engine.warm_up()
-    from guestagent.server import run  # gRPC is loaded after the early work has started
+    from cellar.agent_tls import ServerFiles  # gRPC is loaded after the early work started
+    from guestagent.server import run
 
     try:
-        return run(engine, host=args.host, port=args.port)
+        tls = ServerFiles(args.tls_dir, os.environ.get("CELLAR_INSTANCE_ID", ""))
+    except OSError as exc:
+        logger.error("the guest agent has no certificate in %s: %s", args.tls_dir, exc)
+        return 1
+    try:
+        return run(engine, tls, host=args.host, port=args.port)
     except RuntimeError:
         logger.exception("the guest agent could not serve on %s:%d", args.host, args.port)
         return 1

@@ -6,19 +6,32 @@ python -m guestagent.healthcheck [--port 50051]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import grpc
 
+from cellar import agent_tls
 from cellar.catalog import AGENT_PORT
 from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
 
 TIMEOUT = 2.0
 
 
-def check(address: str, timeout: float = TIMEOUT) -> tuple[bool, str]:
-    """Ask the agent at ``address`` for its status; (healthy?, a line to print)."""
-    with grpc.insecure_channel(address) as channel:
+def check(address: str, tls_dir: Path, timeout: float = TIMEOUT) -> tuple[bool, str]:
+    """Ask the agent at ``address`` for its status, over TLS with the agent's own
+    certificate; (healthy?, a line to print)."""
+    try:
+        ca, key, cert = (tls_dir / n for n in (agent_tls.CA, agent_tls.KEY, agent_tls.CERT))
+        credentials = grpc.ssl_channel_credentials(
+            ca.read_bytes(), key.read_bytes(), cert.read_bytes()
+        )
+    except OSError as exc:
+        return False, f"no certificate to call the agent with: {exc}"
+    instance = os.environ.get("CELLAR_INSTANCE_ID", "")
+    options = agent_tls.for_instance(instance)
+    with grpc.secure_channel(address, credentials, options=options) as channel:
         stub = agent_pb2_grpc.GuestAgentStub(channel)
         try:
             reply = stub.GetStatus(agent_pb2.GetStatusRequest(), timeout=timeout)
@@ -34,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=AGENT_PORT)
     parser.add_argument("--timeout", type=float, default=TIMEOUT)
+    parser.add_argument("--tls-dir", type=Path, default=Path("/etc/cellar/tls"))
     args = parser.parse_args(argv)
-    healthy, line = check(f"{args.host}:{args.port}", args.timeout)
+    healthy, line = check(f"{args.host}:{args.port}", args.tls_dir, args.timeout)
     print(line)
     return 0 if healthy else 1
 

@@ -51,13 +51,26 @@ def _request_id(context: Any) -> str | None:
 
 
 class CallInterceptor(grpc.ServerInterceptor):
-    """Request id, logging and error mapping for every RPC of the server."""
+    """Who may call, request id, logging and error mapping for every RPC of the server.
+
+    ``authorize(context, service, method)`` says whether the caller may call it; one who
+    may not gets PERMISSION_DENIED before anything runs."""
+
+    def __init__(self, authorize: Callable[[Any, str, str], bool] | None = None) -> None:
+        self.authorize = authorize
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
         if handler is None:
             return handler
         service, _, method = str(details.method).lstrip("/").rpartition("/")
+        authorize = self.authorize
+
+        def check(context: Any) -> None:
+            if authorize is not None and not authorize(context, service, method):
+                logger.warning("refused %s/%s to %s", service, method, context.peer())
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{service} is not yours to call")
+
         quiet = service in QUIET_SERVICES or method in QUIET_METHODS
         level = logging.DEBUG if quiet else logging.INFO
         codec = {
@@ -68,6 +81,7 @@ class CallInterceptor(grpc.ServerInterceptor):
             behavior = handler.unary_unary or handler.stream_unary
 
             def observed(request: Any, context: Any) -> Any:
+                check(context)
                 with bound_request_id(_request_id(context)):
                     return _observe(behavior, request, context, method, level)
 
@@ -78,10 +92,19 @@ class CallInterceptor(grpc.ServerInterceptor):
             streaming = handler.unary_stream
 
             def streamed(request: Any, context: Any) -> Iterator[Any]:
+                check(context)
                 with bound_request_id(_request_id(context)):
                     yield from _observe_stream(streaming, request, context, method)
 
             return grpc.unary_stream_rpc_method_handler(streamed, **codec)
+        if handler.stream_stream is not None:  # no such RPC today: refuse all but the allowed
+            duplex = handler.stream_stream
+
+            def both(requests: Any, context: Any) -> Iterator[Any]:
+                check(context)
+                yield from duplex(requests, context)
+
+            return grpc.stream_stream_rpc_method_handler(both, **codec)
         return handler
 
 

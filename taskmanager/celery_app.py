@@ -24,6 +24,7 @@ ARCHIVE_EVERY = 10.0  # seconds between collections of the instances' WAL and bi
 WATCH_EVERY = 1.0  # seconds between looks at the replica sets' primaries
 CHECKPOINT_EVERY = 60.0  # seconds between signed checkpoints of the audit chain
 PRUNE_EVERY = 60.0  # seconds between removals of old rows of the views' change feed
+RENEW_EVERY = 60.0  # seconds between looks for agent certificates that are due
 
 app = queue.app
 app.conf.update(
@@ -35,6 +36,7 @@ app.conf.update(
         "watch-primaries": {"task": "cellar.watch_primaries", "schedule": WATCH_EVERY},
         "audit-checkpoint": {"task": "cellar.audit_checkpoint", "schedule": CHECKPOINT_EVERY},
         "prune-view-changes": {"task": "cellar.prune_view_changes", "schedule": PRUNE_EVERY},
+        "renew-certificates": {"task": "cellar.renew_certificates", "schedule": RENEW_EVERY},
     },
     beat_schedule_filename=str(settings_module.load().home / "beat-schedule"),
 )
@@ -138,3 +140,10 @@ def prune_view_changes() -> None:
 
     with services.current().db.session() as session:
         view_changes.prune(session)
+
+
+@app.task(name="cellar.renew_certificates", expires=RENEW_EVERY)
+def renew_certificates() -> None:
+    from taskmanager import certificates, services
+
+    certificates.renew(services.current())

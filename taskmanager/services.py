@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
 
 from cellar import settings as settings_module
+from cellar.agent_reads import Pool
 from cellar.db import Database
 from cellar.models import Instance
+from cellar.pki import ClientTls
 from cellar.secrets import SecretBox, load_key
 from cellar.settings import Settings
 from cellar.tasks import Enqueue
@@ -23,36 +24,17 @@ from taskmanager.drivers.volumes import LoopVolumes
 from taskmanager.heartbeat import Heartbeat
 
 
-class AgentPool:
-    """One gRPC channel per agent address, reused across steps."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._clients: dict[str, AgentClient] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, instance: Instance) -> AgentClient:
-        if instance.agent_port is None:
-            raise LookupError(f"instance {instance.id} has no agent port yet")
-        address = f"127.0.0.1:{instance.agent_port}"
-        with self._lock:
-            client = self._clients.get(address)
-            if client is None:
-                client = AgentClient("127.0.0.1", instance.agent_port, self.timeout)
-                self._clients[address] = client
-            return client
-
-
 def build(settings: Settings, enqueue: Enqueue) -> Services:
     compute = DockerDriver(
         volumes=LoopVolumes(settings.volumes_dir) if settings.volume_backend == "loop" else None
     )
     db = Database(settings.database_url)
+    tls = ClientTls.from_home(settings.home)
     services = Services(
         settings=settings,
         db=db,
         compute=compute,
-        agent_for=AgentPool(settings.agent_call_timeout),
+        agent_for=Pool(AgentClient, tls, settings.agent_call_timeout),
         secrets=SecretBox(load_key(settings.home)),
         enqueue=enqueue,
         storage=storage_for(settings),

@@ -18,6 +18,7 @@ class ContainerSpec:
     data_path: str
     publish_host: str
     request_id: str = "-"
+    tls_dir: str = ""  # the host folder of the agent's certificate, mounted read-only
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,18 @@ from taskmanager.drivers.base import ContainerSpec, Ports
 from taskmanager.drivers.volumes import LoopVolumes, VolumeNotResizable
 
 logger = logging.getLogger(__name__)
+TLS_PATH = "/etc/cellar/tls"  # where an agent reads its certificate (guestagent --tls-dir)
+PIDS_LIMIT = 512  # processes and threads of one instance: an engine's, the agent's, tools'
+# What an instance's root (the agent) may still do: start the engine's programs as the
+# engine's user (setpriv), own, read and fix the engine's files, and signal its processes.
+# Everything else Docker grants by default is dropped, and no program may gain more.
+CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL")
+HARDENING: dict[str, Any] = {
+    "cap_drop": ["ALL"],
+    "cap_add": list(CAPABILITIES),
+    "security_opt": ["no-new-privileges:true"],
+    "pids_limit": PIDS_LIMIT,
+}
 
 T = TypeVar("T")
 LABEL = "cellar.instance"
@@ -158,6 +170,9 @@ class DockerDriver:
             # start the container while that file system is not mounted
             source = str(self.volumes.data_dir(spec.instance_id))
             data = {"mounts": [docker.types.Mount(spec.data_path, source, type="bind")]}
+        if spec.tls_dir:
+            tls = docker.types.Mount(TLS_PATH, spec.tls_dir, type="bind", read_only=True)
+            data["mounts"] = [*data.get("mounts", []), tls]
         return self.client.containers.create(
             spec.image,
             name=container_name(spec.instance_id),
@@ -181,6 +196,7 @@ class DockerDriver:
             network=network_name(spec.project_id),
             restart_policy={"Name": "unless-stopped"},
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+            **HARDENING,
             **data,
         )
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 from sqlalchemy import select
 
+from cellar import pki
 from cellar.errors import ComputeError
 from cellar.models import Secret, Task, utcnow
 from cellar.status import InstanceStatus, TaskState
@@ -53,6 +55,7 @@ def stop_other_tasks(ctx: StepContext) -> Decision:
 
 def remove_container(ctx: StepContext) -> Decision:
     ctx.services.compute.remove_container(ctx.instance.id)
+    shutil.rmtree(pki.agent_folder(ctx.services.settings.home, ctx.instance.id), ignore_errors=True)
     return NEXT
 
 

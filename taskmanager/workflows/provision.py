@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from cellar import catalog
+from cellar import catalog, pki
 from cellar.models import utcnow
 from cellar.status import InstanceStatus
 from cellar.workflows import WorkflowName
@@ -37,6 +37,8 @@ def start_container(ctx: StepContext) -> Decision:
     flavor = catalog.FLAVORS[instance.flavor_id]
     if version is None:
         raise StepFailed(f"datastore version {instance.datastore_version} is no longer offered")
+    tls_dir = pki.agent_folder(settings.home, instance.id)
+    pki.ensure_agent_files(pki.Authority.from_home(settings.home), tls_dir, instance.id)
     spec = ContainerSpec(
         instance_id=instance.id,
         project_id=instance.project_id,
@@ -48,6 +50,7 @@ def start_container(ctx: StepContext) -> Decision:
         data_path=DATA_PATH,
         publish_host=settings.publish_host,
         request_id=ctx.task.request_id,
+        tls_dir=str(tls_dir),
     )
     try:  # the network exists: create_volume, always run before, made it
         ports = ctx.services.compute.ensure_container(spec)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
 
-from cellar import catalog
+from cellar import catalog, pki
 from taskmanager.drivers.base import ContainerSpec
-from taskmanager.drivers.docker import DockerDriver, ImageMissing, container_name, volume_name
+from taskmanager.drivers.docker import (
+    CAPABILITIES,
+    PIDS_LIMIT,
+    TLS_PATH,
+    DockerDriver,
+    ImageMissing,
+    container_name,
+    volume_name,
+)
 from tests.integration.stack import leftovers, remove_leftovers
 
 
@@ -21,9 +30,13 @@ def project() -> Iterator[str]:
     remove_leftovers(name)
 
 
-def spec(project: str, image: str = "cellar/postgresql:15") -> ContainerSpec:
+def spec(project: str, image: str = "cellar/postgresql:15", tls_dir: str = "") -> ContainerSpec:
+    instance_id = str(uuid.uuid4())
+    if tls_dir:
+        authority = pki.Authority.from_home(Path(tls_dir).parent)
+        pki.write_agent_files(Path(tls_dir), authority.agent(instance_id), authority.pem)
     return ContainerSpec(
-        instance_id=str(uuid.uuid4()),
+        instance_id=instance_id,
         project_id=project,
         image=image,
         memory_mb=256,
@@ -32,12 +45,13 @@ def spec(project: str, image: str = "cellar/postgresql:15") -> ContainerSpec:
         agent_port=catalog.AGENT_PORT,
         data_path="/var/lib/cellar/data",
         publish_host="127.0.0.1",
+        tls_dir=tls_dir,
     )
 
 
-def test_ensure_is_idempotent_and_remove_cleans_up(project: str) -> None:
+def test_ensure_is_idempotent_and_remove_cleans_up(project: str, tmp_path: Path) -> None:
     driver = DockerDriver()
-    wanted = spec(project)
+    wanted = spec(project, tls_dir=str(tmp_path / "agent"))
     assert driver.ensure_network(project) == driver.ensure_network(project)
     driver.ensure_volume(wanted.instance_id, project, 1)
     driver.ensure_volume(wanted.instance_id, project, 1)
@@ -50,6 +64,12 @@ def test_ensure_is_idempotent_and_remove_cleans_up(project: str) -> None:
     assert host_config["Memory"] == 256 * 1024 * 1024
     assert (host_config["CpuQuota"], host_config["CpuPeriod"]) == (50_000, 100_000)
     assert container.labels["cellar.project"] == project
+    assert host_config["CapDrop"] == ["ALL"]
+    assert sorted(host_config["CapAdd"]) == sorted(CAPABILITIES)
+    assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host_config["PidsLimit"] == PIDS_LIMIT
+    tls_mount = next(m for m in container.attrs["Mounts"] if m["Destination"] == TLS_PATH)
+    assert tls_mount["RW"] is False
     agent_binding = container.attrs["NetworkSettings"]["Ports"][f"{catalog.AGENT_PORT}/tcp"][0]
     assert agent_binding["HostIp"] == "127.0.0.1"
     assert driver.container_state(wanted.instance_id) == "running"

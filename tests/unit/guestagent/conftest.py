@@ -3,13 +3,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2_grpc
 
 from cellar.guestagent.v1 import agent_pb2_grpc
 from guestagent.server import AgentServer
 from tests.unit.guestagent.support import FakeEngine, JsonLog, Served, json_log
+from tests.unit.guestagent.tls import Tls, make_tls
 
 
 @pytest.fixture
@@ -24,10 +24,15 @@ def fake(tmp_path: Path) -> FakeEngine:
 
 
 @pytest.fixture
-def served(fake: FakeEngine) -> Iterator[Served]:
-    server = AgentServer(fake, host="127.0.0.1", port=0)
+def tls(tmp_path: Path) -> Tls:
+    return make_tls(tmp_path)
+
+
+@pytest.fixture
+def served(fake: FakeEngine, tls: Tls) -> Iterator[Served]:
+    server = AgentServer(fake, tls.server(), host="127.0.0.1", port=0)
     port = server.start(resume_engine=False)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = tls.channel(port)
     try:
         yield Served(
             server,

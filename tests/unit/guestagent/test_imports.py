@@ -10,6 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 ALLOWED_CELLAR = {
     "cellar",
+    "cellar.agent_tls",
     "cellar.catalog",
     "cellar.errors",
     "cellar.guestagent",

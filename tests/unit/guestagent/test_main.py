@@ -16,6 +16,7 @@ import pytest
 from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
 from guestagent.__main__ import parse_args
 from tests.unit.guestagent.support import free_port
+from tests.unit.guestagent.tls import INSTANCE, make_tls
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -33,13 +34,15 @@ def test_unknown_engine_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_agent_process_serves_then_exits_zero_on_sigterm(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path)
     port = free_port()
     argv = [sys.executable, "-m", "guestagent", "--engine", "postgresql", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--data-dir", str(tmp_path / "data")]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    argv += ["--tls-dir", str(tls.folder)]
+    env = dict(os.environ, PYTHONPATH=str(REPO), CELLAR_INSTANCE_ID=INSTANCE)
     agent = subprocess.Popen(argv, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with tls.channel(port) as channel:
             stub = agent_pb2_grpc.GuestAgentStub(channel)
             deadline = time.monotonic() + 20
             while True:

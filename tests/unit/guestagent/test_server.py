@@ -27,6 +27,7 @@ from guestagent.engines.messages import (
 from guestagent.errors import EngineDown, EngineError, NotPrepared
 from guestagent.server import SERVICE_NAME, AgentServer, resume, run
 from tests.unit.guestagent.support import FakeEngine, JsonLog, Served, free_port
+from tests.unit.guestagent.tls import Tls
 
 SECRET = "Pa55-word-never-logged"
 
@@ -171,9 +172,9 @@ def test_resume_starts_only_a_prepared_engine(
     assert [method for method, _ in fake.calls] == calls
 
 
-def test_server_start_resumes_a_prepared_engine(fake: FakeEngine) -> None:
+def test_server_start_resumes_a_prepared_engine(fake: FakeEngine, tls: Tls) -> None:
     fake.report = StatusReport(ServiceStatus.SHUTDOWN)
-    server = AgentServer(fake, host="127.0.0.1", port=0)
+    server = AgentServer(fake, tls.server(), host="127.0.0.1", port=0)
     server.start()
     try:
         assert fake.started.wait(timeout=5)
@@ -182,11 +183,11 @@ def test_server_start_resumes_a_prepared_engine(fake: FakeEngine) -> None:
         server.stop(grace=0)
 
 
-def test_run_serves_until_sigterm_then_stops_everything(fake: FakeEngine) -> None:
+def test_run_serves_until_sigterm_then_stops_everything(fake: FakeEngine, tls: Tls) -> None:
     port = free_port()
 
     def terminate_when_serving() -> None:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with tls.channel(port) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
@@ -201,7 +202,7 @@ def test_run_serves_until_sigterm_then_stops_everything(fake: FakeEngine) -> Non
     killer.start()
     previous = signal.getsignal(signal.SIGTERM)
 
-    assert run(fake, host="127.0.0.1", port=port) == 0
+    assert run(fake, tls.server(), host="127.0.0.1", port=port) == 0
 
     killer.join()
     assert fake.stopped.is_set()

@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cellar.guestagent.v1 import agent_pb2, agent_pb2_grpc
 from guestagent.server import AgentServer
 from tests.unit.guestagent.support import JsonLog, postgres_engine
+from tests.unit.guestagent.tls import Tls
 
 PASSWORD = "e2e-Secret-pw-4711"
 
@@ -22,11 +23,11 @@ def call(stub: Any, method: str, request: Any, request_id: str) -> Any:
     return getattr(stub, method)(request, timeout=30, metadata=(("x-request-id", request_id),))
 
 
-def test_prepare_and_manage_over_grpc_then_resume_after_restart(log: JsonLog) -> None:
+def test_prepare_and_manage_over_grpc_then_resume_after_restart(log: JsonLog, tls: Tls) -> None:
     with postgres_engine() as engine:
-        server = AgentServer(engine, host="127.0.0.1", port=0)
+        server = AgentServer(engine, tls.server(), host="127.0.0.1", port=0)
         port = server.start()
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        channel = tls.channel(port)
         stub = agent_pb2_grpc.GuestAgentStub(channel)
         try:
             health = health_pb2_grpc.HealthStub(channel)
@@ -105,10 +106,10 @@ def test_prepare_and_manage_over_grpc_then_resume_after_restart(log: JsonLog) ->
             server.stop(grace=1)
         assert engine.status().status.value == "SHUTDOWN"
 
-        restarted = AgentServer(engine, host="127.0.0.1", port=0)
+        restarted = AgentServer(engine, tls.server(), host="127.0.0.1", port=0)
         port = restarted.start()
         try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with tls.channel(port) as channel:
                 stub = agent_pb2_grpc.GuestAgentStub(channel)
                 deadline = time.monotonic() + 30
                 while stub.GetStatus(agent_pb2.GetStatusRequest(), timeout=5).status != (

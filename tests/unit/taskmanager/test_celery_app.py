@@ -13,6 +13,7 @@ def test_beat_runs_every_periodic_job_and_each_names_a_registered_task() -> None
         "watch-primaries",
         "audit-checkpoint",
         "prune-view-changes",
+        "renew-certificates",
     }
     for entry in schedule.values():
         assert entry["task"] in app.tasks
