@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
+from pathlib import Path
 
 import requests
 
+from cellar import pki
 from cellar import settings as settings_module
 from cellar.db import Database
-from cellar.identity.bootstrap import bootstrap, openrc_path
+from cellar.identity.bootstrap import bootstrap, openrc_path, refresh_openrc
 from cellar.settings import Settings
 from cellar.supervisor import Supervisor
 
@@ -26,12 +29,15 @@ API_START_WITHIN = 60.0  # seconds for the API to answer after its first start
 
 def commands(settings: Settings) -> dict[str, list[str]]:
     python = sys.executable
+    tls = settings.api_tls_files
+    certificate = ["--certfile", str(tls[0]), "--keyfile", str(tls[1])] if tls else []
     return {
         "api": [
             python, "-m", "gunicorn",
             "--bind", f"{settings.api_host}:{settings.api_port}",
             "--worker-class", "gthread", "--workers", "2", "--threads", "8",
             "--log-level", "warning", "--graceful-timeout", "10",
+            *certificate,
             "api.app:main()",
         ],
         "worker": [
@@ -78,7 +84,25 @@ def banner(settings: Settings, base: str) -> str:
     )
 
 
-def wait_for_api(supervisor: Supervisor, url: str, within: float = API_START_WITHIN) -> bool:
+def api_verify(settings: Settings) -> str | bool:
+    """What a client of this API trusts: Cellar's CA for its own certificate, the
+    operator's CA (``CELLAR_TLS_CA``) or the system's for a certificate given."""
+    if settings.tls_auto:
+        return str(pki.ca_path(settings.home))
+    return os.environ.get("CELLAR_TLS_CA", "").strip() or True
+
+
+def api_names(settings: Settings) -> list[str]:
+    """The names and addresses the API's own certificate holds."""
+    names = ["localhost", "127.0.0.1", socket.gethostname(), settings.advertise_host]
+    if settings.api_host not in ("0.0.0.0", "::"):  # noqa: S104
+        names.append(settings.api_host)
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def wait_for_api(
+    supervisor: Supervisor, url: str, within: float = API_START_WITHIN, verify: str | bool = True
+) -> bool:
     """Whether the API answers ``url`` within ``within`` seconds of ``supervisor.start()``.
 
     False at once if the API exits or a stop is requested. Use it before
@@ -90,7 +114,7 @@ def wait_for_api(supervisor: Supervisor, url: str, within: float = API_START_WIT
         if supervisor.stop_requested or supervisor.pid("api") is None:
             return False
         try:
-            if requests.get(url, timeout=1).ok:
+            if requests.get(url, timeout=1, verify=verify).ok:
                 return True
         except requests.RequestException:
             pass
@@ -104,15 +128,19 @@ def serve() -> int:
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     database = Database(settings.database_url)
     database.upgrade()
-    if settings.own_identity:
-        bootstrap(settings, database)
+    if settings.own_identity and not bootstrap(settings, database):
+        refresh_openrc(settings)
     database.engine.dispose()
+    authority = pki.Authority.from_home(settings.home)  # made here once, before the children
+    if settings.tls_auto:
+        cert, key = settings.api_tls_files or (Path(), Path())
+        pki.ensure_api_files(authority, cert, key, api_names(settings))
     supervisor = Supervisor(commands(settings), env=child_environment(dict(os.environ)))
     supervisor.stop_on_signals()
-    base = f"http://{settings.api_host}:{settings.api_port}"
+    base = f"{settings.api_scheme}://{settings.api_host}:{settings.api_port}"
     supervisor.start()
     try:
-        if wait_for_api(supervisor, f"{base}/"):
+        if wait_for_api(supervisor, f"{base}/", verify=api_verify(settings)):
             print(banner(settings, base), flush=True)
             supervisor.keep_running()
         elif not supervisor.stop_requested:

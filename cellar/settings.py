@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 VOLUME_BACKENDS = ("loop", "docker")
@@ -134,6 +135,27 @@ class Settings:
     quota_volumes: int = 40  # GB
     quota_backups: int = 50
     quota_ram: int = 20480  # MB
+    tls_cert: Path | None = None  # the API's certificate (PEM), with tls_key
+    tls_key: Path | None = None
+    tls_auto: bool = False  # the API's certificate is issued by Cellar's CA
+
+    @property
+    def api_tls(self) -> bool:
+        """Whether the API serves HTTPS."""
+        return self.tls_auto or self.tls_cert is not None
+
+    @property
+    def api_scheme(self) -> str:
+        return "https" if self.api_tls else "http"
+
+    @property
+    def api_tls_files(self) -> tuple[Path, Path] | None:
+        """The certificate and key the API serves with, if it serves HTTPS."""
+        if self.tls_cert is not None and self.tls_key is not None:
+            return self.tls_cert, self.tls_key
+        if self.tls_auto:
+            return self.home / "tls" / "api.crt", self.home / "tls" / "api.key"
+        return None
 
     @property
     def own_identity(self) -> bool:
@@ -145,7 +167,7 @@ class Settings:
         """The identity API's URL as clients should use it (the OS_AUTH_URL)."""
         if self.auth_url:
             return self.auth_url
-        return f"http://{self.advertise_host}:{self.api_port}/identity/v3"
+        return f"{self.api_scheme}://{self.advertise_host}:{self.api_port}/identity/v3"
 
     @property
     def embedded_broker(self) -> bool:
@@ -216,4 +238,19 @@ def load() -> Settings:
         backup_url=backup_url,
         s3_endpoint_url=_endpoint_url(),
         s3_region=_env("CELLAR_S3_REGION", "us-east-1"),
+        **_tls(),
     )
+
+
+def _tls() -> dict[str, Any]:
+    mode = _env("CELLAR_TLS", "").lower()
+    if mode not in ("", "auto", "off"):
+        raise ValueError(f"CELLAR_TLS must be auto or off, got {mode!r}")
+    cert, key = _env("CELLAR_TLS_CERT", ""), _env("CELLAR_TLS_KEY", "")
+    if bool(cert) != bool(key):
+        raise ValueError("CELLAR_TLS_CERT and CELLAR_TLS_KEY are set together or not at all")
+    if mode == "off":
+        return {}
+    if cert:
+        return {"tls_cert": Path(cert).expanduser(), "tls_key": Path(key).expanduser()}
+    return {"tls_auto": mode == "auto"}

@@ -103,6 +103,7 @@ class Client:
                     params=params,
                     headers={TOKEN_HEADER: token.value, "Accept": "application/json"},
                     timeout=self.timeout,
+                    verify=self.keystone.verify,
                 )
             except requests.RequestException as exc:
                 raise ApiError(0, f"cannot reach {url}: {exc}") from exc

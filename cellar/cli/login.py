@@ -47,6 +47,7 @@ OPTIONS = (  # each is --os-<name> and OS_<NAME>
     ("application_credential_secret", "default: asked on a terminal"),
     ("interface", "the catalog's endpoint to use (default: public)"),
     ("region_name", None),
+    ("cacert", "the CA to check an https API with (Cellar's is CELLAR_HOME/ca.crt)"),
 )
 
 Asker = Callable[[str], str]
@@ -89,6 +90,7 @@ class Credentials:
     application_credential_secret: str = dataclasses.field(default="", repr=False)
     interface: str = "public"
     region_name: str = ""
+    cacert: str = ""  # a CA bundle for https, instead of the system's
 
     @classmethod
     def load(
@@ -231,6 +233,13 @@ class Keystone:
     def key(self) -> str:
         return self.credentials.cache_key()
 
+    @property
+    def verify(self) -> str | bool:
+        """What requests check the API's certificate with: the CA given, else the
+        system's. Passed with each request, as requests lets ``REQUESTS_CA_BUNDLE``
+        win over a session's own ``verify``."""
+        return self.credentials.cacert or True
+
     def token(self) -> Token:
         """The one in hand until it expires; else the kept one while it is good for a
         while yet; else a new one."""
@@ -257,7 +266,7 @@ class Keystone:
         url = f"{creds.identity_url}/auth/tokens"
         try:
             reply = self.http.request(
-                "POST", url, json=creds.auth_body(secret), timeout=self.timeout
+                "POST", url, json=creds.auth_body(secret), timeout=self.timeout, verify=self.verify
             )
         except requests.RequestException as exc:
             raise LoginError(f"cannot reach the identity API at {url}: {exc}") from exc
@@ -302,6 +311,7 @@ class Keystone:
                 f"{self.credentials.identity_url}/auth/tokens",
                 headers={TOKEN_HEADER: kept.value, SUBJECT: kept.value},
                 timeout=self.timeout,
+                verify=self.verify,
             )
         except requests.RequestException as exc:
             raise LoginError(f"cannot reach the identity API: {exc}") from exc

@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from cellar import pki
 from cellar.db import Database
 from cellar.identity.models import DOMAIN_NAME, Project, Role, RoleAssignment, User
 from cellar.identity.passwords import hash_password
@@ -78,6 +79,15 @@ def _bootstrap(settings: Settings, db: Database) -> bool:
     return True
 
 
+def ca_line(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """``OS_CACERT``, the CA that clients check the API's certificate with, when Cellar
+    issued that certificate (``CELLAR_TLS=auto``) or the operator named it."""
+    if settings.tls_auto:
+        return (("OS_CACERT", str(pki.ca_path(settings.home))),)
+    given = os.environ.get("CELLAR_TLS_CA", "").strip()
+    return (("OS_CACERT", given),) if settings.api_tls and given else ()
+
+
 def write_openrc(settings: Settings, password: str) -> Path:
     """``admin-openrc``: the variables the ``openstack`` and ``cellar`` CLIs log in with."""
     path = openrc_path(settings)
@@ -92,6 +102,7 @@ def write_openrc(settings: Settings, password: str) -> Path:
             ("OS_USER_DOMAIN_NAME", DOMAIN_NAME),
             ("OS_PROJECT_DOMAIN_NAME", DOMAIN_NAME),
             ("OS_IDENTITY_API_VERSION", "3"),
+            *ca_line(settings),
         )
     )
     scratch = path.with_name(OPENRC + ".new")
@@ -100,6 +111,18 @@ def write_openrc(settings: Settings, password: str) -> Path:
         handle.write(text)
     os.replace(scratch, path)
     return path
+
+
+def refresh_openrc(settings: Settings) -> None:
+    """Write ``admin-openrc`` again with the admin's password it holds, so that its URL
+    and CA follow the settings (HTTPS turned on or off since it was written)."""
+    try:
+        lines = openrc_path(settings).read_text().splitlines()
+    except FileNotFoundError:
+        return
+    found = dict(line.removeprefix("export ").split("=", 1) for line in lines if "=" in line)
+    if "OS_PASSWORD" in found:
+        write_openrc(settings, found["OS_PASSWORD"])
 
 
 def reset_admin_password(settings: Settings, db: Database) -> Path:

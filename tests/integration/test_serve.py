@@ -108,3 +108,60 @@ def test_serve_starts_and_stops_its_children(tmp_path: Path) -> None:
             serve.kill()
             serve.wait()
         log.close()
+
+
+@pytest.mark.skipif(os.environ.get("CELLAR_TEST_PROFILE") == "production", reason="embedded only")
+def test_serve_with_tls_auto_answers_https_that_the_clients_verify(tmp_path: Path) -> None:
+    port = free_port()
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELLAR_", "OS_"))}
+    env.update({"CELLAR_HOME": str(home), "CELLAR_API_PORT": str(port), "CELLAR_TLS": "auto"})
+    log = open(tmp_path / "serve.log", "wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cellar.cli.main", "serve"], env=env, stdout=log, stderr=log
+    )
+    try:
+        ca = str(home / "ca.crt")
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                if requests.get(f"https://127.0.0.1:{port}/", timeout=1, verify=ca).ok:
+                    break
+            except OSError:  # no CA file yet, or no answer yet
+                time.sleep(0.2)
+        with pytest.raises(requests.exceptions.SSLError):  # not Cellar's CA: not trusted
+            requests.get(f"https://127.0.0.1:{port}/", timeout=5)
+        with pytest.raises(requests.ConnectionError):  # no plaintext beside it
+            requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+        openrc = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in (home / "admin-openrc").read_text().splitlines()
+        )
+        assert openrc["OS_AUTH_URL"] == f"https://127.0.0.1:{port}/identity/v3"
+        assert openrc["OS_CACERT"] == ca
+        cli_env = {**env, **openrc, "HOME": str(tmp_path)}
+        cli = [sys.executable, "-m", "cellar.cli.main"]
+        login = subprocess.run([*cli, "login"], env=cli_env, capture_output=True, text=True)
+        assert login.returncode == 0, login.stderr
+        listed = subprocess.run(
+            [*cli, "instance", "list"], env=cli_env, capture_output=True, text=True
+        )
+        assert listed.returncode == 0, listed.stderr
+        token = requests.post(
+            openrc["OS_AUTH_URL"] + "/auth/tokens",
+            json={"auth": {"identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"name": "Default"},
+                "password": openrc["OS_PASSWORD"]}}},
+                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}},
+            verify=ca, timeout=10,
+        )  # fmt: skip
+        assert token.status_code == 201, token.text
+        urls = [e["url"] for s in token.json()["token"]["catalog"] for e in s["endpoints"]]
+        assert urls and all(u.startswith("https://") for u in urls), urls
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=40) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        log.close()

@@ -64,6 +64,7 @@ class FakeCloud(requests.Session):
         json: Any = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        verify: str | bool = True,
     ) -> requests.Response:
         sent = Sent(method, url, dict(params or {}), json, dict(headers or {}))
         self.sent.append(sent)

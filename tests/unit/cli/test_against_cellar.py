@@ -35,6 +35,7 @@ class InProcess(requests.Session):
         json: Any = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        verify: str | bool = True,
     ) -> requests.Response:
         parts = urlsplit(url)
         answer = self.client.open(
