@@ -151,9 +151,10 @@ def test_a_seeded_replica_streams_rows_within_a_second_and_keeps_no_password() -
             streaming = eventually(
                 lambda: conn.execute(
                     "SELECT application_name, state FROM pg_stat_replication"
+                    " WHERE state = 'streaming'"
                 ).fetchall(),
                 5.0,
-                "the replica connected",
+                "the replica streaming",
             )
         assert streaming == [("cellar_r0", "streaming")]
         assert slots(primary) == {"cellar_r0": True}

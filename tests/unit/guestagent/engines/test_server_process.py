@@ -91,11 +91,13 @@ def test_a_server_left_by_an_earlier_agent_is_found_by_its_pid_file(
     child = sleeper._child
     assert child is not None
     sleeper.pid_file.write_text(f"{child.pid}\n")
-    threading.Thread(target=child.wait, daemon=True).start()  # as init would reap it
+    reaper = threading.Thread(target=child.wait, daemon=True)  # as init would reap it
+    reaper.start()
 
     later = Sleeper(tmp_path)
     assert later.running()
     later.stop()
+    reaper.join(timeout=10)  # poll() says "running" while another thread is in wait()
     assert not sleeper.running()
 
 
