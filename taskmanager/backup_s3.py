@@ -24,8 +24,10 @@ from taskmanager.backup_storage import (
     READ_BYTES,
     BackupMissing,
     BackupWriter,
+    Digest,
     StorageError,
     check_key,
+    digested,
     size_and_checksum,
 )
 
@@ -178,15 +180,15 @@ class S3Storage:
                 )
             logger.info("aborted an unfinished upload of s3://%s/%s", self.bucket, name)
 
-    def reader(self, key: str) -> Iterator[bytes]:
-        """The bytes of ``key`` in pieces of at most ``READ_BYTES``."""
+    def reader(self, key: str, digest: Digest | None = None) -> Iterator[bytes]:
+        """The bytes of ``key`` in pieces of at most ``READ_BYTES`` (also fed to ``digest``)."""
         name, where = self.name(key), self.location(key)
         self.check_bucket()
         with _translated(f"reading {where}", missing=f"the backup {key} is missing from {where}"):
             body = self.client.get_object(Bucket=self.bucket, Key=name)["Body"]
         try:
             with _translated(f"reading {where}"):
-                yield from body.iter_chunks(READ_BYTES)
+                yield from digested(body.iter_chunks(READ_BYTES), digest)
         finally:
             body.close()
 

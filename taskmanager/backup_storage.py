@@ -2,13 +2,18 @@
 
 Every store follows :class:`BackupStorage`: :meth:`~BackupStorage.writer` (bytes in, size
 and SHA-256 out; the backup appears only when complete, so a crash leaves no half backup
-under its name) and :meth:`~BackupStorage.reader` (bytes out in pieces). Nothing here
-holds a whole backup in memory. :func:`storage_for` picks the store from the settings:
-:class:`LocalStorage` (a directory, the default) or ``S3Storage`` (``backup_s3``, for
-``CELLAR_BACKUP_URL=s3://bucket/prefix``).
+under its name) and :meth:`~BackupStorage.reader` (bytes out in pieces, and the
+stored bytes into a digest). Nothing here holds a whole backup in memory.
+:func:`storage_for` picks the store from the settings: :class:`LocalStorage` (a
+directory, the default) or ``S3Storage`` (``backup_s3``, for
+``CELLAR_BACKUP_URL=s3://bucket/prefix``), inside ``EncryptedStorage``
+(``backup_crypto``), which encrypts what it writes unless ``CELLAR_BACKUP_ENCRYPTION``
+is off, and decrypts what it reads.
 
     StorageError        the store could not keep or give back a backup
-    └── BackupMissing   no backup under that key
+    ├── BackupMissing   no backup under that key
+    └── BackupDamaged   the stored bytes fail their integrity check (changed, cut short,
+                        or sealed by a key Cellar no longer has)
 """
 
 from __future__ import annotations
@@ -42,6 +47,16 @@ class StorageError(CellarError):
 
 class BackupMissing(StorageError):
     """No backup under that key."""
+
+
+class BackupDamaged(StorageError):
+    """The stored bytes fail their integrity check: reading them again will not help."""
+
+
+class Digest(Protocol):
+    """What :meth:`BackupStorage.reader` feeds the stored bytes to (a ``hashlib`` hash)."""
+
+    def update(self, data: bytes, /) -> None: ...
 
 
 def check_key(key: str) -> str:
@@ -91,6 +106,16 @@ def size_and_checksum(blocks: Iterable[bytes]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def digested(blocks: Iterable[bytes], digest: Digest | None) -> Iterator[bytes]:
+    """``blocks``, each also fed to ``digest`` when there is one."""
+    if digest is None:
+        yield from blocks
+        return
+    for block in blocks:
+        digest.update(block)
+        yield block
+
+
 class BackupStorage(Protocol):
     """What the backup, restore and verify workflows need from a store."""
 
@@ -109,8 +134,12 @@ class BackupStorage(Protocol):
         """
         ...
 
-    def reader(self, key: str) -> Iterator[bytes]:
-        """The bytes of ``key`` in pieces of at most ``READ_BYTES``; BackupMissing if none."""
+    def reader(self, key: str, digest: Digest | None = None) -> Iterator[bytes]:
+        """The bytes of ``key`` in pieces of at most ``READ_BYTES``; BackupMissing if none.
+
+        ``digest`` is fed the bytes as stored, which the checksum recorded on a backup
+        covers (for an encrypted store they differ from the bytes given back).
+        """
         ...
 
     def checksum(self, key: str) -> tuple[int, str]:
@@ -181,8 +210,8 @@ class LocalStorage:
             except FileNotFoundError:
                 continue
 
-    def reader(self, key: str) -> Iterator[bytes]:
-        """The bytes of ``key`` in pieces of at most ``READ_BYTES``."""
+    def reader(self, key: str, digest: Digest | None = None) -> Iterator[bytes]:
+        """The bytes of ``key`` in pieces of at most ``READ_BYTES`` (also fed to ``digest``)."""
         try:
             fd = os.open(self.path(key), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
@@ -190,7 +219,7 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot read backup {key}: {exc.strerror or exc}") from exc
         try:
-            yield from read_dropping(fd, READ_BYTES)
+            yield from digested(read_dropping(fd, READ_BYTES), digest)
         except OSError as exc:
             raise StorageError(f"cannot read backup {key}: {exc.strerror or exc}") from exc
         finally:
@@ -214,7 +243,8 @@ class LocalStorage:
 
 
 def storage_for(settings: Settings) -> BackupStorage:
-    """The store the settings name: S3 for ``CELLAR_BACKUP_URL=s3://...``, else local."""
+    """The store the settings name: S3 for ``CELLAR_BACKUP_URL=s3://...``, else local
+    (as stored: ``backup_crypto.EncryptedStorage`` wraps it for the workflows)."""
     location = settings.backup_s3
     if location is None:
         return LocalStorage(settings.backups_dir)

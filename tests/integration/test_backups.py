@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from taskmanager.backup_crypto import MAGIC
 from tests.integration.engines import read, session, write
 from tests.integration.stack import Api, Stack, leftovers
 
@@ -84,6 +85,8 @@ def test_restore_holds_exactly_the_backed_up_data(api: Api, datastore: str) -> N
     backup = take_backup(api, source["id"])
     assert backup["status"] == "COMPLETED", backup.get("fault")
     assert backup["size_bytes"] > 0 and len(backup["checksum"]) == 64
+    stored = Path(backup["locationRef"].removeprefix("file://")).read_bytes()
+    assert stored.startswith(MAGIC) and b"before the backup" not in stored  # encrypted
     with session(datastore, source["connection"], "app", PASSWORD, db) as conn:
         write(datastore, conn, "second", "after the backup")
 
