@@ -67,6 +67,8 @@ def create_replicas(
             status=InstanceStatus.BUILD.value,
             replica_set_id=replica_set.id,
             replica_of_id=source.id,
+            access=source.access,  # a replica is reached like its source
+            tls_required=source.tls_required,
         )
         session.add(instance)
         task = start_task(

@@ -25,6 +25,7 @@ WATCH_EVERY = 1.0  # seconds between looks at the replica sets' primaries
 CHECKPOINT_EVERY = 60.0  # seconds between signed checkpoints of the audit chain
 PRUNE_EVERY = 60.0  # seconds between removals of old rows of the views' change feed
 RENEW_EVERY = 60.0  # seconds between looks for agent certificates that are due
+FIREWALL_EVERY = 30.0  # seconds between checks that the access rules are all in place
 
 app = queue.app
 app.conf.update(
@@ -37,6 +38,7 @@ app.conf.update(
         "audit-checkpoint": {"task": "cellar.audit_checkpoint", "schedule": CHECKPOINT_EVERY},
         "prune-view-changes": {"task": "cellar.prune_view_changes", "schedule": PRUNE_EVERY},
         "renew-certificates": {"task": "cellar.renew_certificates", "schedule": RENEW_EVERY},
+        "reconcile-firewall": {"task": "cellar.reconcile_firewall", "schedule": FIREWALL_EVERY},
     },
     beat_schedule_filename=str(settings_module.load().home / "beat-schedule"),
 )
@@ -59,7 +61,7 @@ def _worker_init(**_kwargs: Any) -> None:
 def _worker_ready(**_kwargs: Any) -> None:
     """Mount again the volumes a host restart took away, before any step needs them,
     then take over at once what dead workers held."""
-    from taskmanager import monitor, runner, services
+    from taskmanager import monitor, network_access, runner, services
 
     current = services.current()
     if current.settings.volume_backend == "docker":
@@ -71,6 +73,10 @@ def _worker_ready(**_kwargs: Any) -> None:
         monitor.remount_volumes(current)
     except Exception:
         logger.exception("could not check the instances' volumes at start")
+    try:  # a host restart empties the firewall's tables
+        network_access.reconcile(current)
+    except Exception:
+        logger.exception("could not put the instances' access rules in place at start")
     runner.reconcile(current)
 
 
@@ -140,6 +146,13 @@ def prune_view_changes() -> None:
 
     with services.current().db.session() as session:
         view_changes.prune(session)
+
+
+@app.task(name="cellar.reconcile_firewall", expires=FIREWALL_EVERY)
+def reconcile_firewall() -> None:
+    from taskmanager import network_access, services
+
+    network_access.reconcile(services.current())
 
 
 @app.task(name="cellar.renew_certificates", expires=RENEW_EVERY)

@@ -55,6 +55,7 @@ def stop_other_tasks(ctx: StepContext) -> Decision:
 
 def remove_container(ctx: StepContext) -> Decision:
     ctx.services.compute.remove_container(ctx.instance.id)
+    ctx.services.firewall.remove(ctx.instance.id)  # after: its port is closed by now
     shutil.rmtree(pki.agent_folder(ctx.services.settings.home, ctx.instance.id), ignore_errors=True)
     return NEXT
 
