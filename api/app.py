@@ -27,6 +27,7 @@ from api import (
     engine_logs,
     errors,
     identity,
+    instance_tls,
     instances,
     mgmt,
     pages,
@@ -96,6 +97,7 @@ def create_app(svc: state.Services | None = None, checks: auth.Auth | None = Non
     app.register_blueprint(databases.blueprint)
     app.register_blueprint(user_access.blueprint)
     app.register_blueprint(root.blueprint)
+    app.register_blueprint(instance_tls.blueprint)
     app.register_blueprint(backups.blueprint)
     app.register_blueprint(backup_strategies.blueprint)
     app.register_blueprint(tasks.blueprint)

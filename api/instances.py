@@ -10,7 +10,8 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from api import audit, body, mgmt, replica_changes, replicas, specs
+from api import access as api_access
+from api import audit, body, instance_tls, mgmt, replica_changes, replicas, specs
 from api.idempotency import claim, idempotent
 from api.instance_checks import (
     MAX_VOLUME_GB,
@@ -31,6 +32,7 @@ from api.views import (
     running_task,
 )
 from cellar import catalog, quotas
+from cellar.access import Access
 from cellar.errors import InvalidInput
 from cellar.models import Instance, new_id
 from cellar.status import InstanceStatus
@@ -99,6 +101,8 @@ def create(project_id: str) -> ResponseReturnValue:
             datastore_version=version.name,
             volume_size=size,
             status=InstanceStatus.BUILD.value,
+            tls_required=instance_tls.requested(data) if "tls" in data else False,
+            access=(api_access.requested(data) if "access" in data else Access()).stored(),
         )
         session.add(instance)
         task = start_task(
@@ -131,6 +135,8 @@ def create(project_id: str) -> ResponseReturnValue:
                 "databases": sorted(known),
                 "users": [u["name"] for u in users],
                 "restored_from": restore.chain[-1] if restore else None,
+                "tls_required": instance.tls_required,
+                "access": instance.access,
                 "task_id": task.id,
             },
         )
@@ -290,15 +296,19 @@ def action(project_id: str, instance_id: str) -> ResponseReturnValue:
     return "", 202
 
 
+UPDATABLE = {"name", "configuration", "replica_of", "replication", "access", "tls"}
+
+
 @blueprint.put("/v1.0/<project_id>/instances/<instance_id>")
 def update(project_id: str, instance_id: str) -> ResponseReturnValue:
-    """Rename, or attach (``configuration``: id) or detach (``configuration``: null) a group."""
+    """Rename, attach (``configuration``: id) or detach (``configuration``: null) a group,
+    detach a replica, or change its replication, network ``access`` or ``tls`` policy."""
     data = body.json_object("instance")
-    unknown = set(data) - {"name", "configuration", "replica_of", "replication"}
+    unknown = set(data) - UPDATABLE
     if unknown or not data:
         raise InvalidInput(
-            "an instance update takes name, configuration, replica_of (null) and replication, "
-            f"not {sorted(unknown)}"
+            "an instance update takes name, configuration, replica_of (null), replication, "
+            f"access and tls, not {sorted(unknown)}"
         )
     if "replica_of" in data and data["replica_of"] is not None:
         raise InvalidInput("replica_of can only be set to null (detach); replicas are created")
@@ -343,8 +353,25 @@ def update(project_id: str, instance_id: str) -> ResponseReturnValue:
                     "configuration_id": instance.configuration_id,
                 },
             ).id
+        started = [task_id] if task_id is not None else []
+        if "access" in data or "tls" in data:
+            busy_check(session, instance)
+            if "access" in data:
+                current = Access.of(instance.access)
+                instance.access = api_access.requested(data, current).stored()
+            if "tls" in data:
+                instance.tls_required = instance_tls.requested(data)
+            task_id = start_task(
+                session,
+                svc.secrets,
+                project_id=project_id,
+                workflow=WorkflowName.APPLY_ACCESS,
+                request_id=g.request_id,
+                instance_id=instance.id,
+            ).id
+            started.append(task_id)
         audit.record(session, project_id, "instance.update", "instance", instance.id,
                      {**data, "task_id": task_id})  # fmt: skip
-    if task_id is not None:
-        svc.enqueue(task_id, 0.0, g.request_id)
+    for each in started:
+        svc.enqueue(each, 0.0, g.request_id)
     return "", 202

@@ -18,7 +18,7 @@ from cellar.agent_reads import ReadPool
 from cellar.db import Database
 from cellar.models import Instance
 from cellar.pki import ClientTls
-from cellar.secrets import SecretBox, load_key
+from cellar.secrets import SecretBox
 from cellar.settings import Settings
 from cellar.tasks import Enqueue
 
@@ -70,7 +70,7 @@ def build(settings: Settings) -> ApiServices:
     return ApiServices(
         settings=settings,
         db=Database(settings.database_url),
-        secrets=SecretBox(load_key(settings.home)),
+        secrets=SecretBox.from_home(settings.home),
         enqueue=queue.enqueue,
         agent_for=ReadPool(ClientTls.from_home(settings.home), settings.agent_call_timeout),
     )

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from api.related import Every, Related, SetRow, TaskRow, Window
 from cellar import catalog
+from cellar.access import Access
 from cellar.models import Instance, Task
 from cellar.status import InstanceStatus, TaskState
 
@@ -56,6 +57,8 @@ class InstanceRow(NamedTuple):
     configuration_id: str | None
     replica_set_id: str | None
     replication: str | None  # the last state seen, as JSON text, so that rows compare
+    access: str | None  # is_public and allowed_cidrs, as JSON text
+    tls_required: bool
 
 
 class Inputs(NamedTuple):
@@ -69,9 +72,10 @@ class Inputs(NamedTuple):
     task: TaskRow | None
 
 
+JSON_COLUMNS = ("replication", "access")
 INSTANCE_COLUMNS = tuple(
-    cast(Instance.replication, Text).label("replication")
-    if name == "replication"
+    cast(getattr(Instance, name), Text).label(name)
+    if name in JSON_COLUMNS
     else getattr(Instance, name)
     for name in InstanceRow._fields
 )
@@ -79,8 +83,9 @@ INSTANCE_COLUMNS = tuple(
 
 def row_of(instance: Instance) -> InstanceRow:
     values = {name: getattr(instance, name) for name in InstanceRow._fields}
-    if values["replication"] is not None:
-        values["replication"] = json.dumps(values["replication"])
+    for name in JSON_COLUMNS:
+        if values[name] is not None:
+            values[name] = json.dumps(values[name])
     return InstanceRow(**values)
 
 
@@ -219,6 +224,13 @@ def rendered(inputs: Inputs, root: str) -> bytes:
     return orjson.dumps(view(inputs, root))
 
 
+def tls_view(instance: InstanceRow | Instance) -> dict[str, bool]:
+    """How the instance's engine port speaks TLS (always offered; Redis has no plaintext
+    port at all)."""
+    required = bool(instance.tls_required)
+    return {"required": required, "plaintext_refused": required or instance.datastore == "redis"}
+
+
 def view(inputs: Inputs, root: str) -> dict[str, Any]:
     """The view of one instance; ``root`` is the API's URL, as ``links`` makes them."""
     instance = inputs.instance
@@ -238,6 +250,8 @@ def view(inputs: Inputs, root: str) -> dict[str, Any]:
         "updated": timestamp(instance.updated),
         "links": _links(f"{project}/instances/{instance.id}"),
         "connection": None,
+        "access": Access.of(json.loads(instance.access) if instance.access else None).stored(),
+        "tls": tls_view(instance),
     }
     if instance.status == InstanceStatus.ACTIVE.value and instance.port:
         result["connection"] = {"host": instance.host, "port": instance.port}

@@ -33,6 +33,7 @@ class Login:
     user: str
     password: str
     database: str = ""
+    ca_file: str = ""  # Cellar's CA: Redis ports speak TLS alone; "" trusts any certificate
 
 
 def connect(login: Login) -> Any:
@@ -49,6 +50,8 @@ def connect(login: Login) -> Any:
         )  # fmt: skip
     client = redis.Redis(
         host=login.host, port=login.port, username=login.user, password=login.password,
+        ssl=True, ssl_ca_certs=login.ca_file or None, ssl_check_hostname=bool(login.ca_file),
+        ssl_cert_reqs="required" if login.ca_file else "none",
         socket_timeout=CONNECT_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
         retry=Retry(NoBackoff(), 0),  # every failure shows, as with the SQL clients
     )  # fmt: skip

@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -64,6 +65,8 @@ class Instance(Base):
     replica_set_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     replica_of_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # its primary
     replication: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # last seen
+    access: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # is_public, cidrs
+    tls_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -384,3 +387,17 @@ class ViewChange(Base):
     key: Mapped[str] = mapped_column(String(64))  # its id
     xid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # PostgreSQL's writer
     created: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class DataKey(Base):
+    """The key one stored backup object is encrypted with, sealed by Cellar's key ring.
+
+    The object's header names the row (``taskmanager.backup_crypto``), so rotating
+    Cellar's key seals this row again and never rewrites the object.
+    """
+
+    __tablename__ = "data_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import ipaddress
+import json
 import os
 import threading
 import time
@@ -267,6 +268,36 @@ def ensure_agent_files(authority: Authority, folder: Path, instance_id: str) -> 
         if (folder / CA).exists() and (folder / CA).read_bytes() == authority.pem:
             return False
     write_agent_files(folder, authority.agent(instance_id), authority.pem)
+    return True
+
+
+ENGINE_CERT, ENGINE_KEY, ENGINE_POLICY = "engine.crt", "engine.key", "engine.json"
+
+
+def ensure_engine_files(
+    authority: Authority, folder: Path, names: Sequence[str], required: bool = False
+) -> bool:
+    """Give ``folder`` the engine's server certificate for ``names`` (host names and
+    addresses clients use) unless it has one that is not due, and the instance's TLS
+    policy (``required``: plaintext refused); True if it wrote anything."""
+    policy = json.dumps({"required": bool(required)}).encode() + b"\n"
+    changed = False
+    try:
+        if (folder / ENGINE_POLICY).read_bytes() != policy:
+            raise FileNotFoundError
+    except FileNotFoundError:
+        write_private(folder, {ENGINE_POLICY: policy})
+        changed = True
+    try:
+        held = Issued.read((folder / ENGINE_CERT).read_bytes(), (folder / ENGINE_KEY).read_bytes())
+    except (FileNotFoundError, ValueError):
+        held = None
+    if held is not None and not held.due() and all(_names(held, n) for n in names):
+        return changed
+    addresses = [n for n in names if _is_address(n)]
+    dns = [n for n in names if not _is_address(n)]
+    issued = authority.issue(names[0], dns, addresses, server=True)
+    write_private(folder, {ENGINE_KEY: issued.key, ENGINE_CERT: issued.certificate})
     return True
 
 

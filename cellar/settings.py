@@ -42,6 +42,21 @@ def loop_volumes_possible() -> bool:
     return local and os.geteuid() == 0 and all(find_tool(t) for t in LOOP_TOOLS)
 
 
+def firewall_possible() -> bool:
+    """True when this process can keep the instances' iptables rules: root, on the Docker
+    host itself, with iptables installed."""
+    docker_host = os.environ.get("DOCKER_HOST", "").strip()
+    local = not docker_host or docker_host.startswith("unix://")
+    return local and os.geteuid() == 0 and find_tool("iptables") is not None
+
+
+def _firewall() -> bool:
+    raw = os.environ.get("CELLAR_FIREWALL", "").strip().lower() or "auto"
+    if raw not in ("auto", "off"):
+        raise ValueError(f"CELLAR_FIREWALL must be auto or off, got {raw!r}")
+    return raw == "auto" and firewall_possible()
+
+
 def _volume_backend() -> str:
     raw = os.environ.get("CELLAR_VOLUME_BACKEND", "").strip().lower()
     if not raw:
@@ -59,6 +74,15 @@ def _float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _on_off(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise ValueError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
 
 
 def parse_backup_url(url: str) -> tuple[str, str] | None:
@@ -119,6 +143,7 @@ class Settings:
     backup_dir: Path | None = None  # where backups are stored (default: CELLAR_HOME/backups)
     backup_deadline: float = 3600.0  # seconds a backup or a restore may stream
     backup_url: str = ""  # "": files under backups_dir; "s3://bucket/prefix": an S3 bucket
+    backup_encryption: bool = True  # new backups are encrypted at rest (off: to compare)
     s3_endpoint_url: str = ""  # an S3-compatible service; "" is AWS itself
     s3_region: str = "us-east-1"
     failover_grace: float = 2.0  # seconds a primary must stay unreachable before failover
@@ -138,6 +163,8 @@ class Settings:
     tls_cert: Path | None = None  # the API's certificate (PEM), with tls_key
     tls_key: Path | None = None
     tls_auto: bool = False  # the API's certificate is issued by Cellar's CA
+    public_host: str = "0.0.0.0"  # noqa: S104 - where public instances publish their port
+    firewall: bool = False  # keep the instances' access rules in iptables (CELLAR_FIREWALL)
 
     @property
     def api_tls(self) -> bool:
@@ -219,6 +246,7 @@ def load() -> Settings:
         volume_backend=_volume_backend(),
         backup_dir=Path(_env("CELLAR_BACKUP_DIR", str(home / "backups"))).expanduser(),
         backup_deadline=_float("CELLAR_BACKUP_DEADLINE", 3600.0),
+        backup_encryption=_on_off("CELLAR_BACKUP_ENCRYPTION", True),
         failover_grace=_float("CELLAR_FAILOVER_GRACE", 2.0),
         worker_stale=_float("CELLAR_WORKER_STALE", 5.0),
         token_ttl=_float("CELLAR_TOKEN_TTL", 3600.0),
@@ -238,6 +266,8 @@ def load() -> Settings:
         backup_url=backup_url,
         s3_endpoint_url=_endpoint_url(),
         s3_region=_env("CELLAR_S3_REGION", "us-east-1"),
+        public_host=_env("CELLAR_PUBLIC_HOST", "0.0.0.0"),  # noqa: S104
+        firewall=_firewall(),
         **_tls(),
     )
 

@@ -19,6 +19,7 @@ class WorkflowName(enum.StrEnum):
     RESIZE_FLAVOR = "resize_flavor"
     RESIZE_VOLUME = "resize_volume"
     APPLY_CONFIGURATION = "apply_configuration"
+    APPLY_ACCESS = "apply_access"
     BACKUP = "backup"
     DELETE_BACKUP = "delete_backup"
     VERIFY_BACKUP = "verify_backup"

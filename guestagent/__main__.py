@@ -15,11 +15,13 @@ import ctypes
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 from cellar import logs
 from cellar.catalog import AGENT_PORT
 from guestagent.engines import ENGINES, engine_class
+from guestagent.engines.tls_files import watch
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     limit_malloc_arenas()
     logs.setup("guestagent", getattr(logging, args.log_level))
     engine = engine_class(args.engine)(args.data_dir)
+    engine.use_tls(args.tls_dir)
+    try:
+        engine.refresh_tls()  # before the engine starts: its configuration names the files
+    except OSError as exc:
+        logger.error("the engine's TLS files cannot be put in place: %s", exc)
+        return 1
     engine.warm_up()
     from cellar.agent_tls import ServerFiles  # gRPC is loaded after the early work started
     from guestagent.server import run
@@ -67,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         logger.error("the guest agent has no certificate in %s: %s", args.tls_dir, exc)
         return 1
+    watch(engine.refresh_tls, threading.Event())
     try:
         return run(engine, tls, host=args.host, port=args.port)
     except RuntimeError:

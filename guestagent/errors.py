@@ -5,7 +5,8 @@
     └── EngineError         the engine failed                 -> INTERNAL
         ├── NotPrepared     the call needs a prepared engine  -> FAILED_PRECONDITION
         ├── EngineDown      the engine is not running         -> UNAVAILABLE
-        └── Unsupported     the engine has no such thing      -> UNIMPLEMENTED
+        ├── Unsupported     the engine has no such thing      -> UNIMPLEMENTED
+        └── UnsafePath      a link where the agent writes     -> INTERNAL
 
 Engines translate their driver's exceptions into these with ``raise ... from exc``.
 Messages are short, name no password and may be shown to the caller.
@@ -30,3 +31,8 @@ class EngineDown(EngineError):
 
 class Unsupported(EngineError):
     """The engine has no such concept (for example named databases in Redis)."""
+
+
+class UnsafePath(EngineError):
+    """A symlink, FIFO or shared file where the agent was to write or chown (see
+    ``guestagent.safe_files``): refused, never followed."""

@@ -1,17 +1,29 @@
 """An engine's log kept as a file in its data volume: appended, rotated, read from the end.
 
 Use :class:`LogFile` for each log an engine exposes through the ListLogs and
-TailLog calls; reading the tail never loads the whole file.
+TailLog calls; reading the tail never loads the whole file. The log's folder is in the
+engine's data directory, where the engine's user can plant links: the agent writes,
+rotates and reads it through ``safe_files`` and never follows one. A log refused that
+way loses its lines (they are still in the agent's own log); it is tried again once a
+minute, so a planted link costs one warning a minute, not one per line.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from pathlib import Path
+
+from guestagent import safe_files
+from guestagent.errors import UnsafePath
+
+logger = logging.getLogger(__name__)
 
 MAX_BYTES = 10 * 1024 * 1024
 READ_BLOCK = 64 * 1024
+RETRY_REFUSED = 60.0  # seconds between attempts at a refused log
 
 
 class LogFile:
@@ -19,6 +31,7 @@ class LogFile:
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._retry_at = 0.0  # after a refusal, lines are dropped until then
 
     @property
     def rotated(self) -> Path:
@@ -28,18 +41,27 @@ class LogFile:
         """Add one line; past ``max_bytes`` the file moves to ``<name>.1`` (one kept)."""
         data = (line.rstrip("\n") + "\n").encode("utf-8", "replace")
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if time.monotonic() < self._retry_at:
+                return
             try:
-                if self.path.stat().st_size + len(data) > self.max_bytes:
-                    os.replace(self.path, self.rotated)
-            except FileNotFoundError:
-                pass
-            with open(self.path, "ab") as handle:
-                handle.write(data)
+                self._append(data)
+            except UnsafePath as exc:
+                logger.warning("engine log lines are dropped for a while: %s", exc.message)
+                self._retry_at = time.monotonic() + RETRY_REFUSED
+
+    def _append(self, data: bytes) -> None:
+        safe_files.make_dir(self.path.parent)
+        try:
+            if self.path.lstat().st_size + len(data) > self.max_bytes:
+                safe_files.move(self.path, self.rotated)
+        except FileNotFoundError:
+            pass
+        with safe_files.append_to(self.path) as handle:
+            handle.write(data)
 
     def size(self) -> int:
         try:
-            return self.path.stat().st_size
+            return self.path.lstat().st_size
         except FileNotFoundError:
             return 0
 
@@ -48,7 +70,7 @@ class LogFile:
         if lines <= 0:
             return []
         try:
-            handle = open(self.path, "rb")
+            handle = safe_files.open_reading(self.path)
         except FileNotFoundError:
             return []
         with handle:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,12 +83,26 @@ def collect_instance(services: Services, instance: Instance) -> int:
                         ),
                     )
                 )  # fmt: skip
-        except IntegrityError:  # collected at the same time by another round (the same bytes)
+        except IntegrityError:  # collected at the same time by another round
             logger.info("archive file %s of %s was stored by another round", name, instance.id)
+            _record_stored(services, instance, name)
         stored.append(name)
     if stored:
         agent.remove_archive(stored, CALL_TIMEOUT)
     return len(stored) - len(known & set(stored))
+
+
+def _record_stored(services: Services, instance: Instance, name: str) -> None:
+    """Make the row of an archive file that two rounds stored at once describe the object
+    stored now. Both rounds published before they added the row, so the object is final;
+    it is the last one published, and two encrypted copies of the same bytes differ."""
+    size, checksum = services.storage.checksum(archive_key(instance, name))
+    with services.db.session() as session:
+        session.execute(
+            update(ArchiveSegment)
+            .where(ArchiveSegment.instance_id == instance.id, ArchiveSegment.name == name)
+            .values(size_bytes=size, checksum=checksum)
+        )
 
 
 def prune_instance(services: Services, session: Session, instance: Instance) -> int:

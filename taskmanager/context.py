@@ -16,6 +16,7 @@ from cellar.tasks import Enqueue
 from taskmanager.agent_client import AgentClient
 from taskmanager.backup_storage import BackupStorage
 from taskmanager.drivers.base import ComputeDriver
+from taskmanager.drivers.firewall import Firewall
 from taskmanager.faults import Armed
 from taskmanager.heartbeat import Heartbeat
 from taskmanager.lease import Lease, LeaseLost
@@ -54,6 +55,7 @@ class Services:
     storage: BackupStorage
     endpoints: Endpoints
     heartbeat: Heartbeat
+    firewall: Firewall = dataclasses.field(default_factory=Firewall.off)  # access rules
 
 
 @dataclasses.dataclass

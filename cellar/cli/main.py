@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from cellar.cli import audit, identity, quotas, replicas
+from cellar.cli import audit, identity, keys, quotas, replicas
 from cellar.cli.client import Client
 from cellar.cli.errors import ApiError, CliError
 from cellar.cli.login import Asker, Credentials, Keystone, add_options
@@ -95,7 +95,16 @@ def cmd_instance(args: argparse.Namespace, client: Client) -> int:
         emit(views if args.format == "json" else [_instance_row(v) for v in views],
              args.format, INSTANCE_COLUMNS)  # fmt: skip
     elif args.action == "show":
-        emit(client.call("GET", f"/instances/{args.id}")["instance"], args.format)
+        view = client.call("GET", f"/instances/{args.id}")["instance"]
+        ssl = client.call("GET", f"/instances/{args.id}/ssl")["ssl"]
+        pem = ssl.pop("ca_certificate")
+        if args.format == "json":
+            emit({**view, "ssl": {**ssl, "ca_certificate": pem}}, args.format)
+        else:
+            emit({**view, "ssl": ssl}, args.format)
+            print(f"ca_certificate (verify the engine's certificate with it):\n{pem.strip()}")
+    elif args.action == "ca":  # the PEM alone: cellar instance ca ID > ca.pem
+        print(client.call("GET", f"/instances/{args.id}/ssl")["ssl"]["ca_certificate"].strip())
     elif args.action == "delete":
         client.call("DELETE", f"/instances/{args.id}")
         print(f"deleting instance {args.id}", file=sys.stderr)
@@ -245,7 +254,8 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--wait", action="store_true", help="show progress until done")
         command.add_argument("--timeout", type=float, default=600.0)
     inst_sub.add_parser("list")
-    for name in ("show", "delete"):
+    inst_sub.add_parser("ca", help="print the CA certificate that signed the engine's")
+    for name in ("show", "delete", "ca"):
         found = inst_sub.choices[name] if name in inst_sub.choices else inst_sub.add_parser(name)
         found.add_argument("id")
 
@@ -295,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
     identity.add_parsers(sub)
     quotas.add_parsers(sub)
     audit.add_parser(sub)
+    keys.add_parser(sub)
     return top
 
 
@@ -382,6 +393,8 @@ def main(argv: list[str] | None = None, http: requests.Session | None = None) ->
     try:
         if args.command == "admin":
             return cmd_admin(args)
+        if args.command == "secrets":
+            return keys.run(args)
         if args.command == "audit" and args.action == "verify" and not args.remote:
             return audit.verify_local(args)
         interactive = args.command == "login" or sys.stdin.isatty()

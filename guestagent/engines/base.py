@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from cellar import parameters
 from cellar.errors import CellarError
+from guestagent import safe_files
 from guestagent.engines.handlers import Admin, Replication, SqlAdmin
 from guestagent.engines.messages import (
     ArchiveFile,
@@ -42,6 +43,7 @@ from guestagent.engines.messages import (
     VolumeUsage,
 )
 from guestagent.engines.server_process import ServerProcess
+from guestagent.engines.tls_files import EngineTls
 from guestagent.errors import EngineError, NotPrepared, Unsupported
 from guestagent.logfile import LogFile
 
@@ -78,16 +80,38 @@ class Engine(abc.ABC):
         self._lifecycle = threading.Lock()
         self._busy: str | None = None  # what holds the lifecycle lock, while BUILDING
         self._failure: str | None = None  # why the last prepare or start failed
+        self.tls = EngineTls.off()  # the agent gives it the worker's files (tls_files)
 
     def prepared(self) -> bool:
         return self.marker.exists()
 
+    def use_tls(self, source: Path) -> None:
+        """Serve TLS with the certificate the worker puts in ``source`` (see tls_files)."""
+        self.tls.source = source
+        self.tls.owner = getattr(self, "owner", self.tls.owner)
+
+    def refresh_tls(self) -> bool:
+        """Take up a renewed certificate or a changed TLS policy: write the engine's TLS
+        settings and have a running engine reload them; True if anything changed."""
+        with self._lifecycle:
+            if not self.tls.sync():
+                return False
+            self._write_tls()
+            if self.prepared() and self.process.running():
+                self._reload_tls()
+            return True
+
+    def _write_tls(self) -> None:  # noqa: B027  (optional hook: engines without TLS)
+        """Write the engine's TLS settings from ``self.tls`` where it has a configuration."""
+
+    def _reload_tls(self) -> None:  # noqa: B027  (optional hook: engines without TLS)
+        """Make the running engine read its TLS settings and files again."""
+
     def _write_marker(self) -> None:
         if self.marker.exists():
             return
-        scratch = self.marker.with_name(MARKER + ".new")
-        scratch.write_text(json.dumps({"engine": self.name, "version": self.version}) + "\n")
-        os.replace(scratch, self.marker)
+        text = json.dumps({"engine": self.name, "version": self.version}) + "\n"
+        safe_files.write_file(self.marker, text.encode(), None, mode=0o644, scratch=MARKER + ".new")
 
     def _require_prepared(self) -> None:
         if not self.prepared():

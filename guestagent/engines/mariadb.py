@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from cellar import parameters
 from cellar.errors import CellarError, InvalidInput
+from guestagent import safe_files
 from guestagent.engines import mariadb_admin
 from guestagent.engines.base import SqlEngine
 from guestagent.engines.mariadb_admin import MariadbAdmin
@@ -41,6 +41,7 @@ from guestagent.engines.mariadb_config import (
     buffer_pool_mb,
     read_user_settings,
     write_config,
+    write_tls,
     write_user_config,
 )
 from guestagent.engines.mariadb_process import MariadbProcess
@@ -116,7 +117,7 @@ class MariadbEngine(SqlEngine):
             self.data_dir,
             self.owner,
         )
-        self.replication = MariadbReplication(self.admin, self.data_dir, self.owner)
+        self.replication = MariadbReplication(self.admin, self.data_dir, self.owner, self.tls)
 
     def _check_prepare(self, request: PrepareRequest) -> PrepareRequest:
         """The request with its parameters checked (the restore time and source too)."""
@@ -182,11 +183,10 @@ class MariadbEngine(SqlEngine):
                 logger.warning("early install-db not started (prepare will run it): %s", exc)
 
     def _clear_datadir(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.owner.own(self.data_dir)
+        safe_files.make_dir(self.data_dir, self.owner)
         if self.datadir.exists():
             logger.warning("removing %s left by an interrupted install-db", self.datadir)
-            shutil.rmtree(self.datadir)
+            safe_files.remove_tree(self.datadir)
         self.archive.clear()
 
     def _drop_early_install(self) -> None:
@@ -199,7 +199,7 @@ class MariadbEngine(SqlEngine):
                 logger.info("early install-db failed, not needed for a restore: %s", exc.message)
         if not self.backups.staged() and self.datadir.exists():
             self.process.stop()  # left running by a failed prepare
-            shutil.rmtree(self.datadir)
+            safe_files.remove_tree(self.datadir)
             self.archive.clear()
 
     def _recover_restored(self, memory_mb: int) -> None:
@@ -240,7 +240,22 @@ class MariadbEngine(SqlEngine):
             bind_address=self.options.bind_address,
             memory_mb=memory_mb,
             binlog_dir=self.archive.binlog_dir,
+            tls=self.tls.files(),
         )
+
+    def _write_tls(self) -> None:
+        if self.data_dir.exists():
+            write_tls(self.data_dir, self.tls.files(), self.owner)
+
+    def _reload_tls(self) -> None:
+        """Read the certificate again and apply the policy to new connections."""
+        files = self.tls.files()
+        if files is None:
+            return  # no certificate any more: the next start serves without TLS
+        required = "ON" if files.required else "OFF"
+        with self.admin.connect() as cursor:
+            cursor.execute("FLUSH SSL")
+            cursor.execute(f"SET GLOBAL require_secure_transport = {required}")
 
     def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
         """An online mariabackup stream (xbstream); writes go on while it runs."""

@@ -19,9 +19,7 @@ import dataclasses
 import datetime
 import itertools
 import logging
-import os
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -33,6 +31,7 @@ from typing import IO
 from pymysql.cursors import Cursor
 
 from cellar.errors import InvalidInput
+from guestagent import safe_files
 from guestagent.engines.mariadb_admin import MariadbAdmin
 from guestagent.engines.mariadb_backup import end_tool, spawn_tool, stderr_tail
 from guestagent.engines.mariadb_config import BINLOG_BASENAME
@@ -99,7 +98,7 @@ def checked_restore_time(text: str) -> datetime.datetime | None:
 def read_binlog_position(path: Path) -> BinlogPosition | None:
     """The position mariabackup recorded in ``xtrabackup_binlog_info`` (None if absent)."""
     try:
-        fields = path.read_text().split()
+        fields = safe_files.read_text(path).split()
     except FileNotFoundError:
         return None
     if len(fields) < 2 or not fields[1].isdigit():
@@ -134,13 +133,12 @@ class MariadbArchive:
 
     def make_folder(self) -> None:
         """Create the binary log's folder for the server's OS user, if missing."""
-        self.binlog_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        self.owner.own(self.binlog_dir)
+        safe_files.make_dir(self.binlog_dir, self.owner, mode=0o750)
 
     def clear(self) -> None:
         """Forget every binary log: the data directory they belong to is being replaced."""
         if self.binlog_dir.exists():
-            shutil.rmtree(self.binlog_dir)
+            safe_files.remove_tree(self.binlog_dir)
 
     # The archive of a running server
 
@@ -174,7 +172,7 @@ class MariadbArchive:
                 if current is not None and _number(name) >= _number(current):
                     raise InvalidInput(f"binary log {name} is still open: rotate it first")
             try:
-                handle = (self.binlog_dir / name).open("rb")
+                handle = safe_files.open_reading(self.binlog_dir / name)
             except FileNotFoundError as exc:
                 raise InvalidInput(f"there is no binary log {name} on this instance") from exc
         return _pieces(handle)
@@ -223,19 +221,13 @@ class MariadbArchive:
     def store(self, name: str, chunks: Iterator[bytes]) -> int:
         """Keep one archive file sent by a restore until ``replay``; the bytes read."""
         name = checked_name(name)
-        self.restore_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        safe_files.make_dir(self.restore_dir, mode=0o700)
         target = self.restore_dir / name
-        scratch = target.with_name(name + PARTIAL_SUFFIX)
         received = 0
-        try:
-            with scratch.open("wb") as out:
-                for chunk in chunks:
-                    received += len(chunk)
-                    out.write(chunk)
-            os.replace(scratch, target)
-        except BaseException:
-            scratch.unlink(missing_ok=True)
-            raise
+        with safe_files.writing(target, None, 0o644, scratch=name + PARTIAL_SUFFIX) as out:
+            for chunk in chunks:
+                received += len(chunk)
+                out.write(chunk)
         logger.info("restored binary log %s: %d bytes", name, received)
         return received
 
@@ -268,7 +260,7 @@ class MariadbArchive:
                 self.admin.set_global("max_allowed_packet", packet)
             except EngineError as exc:
                 logger.warning("max_allowed_packet not set back: %s", exc.message)
-        shutil.rmtree(self.restore_dir)
+        safe_files.remove_tree(self.restore_dir)
         logger.info(
             "replayed %d binary logs from %s:%d%s in %.1f s",
             len(files),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from cellar.errors import InvalidInput
+from guestagent import safe_files
 from guestagent.engines.mariadb_process import INSTALLED_FILE, MariadbProcess, admin_account
 from guestagent.engines.messages import (
     BackupDone,
@@ -113,11 +113,11 @@ class MariadbBackups:
                     end_tool(child, "mariabackup")
                 if code != 0:
                     raise EngineError(f"mariabackup failed (exit {code}): {stderr_tail(errors)}")
-            checkpoint = read_checkpoints(work / "lsn").get("to_lsn", "")
+            checkpoint = read_checkpoints(work / "lsn", self.data_dir).get("to_lsn", "")
             if not LSN.fullmatch(checkpoint):
                 raise EngineError("mariabackup wrote no checkpoint for this backup")
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            safe_files.remove_tree(work, ignore_errors=True)
             self._running.release()
         elapsed = time.monotonic() - started
         logger.info(
@@ -173,9 +173,9 @@ class MariadbBackups:
                     raise EngineError(f"mbstream failed (exit {code}): {stderr_tail(errors)}")
             self._check_unpacked(start, position, target)
         except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
+            safe_files.remove_tree(target, ignore_errors=True)
             raise
-        (self.staging / f"{position}{DONE_SUFFIX}").touch()
+        safe_files.touch(self.staging / f"{position}{DONE_SUFFIX}")
         logger.info(
             "restored %s backup at position %d: %d bytes in %.1f s",
             start.type,
@@ -205,17 +205,15 @@ class MariadbBackups:
 
     def _make_staging(self, target: Path) -> None:
         for folder in (self.data_dir, self.staging):
-            folder.mkdir(parents=True, exist_ok=True)
-            self.owner.own(folder)
+            safe_files.make_dir(folder, self.owner)
         if target.exists():
             logger.warning("removing %s left by an interrupted restore", target)
-            shutil.rmtree(target)
-        target.mkdir(mode=0o700)
-        self.owner.own(target)
+            safe_files.remove_tree(target)
+        safe_files.make_dir(target, self.owner, mode=0o700, exist_ok=False)
 
     def _check_unpacked(self, start: RestoreStart, position: int, target: Path) -> None:
         """The stream held a backup of the expected type, following the previous one."""
-        checkpoints = read_checkpoints(target)
+        checkpoints = read_checkpoints(target, self.data_dir)
         kind = checkpoints.get("backup_type", "")
         if not kind:
             raise InvalidInput("the stream holds no mariabackup backup")
@@ -225,7 +223,7 @@ class MariadbBackups:
                 f"position {position} was sent as {start.type}, the stream is {actual}"
             )
         if position > 0:
-            previous = read_checkpoints(self.staging / str(position - 1))
+            previous = read_checkpoints(self.staging / str(position - 1), self.data_dir)
             if checkpoints.get("from_lsn") != previous.get("to_lsn"):
                 raise InvalidInput(
                     f"the incremental at position {position} does not follow position "
@@ -252,26 +250,27 @@ class MariadbBackups:
             if marker.exists():
                 continue
             self._apply(full, position, memory_mb)
-            marker.touch()
+            safe_files.touch(marker)
         self._keep_binlog_info(positions[-1])
-        _write_installed(full)
-        for path in _walk(full):
-            self.owner.own(path)
+        _write_installed(full, self.data_dir)
+        safe_files.own_tree(full, self.owner)
         datadir = self.process.datadir
         self.process.stop()  # a server left running by a failed prepare
         if datadir.exists():
-            shutil.rmtree(datadir)
-        os.replace(full, datadir)
+            safe_files.remove_tree(datadir)
+        safe_files.move(full, datadir)
         logger.info("the restored data (%d backups) is now in %s", len(positions), datadir)
 
     def _keep_binlog_info(self, last: int) -> None:
         """Copy where the chain's last backup ends in the binary log to ``restore/``, before
         the data moves: the archive's replay starts there."""
         source = self.staging / str(last) / BINLOG_INFO_FILE
-        if source.exists():
-            shutil.copyfile(source, self.binlog_info)
-        else:
+        try:
+            data = safe_files.read_bytes(source, trusted=self.data_dir)
+        except FileNotFoundError:
             logger.warning("backup %d records no binary log position", last)
+            return
+        safe_files.write_file(self.binlog_info, data, None, mode=0o644)
 
     @property
     def binlog_info(self) -> Path:
@@ -307,7 +306,7 @@ class MariadbBackups:
         logger.info("prepared restored position %d in %.1f s", position, time.monotonic() - started)
 
     def clear_staging(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        safe_files.remove_tree(self.staging, ignore_errors=True)
 
     # Consistency
 
@@ -343,10 +342,11 @@ def checked_parent(request: BackupRequest) -> str:
     return request.parent_checkpoint
 
 
-def read_checkpoints(folder: Path) -> dict[str, str]:
-    """The ``key = value`` pairs of ``xtrabackup_checkpoints`` in ``folder`` (none if absent)."""
+def read_checkpoints(folder: Path, trusted: Path | None = None) -> dict[str, str]:
+    """The ``key = value`` pairs of ``xtrabackup_checkpoints`` in ``folder`` (none if absent);
+    ``trusted`` as in ``safe_files``."""
     try:
-        text = (folder / CHECKPOINTS_FILE).read_text()
+        text = safe_files.read_text(folder / CHECKPOINTS_FILE, trusted)
     except OSError:
         return {}
     values = {}
@@ -453,14 +453,14 @@ def stderr_tail(errors: IO[bytes]) -> str:
     return " | ".join(line.strip() for line in picked) or "no output"
 
 
-def _write_installed(folder: Path) -> None:
+def _write_installed(folder: Path, trusted: Path) -> None:
     """Record the system tables' version as install-db does (mariabackup leaves it out)."""
     path = folder / INSTALLED_FILE
     if path.exists():
         return
     info = {}
     try:
-        for line in (folder / INFO_FILE).read_text().splitlines():
+        for line in safe_files.read_text(folder / INFO_FILE, trusted).splitlines():
             key, sep, value = line.partition("=")
             if sep:
                 info[key.strip()] = value.strip()
@@ -469,13 +469,6 @@ def _write_installed(folder: Path) -> None:
     for key in ("server_version", "tool_version"):
         found = SERVER_VERSION.match(info.get(key, ""))
         if found:
-            path.write_text(found.group(0))
+            safe_files.write_file(path, found.group(0).encode(), None, 0o644, trusted=trusted)
             return
     raise EngineError("the restored backup does not say which MariaDB version made it")
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    yield root
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            yield Path(folder) / name

@@ -21,13 +21,17 @@ import logging
 import secrets
 from pathlib import Path
 
+from guestagent import safe_files
+from guestagent.engines import tls_settings
 from guestagent.engines.os_user import OsUser, write_if_changed
+from guestagent.engines.tls_files import TlsFiles
 
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "cellar.cnf"
 USER_FILE = "cellar-user.cnf"
 REPLICATION_FILE = "cellar-replication.cnf"
+TLS_FILE = "cellar-tls.cnf"
 UNASSIGNED_SERVER_ID = 1  # a standalone's: replaced by a random one when it joins a set
 RELAY_LOG_BASENAME = "relay-bin"  # in the server's data directory, whatever the host name
 SLAVE_NET_TIMEOUT = 10  # seconds without a byte (heartbeats every 5 s) before reconnecting
@@ -51,6 +55,7 @@ class ServerSettings:
     bind_address: str = "*"
     memory_mb: int = 0
     binlog_dir: Path | None = None  # default: ``binlog`` next to ``datadir``
+    tls: TlsFiles | None = None  # the engine's certificate; None: no TLS
 
     @property
     def binlog_base(self) -> Path:
@@ -97,6 +102,7 @@ def render_settings(settings: ServerSettings, user_file: Path) -> str:
         "general_log = OFF",
         "log_warnings = 2",
         "",
+        f"!include {user_file.with_name(TLS_FILE)}",
         f"!include {user_file.with_name(REPLICATION_FILE)}",
         f"!include {user_file}",
         "",
@@ -159,7 +165,7 @@ def render_user_settings(values: dict[str, str]) -> str:
 def read_user_settings(path: Path) -> dict[str, str]:
     """The parameters a user file written by :func:`render_user_settings` holds."""
     try:
-        text = path.read_text()
+        text = safe_files.read_text(path)
     except FileNotFoundError:
         return {}
     values: dict[str, str] = {}
@@ -179,11 +185,17 @@ def write_config(config_dir: Path, settings: ServerSettings, owner: OsUser) -> b
         changed = write_if_changed(user_file, render_user_settings({}), owner)
     if not (config_dir / REPLICATION_FILE).exists():
         changed |= write_replication_config(config_dir, ReplicationSettings(), owner)
+    changed |= write_tls(config_dir, settings.tls, owner)
     text = render_settings(settings, user_file)
     changed |= write_if_changed(config_dir / SETTINGS_FILE, text, owner)
     if changed:
         logger.info("wrote the MariaDB configuration in %s", config_dir)
     return changed
+
+
+def write_tls(config_dir: Path, tls: TlsFiles | None, owner: OsUser) -> bool:
+    """Write the TLS settings; True if they changed."""
+    return write_if_changed(config_dir / TLS_FILE, tls_settings.mariadb(tls), owner)
 
 
 def write_user_config(config_dir: Path, values: dict[str, str], owner: OsUser) -> bool:

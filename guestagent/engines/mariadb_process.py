@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pymysql
 
+from guestagent import safe_files
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.server_process import ServerProcess, SetupTool
 from guestagent.errors import NotPrepared
@@ -142,8 +143,7 @@ class MariadbProcess(ServerProcess):
             raise NotPrepared("the MariaDB data directory is not initialised")
 
     def _before_spawn(self) -> None:
-        self.socket.parent.mkdir(parents=True, exist_ok=True)
-        self.owner.own(self.socket.parent)
+        safe_files.make_dir(self.socket.parent, self.owner)
 
     def _probe(self) -> str | None:
         """Whether ``SELECT 1`` works over the socket."""

@@ -30,6 +30,8 @@ import pymysql.cursors
 
 from cellar.errors import InvalidInput
 from cellar.names import check_identifier, check_password
+from guestagent import safe_files
+from guestagent.engines import tls_settings
 from guestagent.engines.mariadb_admin import MariadbAdmin, password_hash
 from guestagent.engines.mariadb_config import (
     UNASSIGNED_SERVER_ID,
@@ -44,6 +46,7 @@ from guestagent.engines.messages import (
     ReplicationState,
 )
 from guestagent.engines.os_user import OsUser
+from guestagent.engines.tls_files import EngineTls, TlsFiles
 from guestagent.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -88,7 +91,7 @@ def read_backup_gtid(path: Path) -> str:
     """The GTID position mariabackup recorded next to the binary log position
     (``xtrabackup_binlog_info``: file, offset, GTID list); EngineError if absent."""
     try:
-        fields = path.read_text().split(maxsplit=2)
+        fields = safe_files.read_text(path).split(maxsplit=2)
     except FileNotFoundError as exc:
         raise EngineError(
             "the restored backup records no binary log position: a replica cannot start"
@@ -149,8 +152,11 @@ class MariadbReplication:
     """The replication role of the server reached through ``admin``; its option file is
     ``cellar-replication.cnf`` in ``config_dir``."""
 
-    def __init__(self, admin: MariadbAdmin, config_dir: Path, owner: OsUser) -> None:
+    def __init__(
+        self, admin: MariadbAdmin, config_dir: Path, owner: OsUser, tls: EngineTls | None = None
+    ) -> None:
         self.admin = admin
+        self.tls = tls or EngineTls.off()  # the engine's: replicas check their source
         self.config_dir = config_dir
         self.owner = owner
         self._lock = threading.Lock()  # one role change at a time
@@ -310,7 +316,7 @@ class MariadbReplication:
                 cursor.execute("STOP SLAVE")
             else:
                 cursor.execute("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos")
-            _point_at(cursor, source)
+            _point_at(cursor, source, self.tls.files())
             cursor.execute("START SLAVE")
             _wait_threads(cursor, time.monotonic() + THREADS_START_TIMEOUT)
             position = _variable(cursor, "gtid_slave_pos")
@@ -338,7 +344,7 @@ class MariadbReplication:
                     # numbers its first write after it, and its replicas find the start.
                     cursor.execute("SET GLOBAL gtid_binlog_state = %s", (gtid,))
                 cursor.execute("SET GLOBAL gtid_slave_pos = %s", (gtid,))
-                _point_at(cursor, source)
+                _point_at(cursor, source, self.tls.files())
             cursor.execute("START SLAVE")
             _wait_threads(cursor, time.monotonic() + THREADS_START_TIMEOUT)
         logger.info(
@@ -350,11 +356,14 @@ class MariadbReplication:
         )
 
 
-def _point_at(cursor: pymysql.cursors.Cursor, source: ReplicationSource) -> None:
+def _point_at(
+    cursor: pymysql.cursors.Cursor, source: ReplicationSource, tls: TlsFiles | None = None
+) -> None:
+    options, values = tls_settings.mariadb_source(tls)
     cursor.execute(
         "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s,"
-        " MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1",
-        (source.host, int(source.port), source.user, source.password),
+        " MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1" + options,
+        (source.host, int(source.port), source.user, source.password, *values),
     )
 
 

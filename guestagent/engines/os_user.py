@@ -8,6 +8,9 @@ Privileges are dropped by ``setpriv`` (util-linux, in every Debian system) rathe
 by ``subprocess``'s ``user=``/``group=``: those make CPython use a plain ``fork()``,
 which runs gRPC's fork handlers in the child and can crash it before ``exec``.
 Without them the child is started with ``vfork()`` and no handler runs.
+
+Files in the engine's folders are written and given away through ``guestagent.safe_files``:
+the engine's user can plant symlinks there, and the agent never follows one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import pwd
 import shutil
 from pathlib import Path
 from typing import Any
+
+from guestagent import safe_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,23 +73,30 @@ class OsUser:
         """Keyword arguments for ``subprocess`` to go with :meth:`command`."""
         return {"env": self.environment()}
 
-    def own(self, path: Path) -> None:
-        """Give ``path`` to this user (when the agent may and needs to)."""
+    def ids(self) -> tuple[int, int] | None:
+        """The uid and gid this user's files get; None when the agent's own are right."""
         entry = self._entry()
-        if entry is not None:
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return None if entry is None else (entry.pw_uid, entry.pw_gid)
+
+    def own(self, path: Path) -> None:
+        """Give the file or folder ``path`` to this user (when the agent may and needs to).
+
+        A symlink at ``path`` is refused (UnsafePath), never followed; so is a FIFO, or a
+        file with a second hard link."""
+        safe_files.own(path, self)
 
 
 def write_if_changed(path: Path, text: str, owner: OsUser) -> bool:
     """Replace ``path`` atomically with ``text`` (mode 0600, the engine's); True if it changed.
 
-    Use it for every configuration file the agent writes for an engine.
+    Use it for every configuration file the agent writes for an engine. Neither the
+    comparison nor the write follows a symlink (see ``guestagent.safe_files``).
     """
-    if path.exists() and path.read_text() == text:
-        return False
-    scratch = path.with_name(path.name + ".cellar-new")
-    scratch.write_text(text)
-    os.chmod(scratch, 0o600)
-    owner.own(scratch)
-    os.replace(scratch, path)
+    data = text.encode("utf-8")
+    try:
+        if safe_files.read_bytes(path) == data:
+            return False
+    except FileNotFoundError:
+        pass
+    safe_files.write_file(path, data, owner, mode=0o600)
     return True

@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from cellar.errors import CellarError, InvalidInput
+from guestagent import safe_files
 from guestagent.engines import postgres_admin
 from guestagent.engines.base import SqlEngine
 from guestagent.engines.messages import (
@@ -44,6 +43,7 @@ from guestagent.engines.postgres_config import (
     write_hba,
     write_recovery,
     write_replication,
+    write_tls,
     write_user_config,
 )
 from guestagent.engines.postgres_process import PostgresProcess
@@ -111,6 +111,7 @@ class PostgresEngine(SqlEngine):
             passfile=self.data_dir.absolute() / PASSFILE,
             archive_dir=self.archive.archive_dir,
             recovery_timeout=self.options.recovery_timeout,
+            tls=self.tls,
         )
         self.restored_marker = self.data_dir / RESTORED_MARKER
 
@@ -158,11 +159,10 @@ class PostgresEngine(SqlEngine):
                 logger.warning("early initdb not started (prepare will run it): %s", exc)
 
     def _clear_data_dir(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.owner.own(self.data_dir)
+        safe_files.make_dir(self.data_dir, self.owner)
         if self.pgdata.exists():
             logger.warning("removing %s left by an earlier initdb or restore", self.pgdata)
-            shutil.rmtree(self.pgdata)
+            safe_files.remove_tree(self.pgdata)
 
     def _ensure_running(self, memory_mb: int, configuration: dict[str, str]) -> None:
         if self.process.initdb_pending():
@@ -207,7 +207,7 @@ class PostgresEngine(SqlEngine):
         if source is not None:
             self.replication.start_standby(source)
             self.archive.clear_restored()
-            (self.pgdata / "backup_manifest").unlink(missing_ok=True)
+            safe_files.remove(self.pgdata / "backup_manifest")
             return
         # The source's synchronous standbys are not this instance's: a commit would wait.
         write_replication(self.pgdata, "", self.owner)
@@ -217,13 +217,13 @@ class PostgresEngine(SqlEngine):
         started = time.monotonic()
         deadline = started + self.options.recovery_timeout
         try:
-            self.process.start(timeout=self.options.recovery_timeout)
-            if replaying:
-                self.archive.wait_until_promoted(target_time, deadline)
-        except EngineError as exc:
-            if not replaying or self.process.running():
+            self._replay(replaying, target_time, deadline)
+        except EngineError:
+            if not self.archive.ended_short_of(target_time):
                 raise
-            raise self.archive.recovery_failed(target_time, exc.message) from exc
+            logger.info("no commit in the archive after %s: recovering to its end", target_time)
+            write_recovery(self.pgdata, self.archive.restore_dir, "", self.owner)
+            self._replay(replaying, "", deadline)
         # Promoted: the server has removed recovery.signal; a later start is a plain one.
         # The recovery targets only change with a restart: restart once so the running
         # server matches its files (else they would show as waiting for a restart).
@@ -231,12 +231,23 @@ class PostgresEngine(SqlEngine):
             self.process.stop()
             self.process.start()
         self.archive.clear_restored()
-        (self.pgdata / "backup_manifest").unlink(missing_ok=True)
+        safe_files.remove(self.pgdata / "backup_manifest")
         logger.info(
             "recovered the restored backup%s in %.0f ms",
             f" and its archive up to {target_time or 'its end'}" if replaying else "",
             (time.monotonic() - started) * 1000,
         )
+
+    def _replay(self, replaying: bool, target_time: str, deadline: float) -> None:
+        """Start the server and, if it is to replay the archive, wait until it is promoted."""
+        try:
+            self.process.start(timeout=max(1.0, deadline - time.monotonic()))
+            if replaying:
+                self.archive.wait_until_promoted(target_time, deadline)
+        except EngineError as exc:
+            if not replaying or self.process.running():
+                raise
+            raise self.archive.recovery_failed(target_time, exc.message) from exc
 
     def _settings(self, memory_mb: int) -> ServerSettings:
         return ServerSettings(
@@ -245,7 +256,15 @@ class PostgresEngine(SqlEngine):
             memory_mb=memory_mb,
             listen_addresses=self.options.listen_addresses,
             archive_dir=self.archive.archive_dir,
+            tls=self.tls.files(),
         )
+
+    def _write_tls(self) -> None:
+        if self.process.initialized():
+            write_tls(self.pgdata, self.tls.files(), self.owner)
+
+    def _reload_tls(self) -> None:
+        self.admin.reload()  # PostgreSQL reads its certificate again on a reload
 
     def backup(self, request: BackupRequest) -> Generator[BackupPiece, None, None]:
         """A full, online backup: pg_basebackup's tar (with the WAL it needs) as it comes."""
@@ -257,7 +276,7 @@ class PostgresEngine(SqlEngine):
         if request.type != "full":
             raise InvalidInput(f"unknown backup type {request.type!r}")
         self._require_prepared()
-        if write_hba(self.pgdata, self.owner):
+        if write_hba(self.pgdata, self.owner, self.tls.files()):
             self.admin.reload()
         logger.info("backup %s: streaming a full backup", request.backup_id)
         return self.backups.stream()
@@ -310,20 +329,17 @@ class PostgresEngine(SqlEngine):
         self.restored_marker.unlink(missing_ok=True)
         self.archive.clear_restored()
         self._clear_data_dir()
-        shutil.rmtree(scratch, ignore_errors=True)
+        safe_files.remove_tree(scratch, ignore_errors=True)
         try:
-            scratch.mkdir(mode=0o700)
-            scratch.chmod(0o700)
-            self.owner.own(scratch)
+            safe_files.make_dir(scratch, self.owner, mode=0o700, exist_ok=False)
             received = self.backups.unpack(chunks, scratch)
-            os.replace(scratch, self.pgdata)
-            self.restored_marker.write_text(
-                json.dumps({"format": FORMAT, "bytes": received}) + "\n"
-            )
+            safe_files.move(scratch, self.pgdata)
+            marker = json.dumps({"format": FORMAT, "bytes": received}) + "\n"
+            safe_files.write_file(self.restored_marker, marker.encode(), None, mode=0o644)
         except OSError as exc:
             raise EngineError(f"cannot unpack the backup: {exc.strerror or exc}") from exc
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            safe_files.remove_tree(scratch, ignore_errors=True)
         return received
 
     def list_archive(self, rotate: bool) -> list[ArchiveFile]:

@@ -16,12 +16,12 @@ import datetime
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cellar.errors import InvalidInput
+from guestagent import safe_files
 from guestagent.engines.messages import CHUNK_BYTES, ArchiveFile
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.postgres_admin import PostgresAdmin
@@ -40,6 +40,7 @@ MAX_FILE_BYTES = 1024 * 1024 * 1024  # the largest WAL segment PostgreSQL can be
 RESTORE_SCRATCH_SUFFIX = ".cellar-restoring"
 # What the server says when recovery cannot end where it was asked to (PostgreSQL 15).
 ARCHIVE_TOO_SHORT = "recovery ended before configured recovery target was reached"
+LAST_LINES = 20  # the server's lines from its stop back past the failed recovery's own
 TARGET_TOO_EARLY = "requested recovery stop point is before consistent recovery point"
 
 
@@ -176,23 +177,17 @@ class PostgresArchive:
         """Write one restored archive file into the restore folder; the bytes received."""
         path = self.restore_dir / checked_name(name)
         _make_dir(self.restore_dir, self.owner)
-        scratch = path.with_name(name + RESTORE_SCRATCH_SUFFIX)
+        scratch = name + RESTORE_SCRATCH_SUFFIX
         received = 0
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            with open(os.open(scratch, flags, 0o600), "wb") as out:
+            with safe_files.writing(path, self.owner, 0o600, scratch=scratch) as out:
                 for chunk in chunks:
                     received += len(chunk)
                     if received > MAX_FILE_BYTES:
                         raise InvalidInput(f"archive file {name} is larger than a WAL segment")
                     out.write(chunk)
-                os.fchmod(out.fileno(), 0o600)
-            self.owner.own(scratch)
-            os.replace(scratch, path)
         except OSError as exc:
             raise EngineError(f"cannot write archive file {name}: {exc.strerror or exc}") from exc
-        finally:
-            scratch.unlink(missing_ok=True)
         return received
 
     def restored_files(self) -> list[str]:
@@ -201,7 +196,7 @@ class PostgresArchive:
 
     def clear_restored(self) -> None:
         """Remove the restore folder and what it holds."""
-        shutil.rmtree(self.restore_dir, ignore_errors=True)
+        safe_files.remove_tree(self.restore_dir, ignore_errors=True)
 
     def wait_until_promoted(self, target_time: str, deadline: float) -> None:
         """Wait until the server has replayed the archive and takes writes; EngineError,
@@ -219,6 +214,18 @@ class PostgresArchive:
             if time.monotonic() >= deadline:
                 raise EngineError("the recovery did not finish in time")
             time.sleep(POLL_EVERY)
+
+    def ended_short_of(self, target_time: str) -> bool:
+        """Whether the server stopped at the archive's end before ``target_time``, a moment
+        already past. The control plane restores only moments its archive covers, so the
+        archive holds every commit up to it; the segment that was open at that moment was
+        closed before it, and no commit lies between its end and the moment."""
+        if not target_time or self.process.running():
+            return False
+        moment = datetime.datetime.fromisoformat(target_time)
+        if moment >= datetime.datetime.now(datetime.UTC):
+            return False
+        return any(ARCHIVE_TOO_SHORT in line for line in self.process.recent_log()[-LAST_LINES:])
 
     def recovery_failed(self, target_time: str, cause: str = "") -> EngineError:
         """The error to give when the server stopped during recovery, from its last lines."""
@@ -241,10 +248,7 @@ def _message(line: str) -> str:
 
 
 def _make_dir(path: Path, owner: OsUser) -> None:
-    if not path.is_dir():
-        path.mkdir(mode=0o700)
-        path.chmod(0o700)
-    owner.own(path)
+    safe_files.make_dir(path, owner, mode=0o700)
 
 
 def _files_in(folder: Path) -> list[ArchiveFile]:

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from cellar.errors import InvalidInput
+from guestagent import safe_files
 from guestagent.engines.messages import BackupDone, BackupPiece, ConsistencyReport, pipe_chunks
 from guestagent.engines.postgres_admin import PostgresAdmin
 from guestagent.engines.postgres_process import OUTPUT_BYTES, SUPERUSER, PostgresProcess
@@ -180,20 +181,16 @@ class PostgresBackups:
         path = target.joinpath(*relative.parts)
         source = archive.extractfile(member)
         assert source is not None
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        with source, open(os.open(path, flags, 0o600), "wb") as out:
+        owner = self.process.owner
+        with source, safe_files.create_file(path, owner, 0o600, trusted=target.parent) as out:
             shutil.copyfileobj(source, out)
-            os.fchmod(out.fileno(), 0o600)
-        self.process.owner.own(path)
 
     def _make_dirs(self, target: Path, parts: tuple[str, ...]) -> None:
-        path = target
-        for part in parts:
-            path = path / part
-            if not path.is_dir():
-                path.mkdir(mode=0o700)
-                path.chmod(0o700)
-                self.process.owner.own(path)
+        """The folders ``parts`` in ``target``, each 0700 and the engine's, checked on the
+        way (the engine's user can write in every one of them)."""
+        for depth in range(1, len(parts) + 1):
+            path = target.joinpath(*parts[:depth])
+            safe_files.make_dir(path, self.process.owner, mode=0o700, trusted=target.parent)
 
     def verify(self, pgdata: Path) -> None:
         """Compare a restored data directory with its ``backup_manifest`` (sizes, checksums,

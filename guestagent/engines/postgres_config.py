@@ -15,7 +15,10 @@ import logging
 import shlex
 from pathlib import Path
 
+from guestagent import safe_files
+from guestagent.engines import tls_settings
 from guestagent.engines.os_user import OsUser, write_if_changed
+from guestagent.engines.tls_files import TlsFiles
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,8 @@ RECOVERY_SIGNAL = "recovery.signal"
 REPLICATION_FILE = "cellar-replication.conf"
 REPLICATION_INCLUDE_LINE = f"include_if_exists = '{REPLICATION_FILE}'"
 STANDBY_SIGNAL = "standby.signal"
+TLS_FILE = "cellar-tls.conf"
+TLS_INCLUDE_LINE = f"include_if_exists = '{TLS_FILE}'"
 ARCHIVE_SCRATCH_SUFFIX = ".cellar-copy"  # a segment being copied into the archive
 DEFAULT_MEMORY_MB = 512
 MIN_SHARED_BUFFERS_MB = 16
@@ -44,6 +49,7 @@ class ServerSettings:
     listen_addresses: str = "*"
     max_connections: int = 100
     archive_dir: Path | None = None  # where finished WAL segments go; None: no archiving
+    tls: TlsFiles | None = None  # the engine's certificate; None: no TLS
 
 
 def _quote(value: str) -> str:
@@ -108,37 +114,52 @@ def render_settings(settings: ServerSettings) -> str:
     return "\n".join(lines)
 
 
-def render_hba() -> str:
-    """The contents of ``pg_hba.conf``: trust on the socket (backups too), SCRAM over TCP."""
+def render_hba(tls: TlsFiles | None = None) -> str:
+    """The contents of ``pg_hba.conf``: trust on the socket (backups too), SCRAM over TCP
+    (over TLS alone when the instance requires it)."""
+    host = tls_settings.postgres_host_rule(tls).ljust(7)
     return "\n".join(
         [
             "# Written by Cellar's guest agent; changes here are overwritten.",
             "# TYPE  DATABASE  USER  ADDRESS     METHOD",
             "local   all       all               trust",
             "local   replication all             trust",  # pg_basebackup, as the superuser
-            "host    all       all   0.0.0.0/0   scram-sha-256",
-            "host    all       all   ::/0        scram-sha-256",
+            f"{host} all       all   0.0.0.0/0   scram-sha-256",
+            f"{host} all       all   ::/0        scram-sha-256",
             # Replicas stream with the replication account (only REPLICATION roles may).
-            "host    replication all 0.0.0.0/0   scram-sha-256",
-            "host    replication all ::/0        scram-sha-256",
+            f"{host} replication all 0.0.0.0/0   scram-sha-256",
+            f"{host} replication all ::/0        scram-sha-256",
             "",
         ]
     )
 
 
-def write_hba(pgdata: Path, owner: OsUser) -> bool:
+def write_hba(pgdata: Path, owner: OsUser, tls: TlsFiles | None = None) -> bool:
     """Write Cellar's access rules alone (an instance prepared by an older agent may lack
     the replication rule); True if the file changed and the server needs a reload."""
-    return write_if_changed(pgdata / "pg_hba.conf", render_hba(), owner)
+    return write_if_changed(pgdata / "pg_hba.conf", render_hba(tls), owner)
+
+
+def write_tls(pgdata: Path, tls: TlsFiles | None, owner: OsUser) -> bool:
+    """Write the TLS settings and the access rules that follow from them; True if either
+    changed and the server needs a reload."""
+    changed = write_if_changed(pgdata / TLS_FILE, tls_settings.postgres(tls), owner)
+    return write_hba(pgdata, owner, tls) or changed
 
 
 def write_config(pgdata: Path, settings: ServerSettings, owner: OsUser) -> bool:
     """Write Cellar's settings and access rules into ``pgdata``; True if anything changed."""
     changed = write_if_changed(pgdata / SETTINGS_FILE, render_settings(settings), owner)
-    changed |= write_hba(pgdata, owner)
+    changed |= write_tls(pgdata, settings.tls, owner)
     main = pgdata / "postgresql.conf"
-    text = main.read_text()
-    includes = (INCLUDE_LINE, USER_INCLUDE_LINE, RECOVERY_INCLUDE_LINE, REPLICATION_INCLUDE_LINE)
+    text = safe_files.read_text(main)
+    includes = (
+        INCLUDE_LINE,
+        TLS_INCLUDE_LINE,
+        USER_INCLUDE_LINE,
+        RECOVERY_INCLUDE_LINE,
+        REPLICATION_INCLUDE_LINE,
+    )
     missing = [line for line in includes if line not in text.splitlines()]
     if missing:
         text = text.rstrip("\n") + "\n" + "\n".join(missing) + "\n"
@@ -186,19 +207,14 @@ def render_recovery(restore_dir: Path, target_time: str = "") -> str:
 def write_recovery(pgdata: Path, restore_dir: Path, target_time: str, owner: OsUser) -> None:
     """Make the next start of the server an archive recovery (see :func:`render_recovery`)."""
     write_if_changed(pgdata / RECOVERY_FILE, render_recovery(restore_dir, target_time), owner)
-    signal = pgdata / RECOVERY_SIGNAL
-    signal.touch(mode=0o600)
-    owner.own(signal)
+    safe_files.touch(pgdata / RECOVERY_SIGNAL, owner, mode=0o600)
     logger.info("the next start recovers up to %s", target_time or "the end of the archive")
 
 
 def clear_recovery(pgdata: Path) -> bool:
     """Take the recovery settings away (the server removes ``recovery.signal`` itself when
     it is promoted); True if there were some."""
-    path = pgdata / RECOVERY_FILE
-    existed = path.exists()
-    path.unlink(missing_ok=True)
-    return existed
+    return safe_files.remove(pgdata / RECOVERY_FILE)
 
 
 def render_standby(conninfo: str, slot: str) -> str:
@@ -230,7 +246,5 @@ def write_replication(pgdata: Path, text: str, owner: OsUser) -> bool:
     the replication settings; True if the file changed and the server needs a reload."""
     path = pgdata / REPLICATION_FILE
     if not text:
-        existed = path.exists()
-        path.unlink(missing_ok=True)
-        return existed
+        return safe_files.remove(path)
     return write_if_changed(path, text, owner)

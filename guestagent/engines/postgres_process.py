@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import psycopg
 
+from guestagent import safe_files
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.server_process import ServerProcess, SetupTool
 from guestagent.errors import EngineError, NotPrepared
@@ -151,8 +152,7 @@ class PostgresProcess(ServerProcess):
         if self.pid_file.exists() and self._pid_from_file() is None:
             logger.info("removing the stale %s", self.pid_file)
             self.pid_file.unlink(missing_ok=True)
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
-        self.owner.own(self.socket_dir)
+        safe_files.make_dir(self.socket_dir, self.owner)
 
     def _probe(self) -> str | None:
         """Whether ``SELECT 1`` works over the socket."""

@@ -19,9 +19,7 @@ rewind, a command line or a log line.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterable
@@ -32,6 +30,8 @@ from psycopg.rows import TupleRow
 
 from cellar.errors import InvalidInput
 from cellar.names import check_identifier, check_password
+from guestagent import safe_files
+from guestagent.engines import tls_settings
 from guestagent.engines.messages import (
     EnableReplicationRequest,
     ReplicationSource,
@@ -48,6 +48,7 @@ from guestagent.engines.postgres_config import (
     write_replication,
 )
 from guestagent.engines.postgres_process import SUPERUSER, PostgresProcess
+from guestagent.engines.tls_files import EngineTls
 from guestagent.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -139,8 +140,10 @@ class PostgresReplication:
         passfile: Path,
         archive_dir: Path | None = None,
         recovery_timeout: float = 600.0,
+        tls: EngineTls | None = None,
     ) -> None:
         self.process = process
+        self.tls = tls or EngineTls.off()  # the engine's: replicas check their source
         self.admin = admin
         self.passfile = passfile
         self.archive_dir = archive_dir
@@ -175,7 +178,7 @@ class PostgresReplication:
         check_password(request.password, "replication")
         if self.in_recovery():
             raise EngineError("a replica cannot be a replication source: promote it first")
-        changed = write_hba(self.pgdata, self.process.owner)
+        changed = write_hba(self.pgdata, self.process.owner, self.tls.files())
         self.admin.ensure_replication_role(user, request.password)
         self._keep_slots(names)
         sync = synchronous_names(names) if request.synchronous else ""
@@ -247,25 +250,20 @@ class PostgresReplication:
                 ("passfile", str(self.passfile)),
                 ("application_name", source.name),
                 ("connect_timeout", "10"),
+                *tls_settings.postgres_conninfo(self.tls.files()),
             ]
         )
         owner = self.process.owner
         changed = write_replication(self.pgdata, render_standby(conninfo, source.name), owner)
-        signal = self.pgdata / STANDBY_SIGNAL
-        signal.touch(mode=0o600)
-        owner.own(signal)
+        safe_files.touch(self.pgdata / STANDBY_SIGNAL, owner, mode=0o600)
         return changed
 
     def _write_passfile(self, source: ReplicationSource) -> None:
         line = ":".join(["*", "*", "*", _passfile_field(source.user)])
         text = f"{line}:{_passfile_field(source.password)}\n"
-        scratch = self.passfile.with_name(self.passfile.name + ".new")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        with open(os.open(scratch, flags, 0o600), "w") as out:
-            out.write(text)
-            os.fchmod(out.fileno(), 0o600)
-        self.process.owner.own(scratch)
-        os.replace(scratch, self.passfile)
+        scratch = self.passfile.name + ".new"
+        owner = self.process.owner
+        safe_files.write_file(self.passfile, text.encode(), owner, mode=0o600, scratch=scratch)
 
     # -- moving the primary role -----------------------------------------------------
 
@@ -432,6 +430,7 @@ class PostgresReplication:
                 ("user", source.user),
                 ("dbname", "postgres"),
                 ("connect_timeout", "10"),
+                *tls_settings.postgres_conninfo(self.tls.files()),
             ]
         )
         argv = [
@@ -442,9 +441,9 @@ class PostgresReplication:
         local = self._local_files()
         if self.archive_dir is not None:
             argv.append("--restore-target-wal")  # with the restore_command written here
-            recovery = self.pgdata / RECOVERY_FILE
-            recovery.write_text(render_recovery(self.archive_dir))
-            self.process.owner.own(recovery)
+            recovery = render_recovery(self.archive_dir).encode()
+            owner = self.process.owner
+            safe_files.write_file(self.pgdata / RECOVERY_FILE, recovery, owner, mode=0o644)
         started = time.monotonic()
         code, output = self.process.run_tool(
             argv, REWIND_TIMEOUT, {"PGPASSFILE": str(self.passfile)}
@@ -461,33 +460,30 @@ class PostgresReplication:
             lines[-1] if lines else "no output",
         )
 
-    def _local_files(self) -> dict[str, str]:
+    def _local_files(self) -> dict[str, bytes]:
         names = set(LOCAL_FILES) | {path.name for path in self.pgdata.glob(LOCAL_PATTERN)}
-        return {
-            name: (self.pgdata / name).read_text()
-            for name in sorted(names)
-            if (self.pgdata / name).is_file()
-        }
+        files = {}
+        for name in sorted(names):
+            try:
+                files[name] = safe_files.read_bytes(self.pgdata / name)
+            except FileNotFoundError:
+                continue
+        return files
 
-    def _restore_local_files(self, files: dict[str, str]) -> None:
+    def _restore_local_files(self, files: dict[str, bytes]) -> None:
         """Put back this server's configuration files; drop ones it did not have."""
         for path in self.pgdata.glob(LOCAL_PATTERN):
             if path.name not in files:
-                path.unlink()
-        for name, text in files.items():
-            path = self.pgdata / name
-            scratch = path.with_name(name + ".cellar-new")
-            scratch.write_text(text)
-            os.chmod(scratch, 0o600)
-            self.process.owner.own(scratch)
-            os.replace(scratch, path)
+                safe_files.remove(path)
+        for name, data in files.items():
+            safe_files.write_file(self.pgdata / name, data, self.process.owner)
 
     def _forget_slots(self) -> None:
         """Remove the slots a former primary kept for its replicas (the server is stopped):
         a standby would hold its WAL for them forever."""
         for slot in (self.pgdata / "pg_replslot").glob("*"):
             if slot.is_dir():
-                shutil.rmtree(slot)
+                safe_files.remove_tree(slot, trusted=self.pgdata.parent)
                 logger.info("removed replication slot %s of the former primary", slot.name)
 
     def control_data(self) -> dict[str, str]:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from guestagent import safe_files
+from guestagent.engines import tls_settings
 from guestagent.engines.base import Engine
 from guestagent.engines.messages import (
     BackupPiece,
@@ -38,6 +40,7 @@ from guestagent.engines.redis_config import (
     redis_values,
     write_admin_acl,
     write_config,
+    write_tls,
     write_user_config,
 )
 from guestagent.engines.redis_process import RedisProcess
@@ -93,7 +96,7 @@ class RedisEngine(Engine):
         self.backups = RedisBackups(
             self.admin, self.data_dir, self.redis_dir, self.owner, self.options.check_rdb_binary
         )
-        self.replication = RedisReplication(self.admin, self.data_dir, self.owner)
+        self.replication = RedisReplication(self.admin, self.data_dir, self.owner, tls=self.tls)
 
     def _check_prepare(self, request: PrepareRequest) -> PrepareRequest:
         """The request with its parameters checked and in Redis's own spelling."""
@@ -161,14 +164,11 @@ class RedisEngine(Engine):
 
     def _make_dirs(self) -> None:
         """The data directory and Redis's own folders, owned by Redis's OS user."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.owner.own(self.data_dir)
-        self.redis_dir.mkdir(exist_ok=True)
-        self.owner.own(self.redis_dir)
+        safe_files.make_dir(self.data_dir, self.owner)
+        safe_files.make_dir(self.redis_dir, self.owner)
         socket_dir = self.options.unix_socket.parent
         if not socket_dir.exists():
-            socket_dir.mkdir(parents=True)
-            self.owner.own(socket_dir)
+            safe_files.make_dir(socket_dir, self.owner, exist_ok=False)
 
     def _run_server(self, overrides: tuple[str, ...] = ()) -> None:
         """Start the server with the agent's ACL user in place, and wait until it answers."""
@@ -186,7 +186,19 @@ class RedisEngine(Engine):
             data_dir=self.data_dir,
             redis_dir=self.redis_dir,
             memory_mb=memory_mb,
+            tls=self.tls.files(),
         )
+
+    def _write_tls(self) -> None:
+        if (self.data_dir / CONFIG_FILE).exists():
+            write_tls(self.data_dir, self.tls.files(), self.options.port, self.owner)
+
+    def _reload_tls(self) -> None:
+        """Have the running server read its renewed certificate (it reads the files when
+        they are set); a server started without TLS takes it up at its next start."""
+        files = self.tls.files()
+        if files is not None and self.admin.config_get(["tls-port"])["tls-port"] not in ("", "0"):
+            self.admin.config_set(dict(tls_settings.redis_reload(files)))
 
     def _apply_live(self, configuration: dict[str, str]) -> list[str]:
         """Set the dynamic parameters that differ from the running ones; the static ones

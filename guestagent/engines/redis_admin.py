@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from cellar import catalog
 from cellar.names import check_identifier, check_password
+from guestagent import safe_files
 from guestagent.engines.messages import DeleteUserRequest, User
 from guestagent.engines.redis_config import ADMIN_USER, password_hash
 from guestagent.engines.redis_wire import RedisConnection, Reply, ReplyError
@@ -43,15 +43,14 @@ def checked_user(user: User) -> User:
 
 
 def load_or_create_password(path: Path) -> str:
-    """The agent's own password, made once and kept in ``path`` (mode 0600)."""
-    if path.exists():
-        return path.read_text().strip()
+    """The agent's own password, made once and kept in ``path`` (mode 0600, root's)."""
+    try:
+        return safe_files.read_text(path).strip()
+    except FileNotFoundError:
+        pass
     password = secrets.token_urlsafe(32)
-    scratch = path.with_name(path.name + ".new")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(password + "\n")
-    os.replace(scratch, path)
+    data = (password + "\n").encode()
+    safe_files.write_file(path, data, None, mode=0o600, scratch=path.name + ".new")
     return password
 
 
@@ -73,7 +72,7 @@ class RedisAdmin:
         with self._lock:
             try:
                 if self._connection is None:
-                    password = self.password_file.read_text().strip()
+                    password = safe_files.read_text(self.password_file).strip()
                     self._connection = RedisConnection(self.unix_socket, ADMIN_USER, password)
                 return self._connection.command(*args)
             except OSError as exc:

@@ -28,6 +28,7 @@ from typing import IO, cast
 
 from cellar.errors import InvalidInput
 from cellar.names import check_identifier
+from guestagent import safe_files
 from guestagent.engines.messages import CHUNK_BYTES, BackupDone, BackupPiece, ConsistencyReport
 from guestagent.engines.os_user import OsUser
 from guestagent.engines.redis_admin import RESERVED_USERS, RedisAdmin
@@ -221,7 +222,7 @@ class RedisBackups:
                 checkpoint = self._link_finished_save(saves, link, deadline)
             yield Snapshot(link, checkpoint)
         finally:
-            link.unlink(missing_ok=True)
+            safe_files.remove(link)
 
     def _start_bgsave(self, deadline: float) -> int:
         """Start (or schedule) a BGSAVE; returns the save count from before it.
@@ -252,7 +253,6 @@ class RedisBackups:
         tells a new save from the last one. The link is made again if another save
         replaced the file while it was being made.
         """
-        rdb = self.redis_dir / RDB_FILE
         pause = FIRST_POLL
         while True:
             info = self.persistence()
@@ -260,8 +260,16 @@ class RedisBackups:
             if saves > saves_before and info.get("rdb_bgsave_in_progress") == "0":
                 if info.get("rdb_last_bgsave_status") != "ok":
                     raise EngineError("redis could not save a snapshot (see its log)")
-                link.unlink(missing_ok=True)
-                os.link(rdb, link)
+                with safe_files.opened_folder(self.redis_dir) as folder:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(link.name, dir_fd=folder)
+                    os.link(
+                        RDB_FILE,
+                        link.name,
+                        src_dir_fd=folder,
+                        dst_dir_fd=folder,
+                        follow_symlinks=False,
+                    )
                 after = self.persistence()
                 if (
                     after.get("rdb_saves") == str(saves)
@@ -282,7 +290,8 @@ class RedisBackups:
 
     def stream(self) -> Iterator[BackupPiece]:
         """The backup's tar stream, then its BackupDone; closing it early cleans up."""
-        with self.snapshot() as snap, snap.path.open("rb") as rdb:
+        # The snapshot shares dump.rdb's inode until the next save: two links at most.
+        with self.snapshot() as snap, safe_files.open_reading(snap.path, links=2) as rdb:
             users = self.users()
             size = os.fstat(rdb.fileno()).st_size
             with io.BytesIO(users) as acl:
@@ -323,7 +332,7 @@ class RedisBackups:
         a file of their own for :meth:`recreate_users`.
         """
         self.forget_restore()
-        shutil.rmtree(self.redis_dir / AOF_DIR, ignore_errors=True)
+        safe_files.remove_tree(self.redis_dir / AOF_DIR, ignore_errors=True)
         reader = ChunkReader(chunks)
         seen: set[str] = set()
         try:
@@ -350,13 +359,10 @@ class RedisBackups:
         return reader.received
 
     def _unpack_rdb(self, source: IO[bytes]) -> None:
-        scratch = self.redis_dir / f".{RDB_FILE}.restoring"
-        try:
-            with self._open_private(scratch) as out:
-                shutil.copyfileobj(source, out, CHUNK_BYTES)
-            os.replace(scratch, self.redis_dir / RDB_FILE)
-        finally:
-            scratch.unlink(missing_ok=True)
+        scratch = f".{RDB_FILE}.restoring"
+        target = self.redis_dir / RDB_FILE
+        with safe_files.writing(target, self.owner, 0o600, scratch) as out:
+            shutil.copyfileobj(source, out, CHUNK_BYTES)
 
     def _unpack_users(self, source: IO[bytes], size: int) -> None:
         if size > ACL_MAX_BYTES:
@@ -367,16 +373,8 @@ class RedisBackups:
                 acl_rules(line)
         self._write_private(self.restored_users, text.encode("utf-8"))
 
-    def _open_private(self, path: Path) -> IO[bytes]:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self.owner.own(path)
-        return os.fdopen(fd, "wb")
-
     def _write_private(self, path: Path, data: bytes) -> None:
-        scratch = path.with_name(path.name + ".new")
-        with self._open_private(scratch) as out:
-            out.write(data)
-        os.replace(scratch, path)
+        safe_files.write_file(path, data, self.owner, 0o600, scratch=path.name + ".new")
 
     def enable_aof(self) -> None:
         """Turn the append-only file on and wait until its first rewrite holds the data.
@@ -411,7 +409,8 @@ class RedisBackups:
         many. Rights on the server itself are never restored (``-@admin`` comes last)."""
         if not self.restored_users.exists():
             return 0
-        users = [acl_rules(line) for line in self.restored_users.read_text().splitlines() if line]
+        text = safe_files.read_text(self.restored_users)
+        users = [acl_rules(line) for line in text.splitlines() if line]
         for name, rules in users:
             self.admin.run("ACL", "SETUSER", name, "reset", *rules, "-@admin")
         self.admin.run("ACL", "SAVE")

@@ -18,8 +18,11 @@ import re
 from pathlib import Path
 
 from cellar import parameters
+from guestagent import safe_files
+from guestagent.engines import tls_settings
 from guestagent.engines.messages import ReplicationSource
 from guestagent.engines.os_user import OsUser, write_if_changed
+from guestagent.engines.tls_files import TlsFiles
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ CONFIG_FILE = "redis.conf"
 USER_FILE = "redis-user.conf"
 REPLICATION_FILE = "redis-replication.conf"
 ACL_FILE = "users.acl"
+TLS_FILE = "redis-tls.conf"
 ADMIN_USER = "cellar"
 DEFAULT_MEMORY_MB = 512
 MAXMEMORY_SHARE = 0.75
@@ -62,6 +66,7 @@ class ServerSettings:
     data_dir: Path  # holds redis.conf, the ACL file and the user's parameters
     redis_dir: Path  # Redis's working directory: RDB snapshots and the append-only files
     memory_mb: int = 0
+    tls: TlsFiles | None = None  # the engine's certificate; None: no TLS
 
 
 def maxmemory_bytes(memory_mb: int) -> int:
@@ -96,6 +101,7 @@ def render_config(settings: ServerSettings) -> str:
         f"maxmemory {maxmemory_bytes(settings.memory_mb)}",
         f"repl-diskless-sync-delay {DISKLESS_SYNC_DELAY}",
         *(f"{name} {value}" for name, value in DEFAULTS.items()),
+        _include(settings.data_dir / TLS_FILE),
         _include(settings.data_dir / REPLICATION_FILE),
         _include(settings.data_dir / USER_FILE),
         "",
@@ -148,7 +154,8 @@ def write_config(settings: ServerSettings, owner: OsUser) -> bool:
     ``redis.conf`` changed."""
     if not (settings.data_dir / REPLICATION_FILE).exists():
         write_replication_config(settings.data_dir, None, owner)
-    changed = write_if_changed(settings.data_dir / CONFIG_FILE, render_config(settings), owner)
+    changed = write_tls(settings.data_dir, settings.tls, settings.port, owner)
+    changed |= write_if_changed(settings.data_dir / CONFIG_FILE, render_config(settings), owner)
     if changed:
         logger.info("wrote the Redis configuration in %s", settings.data_dir)
     return changed
@@ -167,7 +174,7 @@ def write_replication_config(
     config = data_dir / CONFIG_FILE
     if not config.exists():
         return changed
-    lines = config.read_text().splitlines()
+    lines = safe_files.read_text(config).splitlines()
     include = _include(data_dir / REPLICATION_FILE)
     if include in lines:
         return changed
@@ -175,6 +182,12 @@ def write_replication_config(
     at = lines.index(user_include) if user_include in lines else len(lines)
     lines.insert(at, include)
     return write_if_changed(config, "\n".join(lines) + "\n", owner) or changed
+
+
+def write_tls(data_dir: Path, tls: TlsFiles | None, port: int, owner: OsUser) -> bool:
+    """Write the TLS settings (the port speaks TLS alone once there is a certificate);
+    True if they changed."""
+    return write_if_changed(data_dir / TLS_FILE, tls_settings.redis(tls, port), owner)
 
 
 def write_user_config(data_dir: Path, values: dict[str, str], owner: OsUser) -> bool:
@@ -193,7 +206,7 @@ def write_admin_acl(data_dir: Path, admin_password: str, owner: OsUser) -> bool:
     Only for a stopped server: a running one would overwrite the file at its next ACL SAVE.
     """
     path = data_dir / ACL_FILE
-    lines = path.read_text().splitlines() if path.exists() else []
+    lines = safe_files.read_text(path, missing="").splitlines()
     kept = [line for line in lines if line.split()[:2] != ["user", ADMIN_USER]]
     if not any(line.split()[:2] == ["user", "default"] for line in kept):
         kept.insert(0, "user default off resetchannels -@all")

@@ -14,6 +14,7 @@ once promoted. Following the same source again copies the users again.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from guestagent.engines.redis_config import (
     write_replication_config,
 )
 from guestagent.engines.redis_wire import RedisConnection, ReplyError
+from guestagent.engines.tls_files import EngineTls
 from guestagent.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,9 @@ class RedisReplication:
         data_dir: Path,
         owner: OsUser,
         pause_seconds: float = PAUSE_SECONDS,
+        tls: EngineTls | None = None,
     ) -> None:
+        self.tls = tls
         self.admin = admin
         self.data_dir = data_dir
         self.owner = owner
@@ -147,7 +151,12 @@ class RedisReplication:
     def copy_users(self, source: ReplicationSource) -> int:
         """Make this server's users those of ``source`` (rules and password hashes), but
         for its own admin and replication accounts; returns how many were copied."""
-        remote = RedisConnection((source.host, source.port), source.user, source.password)
+        files = self.tls.files() if self.tls is not None else None
+        context = None
+        if files is not None:  # the source's port speaks TLS alone; check who answers
+            context = ssl.create_default_context(cafile=str(files.ca))
+        where = (source.host, source.port)
+        remote = RedisConnection(where, source.user, source.password, tls=context)
         try:
             lines = remote.command("ACL", "LIST")
         except (OSError, ReplyError) as exc:

@@ -10,6 +10,7 @@ the server raises :class:`ReplyError`.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -63,9 +64,15 @@ class RedisConnection:
     """
 
     def __init__(
-        self, path: Path | tuple[str, int], username: str, password: str, timeout: float = 10.0
+        self,
+        path: Path | tuple[str, int],
+        username: str,
+        password: str,
+        timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.path = path  # a unix socket, or a (host, port) over TCP
+        self.tls = tls  # for TCP: speak TLS, checking the server's certificate and name
         self.username = username
         self._password = password
         self.timeout = timeout
@@ -91,6 +98,12 @@ class RedisConnection:
             return self._stream
         if isinstance(self.path, tuple):
             sock = socket.create_connection(self.path, timeout=self.timeout)
+            if self.tls is not None:
+                try:
+                    sock = self.tls.wrap_socket(sock, server_hostname=self.path[0])
+                except OSError:
+                    sock.close()
+                    raise
         else:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)

@@ -19,6 +19,7 @@ class ContainerSpec:
     publish_host: str
     request_id: str = "-"
     tls_dir: str = ""  # the host folder of the agent's certificate, mounted read-only
+    allowed_cidrs: tuple[str, ...] = ()  # who may reach the engine port; () is anyone
 
 
 @dataclasses.dataclass(frozen=True)

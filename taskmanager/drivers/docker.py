@@ -5,10 +5,13 @@ a step that runs twice finds its own earlier work. Errors of the Docker SDK are
 translated into ``ComputeError`` here and nowhere else. With ``volumes`` (the
 loop backend) each instance's data is a size-enforced loop-mounted file system
 bound into the container; without, a plain Docker volume whose size is not enforced.
+With a ``firewall``, a container's access rules are put in place before it first starts.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import socket
 from collections.abc import Callable
@@ -21,6 +24,7 @@ import requests
 
 from cellar.errors import ComputeError
 from taskmanager.drivers.base import ContainerSpec, Ports
+from taskmanager.drivers.firewall import BRIDGE_PREFIX, Allowed, Firewall
 from taskmanager.drivers.volumes import LoopVolumes, VolumeNotResizable
 
 logger = logging.getLogger(__name__)
@@ -78,16 +82,46 @@ def volume_name(instance_id: str) -> str:
     return f"cellar-data-{instance_id}"
 
 
+def created(stamp: str) -> str:
+    """Docker's RFC 3339 time with its fraction padded, so that strings sort as times."""
+    whole, _, rest = stamp.partition(".")
+    digits = "".join(c for c in rest if c.isdigit())
+    return f"{whole}.{digits:0<9}"
+
+
 def network_name(project_id: str) -> str:
     return f"cellar-net-{project_id}"
+
+
+def bridge_name(project_id: str) -> str:
+    """The Linux bridge of a project network (at most 15 characters): the firewall's
+    rules find every project network by its prefix."""
+    return BRIDGE_PREFIX + hashlib.sha256(project_id.encode()).hexdigest()[:11]
+
+
+def bound_port(container: Any, port: int) -> int:
+    """The host port a container is configured to publish its TCP ``port`` on (known
+    before it starts, unlike :func:`host_port`)."""
+    bindings = (container.attrs.get("HostConfig", {}).get("PortBindings") or {}).get(
+        f"{port}/tcp"
+    ) or []
+    if not bindings or not bindings[0].get("HostPort"):
+        raise ComputeError(f"container {container.name} has no fixed host port for {port}")
+    return int(bindings[0]["HostPort"])
 
 
 class DockerDriver:
     """Talks to the Docker Engine API (``DOCKER_HOST`` honoured)."""
 
-    def __init__(self, client: Any | None = None, volumes: LoopVolumes | None = None) -> None:
+    def __init__(
+        self,
+        client: Any | None = None,
+        volumes: LoopVolumes | None = None,
+        firewall: Firewall | None = None,
+    ) -> None:
         self._client = client
         self.volumes = volumes
+        self.firewall = firewall or Firewall.off()
 
     @property
     def client(self) -> Any:
@@ -115,16 +149,42 @@ class DockerDriver:
             raise
 
     def ensure_network(self, project_id: str) -> str:
+        """The id of the project's network, made if missing.
+
+        Workers provisioning in one project at once may each create the network, and
+        Docker allows two networks of one name. Every caller then settles on the same
+        one, the oldest, and removes the others, which nothing has joined yet.
+        """
         name = network_name(project_id)
-        if self.find("networks", name) is None:
+        found = self._networks(name)
+        if not found:
             logger.info("creating network %s", name)
-            self.call(
-                f"create network {name}",
-                lambda: self.client.networks.create(
-                    name, driver="bridge", labels={"cellar.project": project_id}
-                ),
-            )
-        return name
+            try:
+                self.call(
+                    f"create network {name}",
+                    lambda: self.client.networks.create(
+                        name,
+                        driver="bridge",
+                        labels={"cellar.project": project_id},
+                        options={"com.docker.network.bridge.name": bridge_name(project_id)},
+                    ),
+                )
+            except ComputeError:
+                if not self._networks(name):  # not a rival's network that won the race
+                    raise
+            found = self._networks(name)
+        keep, *extra = found
+        for network in extra:
+            logger.info("removing duplicate network %s (%s)", name, network["Id"][:12])
+            remove = functools.partial(self.client.api.remove_network, network["Id"])
+            self.remove_named(name, remove)
+        return str(keep["Id"])
+
+    def _networks(self, name: str) -> list[dict[str, Any]]:
+        """Networks called exactly ``name``, the oldest first (ties by id)."""
+        listed = self.call(f"list networks {name}", lambda: self.client.api.networks(names=[name]))
+        exact = [n for n in listed if n.get("Name") == name]
+        return sorted(exact, key=lambda n: (created(n.get("Created", "")), n["Id"]))
 
     def ensure_volume(self, instance_id: str, project_id: str, size_gb: int) -> str:
         if self.volumes is not None:
@@ -149,6 +209,9 @@ class DockerDriver:
             logger.info("creating container %s from %s", name, spec.image)
             container = self.call(f"create container {name}", lambda: self._create(spec))
         if container.status != "running":
+            if self.firewall.enabled:  # the access rules hold before the port first opens
+                port = bound_port(container, spec.engine_port)
+                self.firewall.apply(Allowed.of(spec.instance_id, port, spec.allowed_cidrs))
             self.remount_volume(spec.instance_id)
             try:
                 self.call(f"start container {name}", container.start)
@@ -193,7 +256,7 @@ class DockerDriver:
                 f"{spec.engine_port}/tcp": (spec.publish_host, free_port(spec.publish_host)),
                 f"{spec.agent_port}/tcp": ("127.0.0.1", free_port("127.0.0.1")),
             },
-            network=network_name(spec.project_id),
+            network=self.ensure_network(spec.project_id),
             restart_policy={"Name": "unless-stopped"},
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
             **HARDENING,
@@ -292,14 +355,16 @@ class DockerDriver:
 
     def remove_network_if_unused(self, project_id: str) -> bool:
         name = network_name(project_id)
-        network = self.find("networks", name)
-        if network is None:
-            return False
-        self.call(f"inspect network {name}", network.reload)
-        if network.attrs.get("Containers"):
-            return False
-        logger.info("removing network %s", name)
-        return self.remove_named(name, network.remove)
+        removed = False
+        for listed in self._networks(name):
+            network_id = str(listed["Id"])
+            inspect = functools.partial(self.client.api.inspect_network, network_id)
+            if self.call(f"inspect network {name}", inspect).get("Containers"):
+                continue
+            logger.info("removing network %s (%s)", name, network_id[:12])
+            remove = functools.partial(self.client.api.remove_network, network_id)
+            removed = self.remove_named(name, remove) or removed
+        return removed
 
     def remove_named(self, name: str, remove: Callable[[], object]) -> bool:
         """Run ``remove``; False when the thing was already gone (someone else removed it)."""

@@ -31,7 +31,6 @@ from taskmanager.drivers.docker import (
     container_name,
     free_port,
     host_port,
-    network_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -248,7 +247,7 @@ class EndpointDriver:
                 f"{RW_PORT}/tcp": (publish_host, rw_port or free_port(publish_host)),
                 f"{RO_PORT}/tcp": (publish_host, ro_port or free_port(publish_host)),
             },
-            network=network_name(project_id),
+            network=self.compute.ensure_network(project_id),
             mem_limit=MEMORY,
             memswap_limit=MEMORY,
             restart_policy={"Name": "unless-stopped"},

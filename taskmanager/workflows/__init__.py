@@ -5,6 +5,7 @@ from __future__ import annotations
 from cellar.workflows import WorkflowName
 from taskmanager.workflow import Workflow
 from taskmanager.workflows import (
+    access_rules,
     backup,
     configure,
     delete,
@@ -29,6 +30,7 @@ WORKFLOWS: dict[WorkflowName, Workflow] = {
     WorkflowName.RESIZE_FLAVOR: resize.RESIZE,
     WorkflowName.RESIZE_VOLUME: resize_volume.RESIZE_VOLUME,
     WorkflowName.APPLY_CONFIGURATION: configure.APPLY,
+    WorkflowName.APPLY_ACCESS: access_rules.APPLY_ACCESS,
     WorkflowName.BACKUP: backup.BACKUP,
     WorkflowName.DELETE_BACKUP: backup.DELETE_BACKUP,
     WorkflowName.VERIFY_BACKUP: verify.VERIFY,

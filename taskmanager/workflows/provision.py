@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from cellar import catalog, pki
+from cellar.access import Access
 from cellar.models import utcnow
 from cellar.status import InstanceStatus
 from cellar.workflows import WorkflowName
+from taskmanager import certificates, network_access
 from taskmanager.agent_client import NewUser
 from taskmanager.context import StepContext
 from taskmanager.drivers.base import ContainerSpec
@@ -37,8 +39,9 @@ def start_container(ctx: StepContext) -> Decision:
     flavor = catalog.FLAVORS[instance.flavor_id]
     if version is None:
         raise StepFailed(f"datastore version {instance.datastore_version} is no longer offered")
-    tls_dir = pki.agent_folder(settings.home, instance.id)
-    pki.ensure_agent_files(pki.Authority.from_home(settings.home), tls_dir, instance.id)
+    authority = pki.Authority.from_home(settings.home)
+    tls_dir, _ = certificates.ensure(authority, settings, instance.id, instance.tls_required)
+    access = Access.of(instance.access)
     spec = ContainerSpec(
         instance_id=instance.id,
         project_id=instance.project_id,
@@ -48,7 +51,8 @@ def start_container(ctx: StepContext) -> Decision:
         engine_port=version.port,
         agent_port=catalog.AGENT_PORT,
         data_path=DATA_PATH,
-        publish_host=settings.publish_host,
+        publish_host=network_access.publish_host(settings, access),
+        allowed_cidrs=access.allowed_cidrs,
         request_id=ctx.task.request_id,
         tls_dir=str(tls_dir),
     )
@@ -56,7 +60,7 @@ def start_container(ctx: StepContext) -> Decision:
         ports = ctx.services.compute.ensure_container(spec)
     except ImageMissing as exc:
         raise StepFailed(f"{exc.message}; build it with `make images`") from exc
-    instance.host = settings.advertise_host
+    instance.host = network_access.address(settings, access)
     instance.port = ports.engine
     instance.agent_port = ports.agent
     return NEXT

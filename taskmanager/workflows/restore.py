@@ -2,8 +2,10 @@
 
 ``check_backups`` proves every backup of the chain (full first, then its incrementals)
 matches its recorded SHA-256 before anything is created, and ``restore_data`` streams
-them into the new instance's agent, checking the digest again on the way. Both do
-nothing when the instance is not made from a backup.
+them into the new instance's agent, checking the digest again on the way. The digest is
+of the bytes as stored (encrypted, for an encrypted backup); the storage decrypts and
+checks each chunk before the agent gets it. Both do nothing when the instance is not
+made from a backup.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 from cellar import catalog
 from cellar.errors import AgentError
 from cellar.models import ArchiveSegment, Backup, Instance
 from cellar.status import BackupStatus
 from taskmanager.archive import archive_key
-from taskmanager.backup_storage import BackupMissing, StorageError
+from taskmanager.backup_storage import BackupMissing, Digest, StorageError
 from taskmanager.context import StepContext
 from taskmanager.workflow import NEXT, Decision, StepFailed
 from taskmanager.workflows import wal_increments
@@ -86,11 +87,19 @@ def check_backups(ctx: StepContext) -> Decision:
     return NEXT
 
 
-def _checked(ctx: StepContext, backup: Backup, digest: hashlib._Hash) -> Iterator[bytes]:
-    for block in ctx.services.storage.reader(storage_key(backup)):
-        digest.update(block)
-        ctx.keep_lease()
-        yield block
+def _stored(
+    ctx: StepContext, key: str, digest: Digest, failed: list[StorageError]
+) -> Iterator[bytes]:
+    """The bytes of ``key`` for an agent, ``digest`` fed the bytes as stored (what the
+    recorded checksum covers). A storage error also goes to ``failed``: the agent call
+    that streams them may report it as a failure of its own (gRPC reads the stream)."""
+    try:
+        for block in ctx.services.storage.reader(key, digest):
+            ctx.keep_lease()
+            yield block
+    except StorageError as exc:
+        failed.append(exc)
+        raise
 
 
 def restore_data(ctx: StepContext) -> Decision:
@@ -101,11 +110,13 @@ def restore_data(ctx: StepContext) -> Decision:
     ctx.session.commit()  # nothing pending while the bytes flow; the lease is kept apart
     physical = [b for b in backups if b.format != wal_increments.FORMAT]
     for position, backup in enumerate(physical):
-        digest = hashlib.sha256()
+        digest, failed = hashlib.sha256(), list[StorageError]()
+        blocks = _stored(ctx, storage_key(backup), digest, failed)
         try:
-            agent.restore(backup.type, position, backup.format or "", _checked(ctx, backup, digest),
-                          deadline)  # fmt: skip
+            agent.restore(backup.type, position, backup.format or "", blocks, deadline)
         except AgentError as exc:
+            if failed:
+                raise StepFailed(failed[0].message) from failed[0]
             raise StepFailed(f"restoring backup {backup.id} failed: {exc.message}") from exc
         except StorageError as exc:
             raise StepFailed(exc.message) from exc
@@ -122,13 +133,15 @@ def _restore_archive(ctx: StepContext, position: int) -> None:
     version = catalog.DATASTORES[instance.datastore].version(instance.datastore_version)
     form = version.archive_format if version else ""
     for offset, segment in enumerate(archive(ctx)):
-        digest = hashlib.sha256()
+        digest, failed = hashlib.sha256(), list[StorageError]()
         key = archive_key(_source(ctx, segment), segment.name)
-        blocks = _digested(ctx, ctx.services.storage.reader(key), digest)
+        blocks = _stored(ctx, key, digest, failed)
         try:
             agent.restore("archive", position + offset, form, blocks,
                           ctx.services.settings.backup_deadline, name=segment.name)  # fmt: skip
         except AgentError as exc:
+            if failed:
+                raise StepFailed(failed[0].message) from failed[0]
             raise StepFailed(
                 f"replaying archive file {segment.name} failed: {exc.message}"
             ) from exc
@@ -136,10 +149,3 @@ def _restore_archive(ctx: StepContext, position: int) -> None:
             raise StepFailed(exc.message) from exc
         if digest.hexdigest() != segment.checksum:
             raise StepFailed(f"archive file {segment.name} changed while it was restored")
-
-
-def _digested(ctx: StepContext, blocks: Iterator[bytes], digest: Any) -> Iterator[bytes]:
-    for block in blocks:
-        digest.update(block)
-        ctx.keep_lease()
-        yield block

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from cellar.models import ArchiveSegment, Backup
 from taskmanager import archive
+from taskmanager.backup_storage import BackupDamaged
 from taskmanager.context import StepContext
 from taskmanager.workflow import StepFailed
 
@@ -57,7 +58,9 @@ def take(ctx: StepContext, backup: Backup, parent: Backup, key: str) -> None:
 def segment_ids(ctx: StepContext, backup: Backup, key: str) -> list[str]:
     """The archive segments an incremental's manifest names."""
     try:
-        manifest = json.loads(b"".join(ctx.services.storage.reader(key)))
+        manifest = json.loads(b"".join(ctx.services.storage.reader(key)))  # a few kB
         return [str(segment["id"]) for segment in manifest["segments"]]
+    except BackupDamaged as exc:
+        raise StepFailed(exc.message) from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise StepFailed(f"backup {backup.id} holds no readable WAL manifest") from exc

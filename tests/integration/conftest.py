@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import engines
 from tests.integration.identity import Identity
 from tests.integration.keystone import KeystoneServer, installed
 from tests.integration.services import PostgresServer, RabbitServer
@@ -67,6 +68,7 @@ def stack(
         home = root / "home"
         home.mkdir()
         running = start_stack(home, extra, identity)
+        engines.CA_FILE = home / "ca.crt"
         try:
             yield running
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,6 +12,23 @@ import pymysql
 import redis
 
 LOGIN_ERRORS = (psycopg.OperationalError, pymysql.err.OperationalError, redis.RedisError)
+# Cellar's CA certificate, to check the engines' certificates (Redis speaks TLS alone);
+# the stack fixture sets it once Cellar has made its CA.
+CA_FILE: Path | None = None
+
+
+def redis_client(host: str, port: int, **kwargs: Any) -> redis.Redis:
+    """A client of a Redis instance's TLS port that checks the server's certificate."""
+    checked = CA_FILE is not None
+    return redis.Redis(
+        host=host,
+        port=port,
+        ssl=True,
+        ssl_ca_certs=str(CA_FILE) if checked else None,
+        ssl_check_hostname=checked,
+        ssl_cert_reqs="required" if checked else "none",
+        **kwargs,
+    )
 
 
 @contextlib.contextmanager
@@ -35,9 +53,7 @@ def session(
         finally:
             conn.close()
     else:
-        client = redis.Redis(
-            host=host, port=port, username=user, password=password, socket_timeout=10
-        )
+        client = redis_client(host, port, username=user, password=password, socket_timeout=10)
         try:
             client.ping()
             yield client

@@ -99,3 +99,38 @@ def test_the_container_is_hardened_and_the_superuser_gains_nothing(
     assert "CapEff: 0000000000000000" in text and "NoNewPrivs: 1" in text, text
     assert "PRIVATE KEY" not in text and text.count("Permission denied") >= 3, text
     assert lines[-1] == "end"
+
+
+def test_a_symlink_the_superuser_plants_is_not_followed_by_the_agent(
+    instance: dict[str, Any],
+) -> None:
+    api, view = instance["api"], instance["view"]
+    container = docker.from_env().containers.get(f"cellar-{view['id']}")
+    root = api.call("POST", f"/instances/{view['id']}/root").json()["user"]
+    with session("postgresql", view["connection"], root["name"], root["password"]) as conn:
+        pgdata = conn.execute("SHOW data_directory").fetchone()[0]
+        # the file the agent rewrites for a configuration group, made a link to a root path
+        plant = f"ln -sfn /etc/cellar-proof {pgdata}/cellar-user.conf"
+        conn.execute(f"COPY (SELECT 1) TO PROGRAM $${plant}$$")
+    assert container.exec_run(["test", "-L", f"{pgdata}/cellar-user.conf"]).exit_code == 0
+
+    made = api.call("POST", "/configurations", json={"configuration": {
+        "name": "bait", "values": {"work_mem": 8192},
+        "datastore": {"type": "postgresql", "version": "15"}}})  # fmt: skip
+    assert made.status_code == 200, made.text
+    config_id = made.json()["configuration"]["id"]
+    attach = {"instance": {"configuration": config_id}}
+    assert api.call("PUT", f"/instances/{view['id']}", json=attach).status_code == 202
+    for task in api.instance_tasks(view["id"]):
+        if task["state"] == "RUNNING":
+            api.wait_task(task["id"], within=120)
+    # the root-run agent refused the link and wrote nothing through it
+    tasks = api.instance_tasks(view["id"])
+    assert any(t["state"] == "FAILED" and "is a symlink" in str(t) for t in tasks), tasks
+    assert container.exec_run(["test", "-e", "/etc/cellar-proof"]).exit_code == 1
+    detach = {"instance": {"configuration": None}}
+    api.call("PUT", f"/instances/{view['id']}", json=detach)
+    for task in api.instance_tasks(view["id"]):
+        if task["state"] == "RUNNING":
+            api.wait_task(task["id"], within=120)
+    api.call("DELETE", f"/configurations/{config_id}")

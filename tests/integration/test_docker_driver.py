@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -18,13 +19,15 @@ from taskmanager.drivers.docker import (
     DockerDriver,
     ImageMissing,
     container_name,
+    created,
+    network_name,
     volume_name,
 )
 from tests.integration.stack import leftovers, remove_leftovers
 
 
 @pytest.fixture
-def project() -> Iterator[str]:
+def project(stack: object) -> Iterator[str]:  # the stack's metadata names the leftovers
     name = f"drv-{uuid.uuid4().hex[:10]}"
     yield name
     remove_leftovers(name)
@@ -91,3 +94,17 @@ def test_a_missing_image_is_reported_as_such(project: str) -> None:
     driver.ensure_network(project)
     with pytest.raises(ImageMissing, match="image not found"):
         driver.ensure_container(wanted)
+
+
+def test_workers_creating_a_project_network_at_once_settle_on_one(project: str) -> None:
+    client = docker.from_env()
+    name = network_name(project)
+    # two networks of one name, as two workers racing to create it would leave
+    made = [client.networks.create(name, labels={"cellar.project": project}) for _ in range(2)]
+    oldest = min(made, key=lambda n: (created(n.attrs["Created"]), n.id)).id
+    with ThreadPoolExecutor(4) as pool:
+        chosen = set(pool.map(lambda _: DockerDriver().ensure_network(project), range(4)))
+    assert chosen == {oldest}
+    assert [n.id for n in client.networks.list(names=[name])] == [oldest]
+    assert DockerDriver().remove_network_if_unused(project) is True
+    assert client.networks.list(names=[name]) == []

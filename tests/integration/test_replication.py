@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from benchmarks.writer import CounterWriter, Login, connect, prepare_counter, stored, write_one
+from tests.integration import engines
 from tests.integration.stack import Api
 
 PASSWORD = "Replica-pass-42"
@@ -54,7 +55,8 @@ def create_replicas(
 
 def login(datastore: str, where: dict[str, Any]) -> Login:
     database = "" if datastore == "redis" else "shop"
-    return Login(datastore, where["host"], where["port"], "app", PASSWORD, database)
+    ca_file = str(engines.CA_FILE or "")
+    return Login(datastore, where["host"], where["port"], "app", PASSWORD, database, ca_file)
 
 
 def stored_at(datastore: str, where: dict[str, Any]) -> set[int]:

@@ -94,6 +94,7 @@ KINDS: dict[str, Kind] = {
     "/v1.0/<project_id>/instances/<instance_id>/log/<name>": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/replication_events": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/root": PROJECT,
+    "/v1.0/<project_id>/instances/<instance_id>/ssl": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/tasks": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/users": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/users/<user>": PROJECT,

@@ -90,7 +90,34 @@ def test_agent_files_are_private_and_written_again_only_when_needed(tmp_path: Pa
     assert not pki.ensure_agent_files(authority, folder, "inst-1")
     assert pki.ensure_agent_files(authority, folder, "inst-2")  # another instance's
     held = pki.read_agent_files(folder)
-    assert (held is not None and "inst-2.agent.cellar" in held.certificate.decode()) or held
+    assert held is not None
+    names = parsed(held).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert names.value.get_values_for_type(x509.DNSName) == ["inst-2.agent.cellar"]
+
+
+def test_the_engine_certificate_names_every_address_and_carries_the_policy(
+    tmp_path: Path,
+) -> None:
+    authority = pki.Authority.from_home(tmp_path / "home")
+    folder = tmp_path / "tls"
+    names = ["cellar-inst-1", "db.example", "127.0.0.1", "::1"]
+    assert pki.ensure_engine_files(authority, folder, names, required=True)
+    held = pki.Issued.read(
+        (folder / pki.ENGINE_CERT).read_bytes(), (folder / pki.ENGINE_KEY).read_bytes()
+    )
+    san = parsed(held).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["cellar-inst-1", "db.example"]
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
+    usage = parsed(held).extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]
+    assert (folder / pki.ENGINE_POLICY).read_text().strip() == '{"required": true}'
+    for name in (pki.ENGINE_CERT, pki.ENGINE_KEY, pki.ENGINE_POLICY):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
+    assert not pki.ensure_engine_files(authority, folder, names, required=True)
+    assert pki.ensure_engine_files(authority, folder, names, required=False)  # policy only
+    assert (folder / pki.ENGINE_CERT).read_bytes() == held.certificate
+    assert pki.ensure_engine_files(authority, folder, [*names, "10.0.0.5"])  # a new name
+    assert (folder / pki.ENGINE_CERT).read_bytes() != held.certificate
 
 
 def test_the_beat_renews_what_is_due_and_removes_what_is_left(
@@ -102,7 +129,7 @@ def test_the_beat_renews_what_is_due_and_removes_what_is_left(
         session.execute(insert(Instance).values(**ROWS["instances"][1]))
     authority = pki.Authority.from_home(home)
     live, gone = pki.agent_folder(home, "i-1"), pki.agent_folder(home, "i-gone")
-    pki.ensure_agent_files(authority, live, "i-1")
+    certificates.ensure(authority, services.settings, "i-1", required=False)
     pki.ensure_agent_files(authority, gone, "i-gone")
     before = (live / agent_tls.CERT).read_bytes()
     assert certificates.renew(services) == 0
@@ -112,4 +139,5 @@ def test_the_beat_renews_what_is_due_and_removes_what_is_left(
     monkeypatch.setattr(pki.Issued, "due", lambda self, now=None: True)
     assert certificates.renew(services) == 1
     assert (live / agent_tls.CERT).read_bytes() != before
+    assert (live / pki.ENGINE_CERT).exists()
     assert not gone.exists()

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from guestagent.errors import UnsafePath
 from guestagent.logfile import LogFile
 
 
@@ -22,3 +25,31 @@ def test_append_rotates_past_the_size_limit(tmp_path: Path) -> None:
     assert log.size() <= 100
     assert log.rotated.exists()
     assert log.tail(1) == ["entry 29"]
+
+
+def test_a_linked_log_is_neither_written_nor_read(tmp_path: Path) -> None:
+    outside = tmp_path / "shadow"
+    outside.write_bytes(b"root's secret\n")
+    folder = tmp_path / "data" / "log"
+    folder.mkdir(parents=True)
+    (folder / "engine.log").symlink_to(outside)
+    log = LogFile(folder / "engine.log")
+
+    log.append("a line the tenant wants in root's file")
+    log.append("and another one")
+
+    assert outside.read_bytes() == b"root's secret\n"
+    with pytest.raises(UnsafePath, match="symlink"):
+        log.tail(5)
+
+
+def test_a_log_folder_swapped_for_a_link_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "etc"
+    outside.mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "log").symlink_to(outside, target_is_directory=True)
+    log = LogFile(tmp_path / "data" / "log" / "engine.log")
+
+    log.append("a line")
+
+    assert list(outside.iterdir()) == []

@@ -25,6 +25,7 @@ from taskmanager.drivers.endpoints import (
     tar_of,
     wait_listening,
 )
+from tests.unit.fakes import NetworksApi
 
 HAPROXY = Path("/usr/sbin/haproxy")
 BAKED_CONFIG = Path(__file__).resolve().parents[3] / "images/haproxy/haproxy.cfg"
@@ -205,6 +206,7 @@ class FakeContainers:
 
 class FakeClient:
     def __init__(self) -> None:
+        self.api = NetworksApi()
         self.containers = FakeContainers()
 
 
@@ -227,7 +229,7 @@ def test_ensure_creates_configures_and_starts_the_container(client: FakeClient) 
     (container,) = client.containers.created
     assert container.name == "cellar-endpoint-s1"
     assert container.kwargs["labels"] == {"cellar.endpoint": "s1", "cellar.project": "p1"}
-    assert container.kwargs["network"] == "cellar-net-p1"
+    assert container.kwargs["network"] == "id-cellar-net-p1"  # the id of the project network
     assert container.kwargs["restart_policy"] == {"Name": "unless-stopped"}
     config = render(PRIMARY, REPLICAS)
     assert container.files == {

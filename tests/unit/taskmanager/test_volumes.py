@@ -22,6 +22,7 @@ from taskmanager.drivers.volumes import (
     VolumeNotResizable,
     run_tool,
 )
+from tests.unit.fakes import NetworksApi
 
 
 class FakeHost:
@@ -187,6 +188,7 @@ class FakeContainers:
 
 class FakeClient:
     def __init__(self) -> None:
+        self.api = NetworksApi()
         self.containers = FakeContainers()
         self.volumes = FakeContainers()
 

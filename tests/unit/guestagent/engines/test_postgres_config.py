@@ -64,7 +64,9 @@ def test_write_config_includes_once_and_reports_changes(tmp_path: Path) -> None:
     assert main.count(INCLUDE_LINE) == 1
     assert "shared_buffers = 128MB" in (tmp_path / "cellar.conf").read_text()
     assert (tmp_path / "pg_hba.conf").read_text() == render_hba()
+    assert "ssl = off" in (tmp_path / "cellar-tls.conf").read_text()  # no certificate given
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cellar-tls.conf",
         "cellar.conf",
         "pg_hba.conf",
         "postgresql.conf",

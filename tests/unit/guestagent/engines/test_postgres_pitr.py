@@ -194,6 +194,19 @@ def test_recovery_without_a_moment_replays_the_whole_archive(
     assert not (fresh.pgdata / RECOVERY_FILE).exists()
 
 
+def test_a_past_moment_after_the_last_archived_commit_recovers_the_whole_archive(
+    fresh: PostgresEngine, history: History
+) -> None:
+    restore_all(fresh, history)
+    # later than every archived commit but past: the segment open then had closed already
+    moment = datetime.datetime.now(datetime.UTC) - datetime.timedelta(milliseconds=50)
+
+    fresh.prepare(PrepareRequest(restored=True, memory_mb=256, restore_time=moment.isoformat()))
+
+    assert items(fresh) == {"before-backup", "A", "B"}
+    assert not (fresh.pgdata / RECOVERY_FILE).exists()
+
+
 def test_a_moment_after_the_end_of_the_archive_is_an_error(
     fresh: PostgresEngine, history: History
 ) -> None:
