@@ -13,16 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from guestagent.engines.os_user import OsUser, write_if_changed
+from guestagent.engines.os_user import write_if_changed
 from guestagent.errors import UnsafePath
+from tests.unit.guestagent.test_safe_files import NOBODY, snapshot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="giving files away needs root")
-NOBODY = OsUser("nobody")
-
-
-def snapshot(path: Path) -> tuple[bytes, int, int, int]:
-    info = path.stat()
-    return path.read_bytes(), info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)
 
 
 @pytest.fixture
