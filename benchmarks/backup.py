@@ -53,6 +53,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 
 from benchmarks.common import (
     DEFAULT_VERSIONS,
+    Server,
     children,
     cmdline,
     given,
@@ -72,6 +73,7 @@ ACTIVE_DEADLINE = 1800.0
 REDIS_SHARE_OF_MAXMEMORY = 0.78  # values plus Redis's per-key overhead stay under maxmemory
 TARGET_RATIO = 0.8
 TARGET_PEAK_MB = 150.0
+TARGET_ENCRYPTED_RATIO = 0.9  # encrypted backups against unencrypted ones, same run
 
 # Times a command inside the container: start, tool done, file fsynced (ns), file size.
 TIMED = (
@@ -489,10 +491,30 @@ def rounded(values: list[float | None]) -> float | None:
     return round(max(known), 1) if known else None
 
 
+def plain_backup(api: Api, server: Server, instance_id: str, name: str) -> tuple[float, int]:
+    """One backup through the same Cellar started again without backup encryption: its
+    seconds and stored bytes (Cellar is started again as it was afterwards)."""
+    server.restart({"CELLAR_BACKUP_ENCRYPTION": "off"})
+    try:
+        api.wait_idle(instance_id, 120)
+        began = time.monotonic()
+        backup_id = api.start_backup(instance_id, f"{name}-unencrypted")
+        done = api.wait_backup_ended(backup_id)
+        seconds = time.monotonic() - began
+    finally:
+        server.restart()
+    if done["status"] != "COMPLETED":
+        raise RuntimeError(f"backup {backup_id} {done['status']}: {done.get('fault')}")
+    return seconds, int(done["size_bytes"])
+
+
 def measure(
     api: Api, client: docker.DockerClient, engine: Engine, args: argparse.Namespace,
-    flavor: Flavor, serve_pid: int | None,
+    flavor: Flavor, server: Server | None,
 ) -> dict[str, Any]:  # fmt: skip
+    """Backups of one engine through Cellar, encrypted and (with a Cellar of our own,
+    started again with ``CELLAR_BACKUP_ENCRYPTION=off`` for each) unencrypted, and the
+    engine's own tool, in turns."""
     size_mb = args.size_mb
     notes: list[str] = []
     if engine.name == "redis":
@@ -525,21 +547,23 @@ def measure(
         "container_mb": cgroup.usage_mb,
         "container_anon_mb": cgroup.anon_mb,
     }
-    if serve_pid is not None:
-        probes["worker_rss_mb"] = lambda: worker_rss_mb(serve_pid)
+    if server is not None:
+        probes["worker_rss_mb"] = lambda: worker_rss_mb(server.pid)
     idle = {name: probe() for name, probe in probes.items()}
     cellar_s: list[float] = []
     cellar_bytes: list[int] = []
     raw_s: list[float] = []
     raw_sync_s: list[float] = []
     raw_bytes: list[int] = []
+    plain_s: list[float] = []  # Cellar with CELLAR_BACKUP_ENCRYPTION=off
+    plain_bytes: list[int] = []
     peaks: list[dict[str, float | None]] = []
     cpu: list[dict[str, float]] = []
 
     def cpu_now() -> dict[str, float]:
         now = {"agent": cpu_s(agent), "container": cgroup.cpu_s() or 0.0}
-        if serve_pid is not None:
-            now["worker"] = sum(cpu_s(p) for p in worker_pids(serve_pid))
+        if server is not None:
+            now["worker"] = sum(cpu_s(p) for p in worker_pids(server.pid))
         return now
 
     backup_id = ""
@@ -560,6 +584,10 @@ def measure(
         raw_s.append(tool_s)
         raw_sync_s.append(synced_s)
         raw_bytes.append(size)
+        if server is not None:
+            seconds, size = plain_backup(api, server, instance_id, f"bench-{engine.name}-{run}")
+            plain_s.append(seconds)
+            plain_bytes.append(size)
         progress(
             f"{engine.name} run {run}: Cellar {cellar_bytes[-1] / MB:.0f} MB in "
             f"{cellar_s[-1]:.1f} s; raw {size / MB:.0f} MB in {tool_s:.1f} s "
@@ -596,12 +624,25 @@ def measure(
             {k: None if v is None else round(v, 1) for k, v in p.items()} for p in peaks
         ],
     }
-    if serve_pid is not None:
+    if server is not None:
         notes.append(
             "the worker is one process for the whole benchmark: its RSS before this "
             "datastore's backups is memory.idle_before.worker_rss_mb"
         )
-    if serve_pid is None:
+    plain: dict[str, Any] = {}
+    encryption_ratio = None
+    if plain_s:
+        plain_rate = rates(plain_s, plain_bytes)
+        encryption_ratio = cellar_rate["median"] / plain_rate["median"]
+        plain = {
+            "size_bytes": plain_bytes,
+            "seconds": [round(s, 2) for s in plain_s],
+            "mb_per_s": plain_rate,
+        }
+    if server is None:
+        notes.append(
+            "unencrypted backups not measured: --url names a Cellar this run cannot restart"
+        )
         notes.append("worker memory not measured: --url names a Cellar this run did not start")
     return {
         "version": DEFAULT_VERSIONS[engine.name],
@@ -617,6 +658,10 @@ def measure(
             "mb_per_s": cellar_rate,
             "cpu_s_per_run": cpu,
         },
+        "cellar_backup_unencrypted": plain,
+        "encrypted_vs_unencrypted_ratio_median": (
+            None if encryption_ratio is None else round(encryption_ratio, 2)
+        ),
         "raw_backup": {
             "tool": engine.tool,
             "size_bytes": raw_bytes,
@@ -635,6 +680,9 @@ def measure(
         "memory": memory,
         "targets_met": {
             "ratio_at_least_0.8": ratio >= TARGET_RATIO,
+            "encrypted_at_least_0.9_of_unencrypted": None
+            if encryption_ratio is None
+            else encryption_ratio >= TARGET_ENCRYPTED_RATIO,
             "worker_under_150_mb": None if worker_peak is None else worker_peak < TARGET_PEAK_MB,
             "agent_under_150_mb": None if agent_peak is None else agent_peak < TARGET_PEAK_MB,
         },
@@ -668,7 +716,7 @@ def main() -> int:
         for name in datastores:
             engine = ENGINES[name](secrets.token_urlsafe(18))
             try:
-                results[name] = measure(api, client, engine, args, flavor, served.serve_pid)
+                results[name] = measure(api, client, engine, args, flavor, served.server)
             except Exception as exc:  # noqa: BLE001 - one engine failing leaves the others
                 progress(f"{name} failed: {exc}")
                 results[name] = {"error": str(exc)}
@@ -691,7 +739,11 @@ def main() -> int:
         "memory_sampling": f"every {SAMPLE_EVERY * 1000:.0f} ms during each Cellar backup; "
         "agent = the guest agent process alone (VmRSS), container = its memory cgroup "
         "(with page cache; anon = without)",
-        "targets": {"ratio_median": TARGET_RATIO, "peak_rss_mb": TARGET_PEAK_MB},
+        "targets": {
+            "ratio_median": TARGET_RATIO,
+            "encrypted_vs_unencrypted": TARGET_ENCRYPTED_RATIO,
+            "peak_rss_mb": TARGET_PEAK_MB,
+        },
         "results": results,
         "containers_left_behind": left,
     }

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ class Cellar:
     serve_pid: int | None = None
     token: str = ""
     project_id: str = ""
+    server: Server | None = None  # ours, to start again with other settings
 
     @property
     def base(self) -> str:
@@ -104,21 +105,49 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Server:
+    """A ``cellar serve`` of our own in ``home``, which can start again with other
+    settings (its instances' containers run on meanwhile)."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home, self.port = home, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, settings: Mapping[str, str] | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CELLAR_")}
+        env.update({"CELLAR_HOME": str(self.home), "CELLAR_API_PORT": str(self.port)})
+        env.update(settings or {})
+        with open(self.home / "serve.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cellar.cli.main", "serve"], env=env, stdout=log, stderr=log
+            )
+        wait(lambda: _answers(self.url), 90, "the private Cellar API")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+    def restart(self, settings: Mapping[str, str] | None = None) -> None:
+        """Stop, then serve again with ``settings`` (``CELLAR_*`` variables) added."""
+        self.stop()
+        self.start(settings)
+
+
 @contextmanager
 def private_cellar(project: str = "") -> Iterator[Cellar]:
     """A ``cellar serve`` of our own, stopped (with its children) on exit, and a member
     of a new project ``project`` in it."""
     with tempfile.TemporaryDirectory(prefix="cellar-bench-", ignore_cleanup_errors=True) as home:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CELLAR_")}
-        env.update({"CELLAR_HOME": home, "CELLAR_API_PORT": str(port)})
-        log = open(Path(home) / "serve.log", "wb")
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "cellar.cli.main", "serve"], env=env, stdout=log, stderr=log
-        )
-        url = f"http://127.0.0.1:{port}"
+        server = Server(Path(home), free_port())
         try:
-            wait(lambda: _answers(url), 90, "the private Cellar API")
+            server.start()
             admin = openrc(Path(home) / "admin-openrc")
             admin_token, _ = password_login(
                 admin["OS_AUTH_URL"],
@@ -128,11 +157,9 @@ def private_cellar(project: str = "") -> Iterator[Cellar]:
             )
             name = project or f"bench-{secrets.token_hex(4)}"
             token, project_id = project_member(admin["OS_AUTH_URL"], admin_token, name)
-            yield Cellar(url, serve.pid, token, project_id)
+            yield Cellar(server.url, server.pid, token, project_id, server)
         finally:
-            serve.send_signal(signal.SIGTERM)
-            serve.wait(timeout=60)
-            log.close()
+            server.stop()
 
 
 @contextmanager

@@ -14,9 +14,11 @@ spreads and the ratio.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -144,6 +146,25 @@ def raw_run(client: docker.DockerClient, image: str, datastore: str, flavor: Fla
         container.remove(force=True)
 
 
+def tls_setup_runs(runs: int) -> list[float]:
+    """Seconds the worker spends giving one new instance its certificates and TLS policy
+    (``certificates.ensure``: the agent's and the engine's keys and certificates), the part
+    of provisioning that TLS adds on the control plane's side."""
+    from cellar import pki
+    from cellar import settings as settings_module
+    from taskmanager import certificates
+
+    found: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="cellar-bench-tls-") as home:
+        settings = dataclasses.replace(settings_module.load(), home=Path(home))
+        authority = pki.Authority.from_home(Path(home))
+        for _ in range(runs):
+            began = time.monotonic()
+            certificates.ensure(authority, settings, str(uuid.uuid4()), False)
+            found.append(time.monotonic() - began)
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -165,6 +186,7 @@ def main() -> int:
         for _ in range(args.runs):
             cellar.append(cellar_run(base, served.token, args.datastore, args.version, flavor))
             raw.append(raw_run(client, image, args.datastore, flavor))
+    tls = tls_setup_runs(max(args.runs, 5))
     result = {
         "benchmark": "provision",
         "datastore": args.datastore,
@@ -175,6 +197,13 @@ def main() -> int:
         "cellar_post_to_active": summary(cellar),
         "raw_docker_run_to_connect": summary(raw),
         "ratio_median": round(statistics.median(cellar) / statistics.median(raw), 2),
+        "tls": {
+            "what": "the raw baseline serves no TLS; Cellar's instance serves TLS on its engine "
+            "port and mutual TLS on its agent's; this is the worker's certificate work per "
+            "instance, inside cellar_post_to_active",
+            "certificates_ensure": summary(tls),
+            "share_of_cellar_median": round(statistics.median(tls) / statistics.median(cellar), 4),
+        },
     }
     print(json.dumps(result, indent=2))
     return 0

@@ -83,6 +83,9 @@ def cmd_instance(args: argparse.Namespace, client: Client) -> int:
             body["volume"] = {"size": args.size or 1}
         if args.datastore or not args.restore:
             body["datastore"] = {"type": args.datastore or "postgresql", "version": args.version}
+        body["access"] = {"is_public": args.public, "allowed_cidrs": args.allowed_cidr}
+        if args.require_tls:
+            body["tls"] = {"required": True}
         view = client.call("POST", "/instances", {"instance": body})["instance"]
         if args.wait:
             code = wait_for(client, view["id"], args.timeout)
@@ -103,6 +106,10 @@ def cmd_instance(args: argparse.Namespace, client: Client) -> int:
         else:
             emit({**view, "ssl": ssl}, args.format)
             print(f"ca_certificate (verify the engine's certificate with it):\n{pem.strip()}")
+    elif args.action == "update":
+        change = _instance_change(args)
+        client.call("PUT", f"/instances/{args.id}", {"instance": change})
+        print(f"updating instance {args.id}: {', '.join(sorted(change))}", file=sys.stderr)
     elif args.action == "ca":  # the PEM alone: cellar instance ca ID > ca.pem
         print(client.call("GET", f"/instances/{args.id}/ssl")["ssl"]["ca_certificate"].strip())
     elif args.action == "delete":
@@ -111,6 +118,20 @@ def cmd_instance(args: argparse.Namespace, client: Client) -> int:
         if args.wait:
             return wait_for(client, args.id, args.timeout, gone_ok=True)
     return 0
+
+
+def _instance_change(args: argparse.Namespace) -> dict[str, Any]:
+    """The body of ``cellar instance update``: only what the flags ask to change."""
+    change: dict[str, Any] = {}
+    if args.name:
+        change["name"] = args.name
+    if args.allowed_cidr or args.any_source:
+        change["access"] = {"allowed_cidrs": [] if args.any_source else args.allowed_cidr}
+    if args.tls is not None:
+        change["tls"] = {"required": args.tls == "required"}
+    if not change:
+        raise CliError("instance update: give --name, --allowed-cidr, --any-source or --tls")
+    return change
 
 
 def cmd_database(args: argparse.Namespace, client: Client) -> int:
@@ -250,12 +271,25 @@ def parser() -> argparse.ArgumentParser:
         "--user", action="append", default=[],
         help="NAME:PASSWORD (or NAME to be asked); granted every --database; repeatable",
     )  # fmt: skip
+    create.add_argument(
+        "--public", action="store_true",
+        help="publish the port on CELLAR_PUBLIC_HOST (default: the private address)",
+    )  # fmt: skip
+    for command in (create, update := inst_sub.add_parser("update")):
+        command.add_argument(
+            "--allowed-cidr", action="append", default=[], metavar="CIDR",
+            help="only this network may connect (repeatable; default: any)",
+        )  # fmt: skip
+    create.add_argument("--require-tls", action="store_true", help="refuse plaintext logins")
+    update.add_argument("--name", help="a new name")
+    update.add_argument("--any-source", action="store_true", help="let any network connect")
+    update.add_argument("--tls", choices=("required", "optional"), help="the TLS policy")
     for command in (create, inst_sub.add_parser("delete")):
         command.add_argument("--wait", action="store_true", help="show progress until done")
         command.add_argument("--timeout", type=float, default=600.0)
     inst_sub.add_parser("list")
     inst_sub.add_parser("ca", help="print the CA certificate that signed the engine's")
-    for name in ("show", "delete", "ca"):
+    for name in ("show", "delete", "ca", "update"):
         found = inst_sub.choices[name] if name in inst_sub.choices else inst_sub.add_parser(name)
         found.add_argument("id")
 
