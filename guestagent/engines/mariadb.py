@@ -67,6 +67,7 @@ from guestagent.logfile import LogFile
 logger = logging.getLogger(__name__)
 
 RULES = parameters.rules_for("mariadb", "10.11")
+TMP_DIR = "tmp"  # the server's tmpdir, in the data folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +105,8 @@ class MariadbEngine(SqlEngine):
             owner=self.owner,
             start_timeout=self.options.start_timeout,
             log_file=LogFile(self.data_dir / "log" / "mariadb.log"),
+            # on the data volume: the container's /tmp is small and in memory
+            tmpdir=self.data_dir / TMP_DIR,
         )
         self.admin = MariadbAdmin(self.process)
         self.backups = MariadbBackups(
@@ -240,6 +243,7 @@ class MariadbEngine(SqlEngine):
             bind_address=self.options.bind_address,
             memory_mb=memory_mb,
             binlog_dir=self.archive.binlog_dir,
+            tmpdir=self.process.tmpdir,
             tls=self.tls.files(),
         )
 

@@ -55,6 +55,7 @@ class ServerSettings:
     bind_address: str = "*"
     memory_mb: int = 0
     binlog_dir: Path | None = None  # default: ``binlog`` next to ``datadir``
+    tmpdir: Path | None = None  # sorts and temporary tables; None: the server's default
     tls: TlsFiles | None = None  # the engine's certificate; None: no TLS
 
     @property
@@ -82,6 +83,7 @@ def render_settings(settings: ServerSettings, user_file: Path) -> str:
         f"port = {int(settings.port)}",
         f"bind-address = {settings.bind_address}",
         "skip-name-resolve",
+        *([f"tmpdir = {settings.tmpdir}"] if settings.tmpdir else []),
         "character-set-server = utf8mb4",
         f"innodb_buffer_pool_size = {buffer_pool_mb(settings.memory_mb)}M",
         # The continuous archive: every commit, durably, in row events; never expired.

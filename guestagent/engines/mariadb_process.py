@@ -66,8 +66,10 @@ class MariadbProcess(ServerProcess):
         owner: OsUser,
         start_timeout: float = 60.0,
         log_file: LogFile | None = None,
+        tmpdir: Path | None = None,
     ) -> None:
         super().__init__(datadir / "mariadbd.pid", owner, start_timeout, log_file, port)
+        self.tmpdir = tmpdir
         self.basedir = basedir
         self.datadir = datadir
         self.defaults_file = defaults_file
@@ -144,6 +146,8 @@ class MariadbProcess(ServerProcess):
 
     def _before_spawn(self) -> None:
         safe_files.make_dir(self.socket.parent, self.owner)
+        if self.tmpdir is not None:
+            safe_files.make_dir(self.tmpdir, self.owner, mode=0o700)
 
     def _probe(self) -> str | None:
         """Whether ``SELECT 1`` works over the socket."""

@@ -1,10 +1,13 @@
-"""The Docker compute driver: one container, one volume per instance, one network per project.
+"""The Docker compute driver: one container, two volumes per instance, one network per project.
 
 Every resource is named after its owner's id and looked up before it is made, so
 a step that runs twice finds its own earlier work. Errors of the Docker SDK are
 translated into ``ComputeError`` here and nowhere else. With ``volumes`` (the
 loop backend) each instance's data is a size-enforced loop-mounted file system
 bound into the container; without, a plain Docker volume whose size is not enforced.
+The container's root file system is read-only: besides the data, an instance writes
+only to its spool volume (the archive the engine keeps beside its data: PostgreSQL's
+WAL, MariaDB's binary log) and to small in-memory folders for sockets and scratch.
 With a ``firewall``, a container's access rules are put in place before it first starts.
 """
 
@@ -15,6 +18,7 @@ import hashlib
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 import docker
@@ -39,6 +43,12 @@ HARDENING: dict[str, Any] = {
     "cap_add": list(CAPABILITIES),
     "security_opt": ["no-new-privileges:true"],
     "pids_limit": PIDS_LIMIT,
+    "read_only": True,
+    # sockets, the agent's copy of its TLS files, and tools' scratch; never programs
+    "tmpfs": {
+        "/run": "rw,nosuid,nodev,noexec,size=16m,mode=0755",
+        "/tmp": "rw,nosuid,nodev,noexec,size=64m,mode=1777",  # noqa: S108 (inside the container)
+    },
 }
 
 T = TypeVar("T")
@@ -80,6 +90,10 @@ def container_name(instance_id: str) -> str:
 
 def volume_name(instance_id: str) -> str:
     return f"cellar-data-{instance_id}"
+
+
+def spool_name(instance_id: str) -> str:
+    return f"cellar-spool-{instance_id}"
 
 
 def created(stamp: str) -> str:
@@ -225,27 +239,29 @@ class DockerDriver:
 
     def _create(self, spec: ContainerSpec) -> Any:
         memory = f"{spec.memory_mb}m"
-        data: dict[str, Any] = {
-            "volumes": {volume_name(spec.instance_id): {"bind": spec.data_path, "mode": "rw"}}
-        }
+        labels = {LABEL: spec.instance_id, "cellar.project": spec.project_id}
+        # the folder that holds the data mount; Docker makes the volume on first use
+        spool = docker.types.Mount(
+            str(PurePosixPath(spec.data_path).parent),
+            spool_name(spec.instance_id),
+            type="volume",
+            labels=labels,
+        )
+        data = docker.types.Mount(spec.data_path, volume_name(spec.instance_id), type="volume")
         if self.volumes is not None and self.volumes.exists(spec.instance_id):
             # a bind of the folder inside the mounted file system: Docker refuses to
             # start the container while that file system is not mounted
             source = str(self.volumes.data_dir(spec.instance_id))
-            data = {"mounts": [docker.types.Mount(spec.data_path, source, type="bind")]}
+            data = docker.types.Mount(spec.data_path, source, type="bind")
+        mounts = [spool, data]
         if spec.tls_dir:
-            tls = docker.types.Mount(TLS_PATH, spec.tls_dir, type="bind", read_only=True)
-            data["mounts"] = [*data.get("mounts", []), tls]
+            mounts.append(docker.types.Mount(TLS_PATH, spec.tls_dir, type="bind", read_only=True))
         return self.client.containers.create(
             spec.image,
             name=container_name(spec.instance_id),
             detach=True,
             init=True,
-            labels={
-                LABEL: spec.instance_id,
-                "cellar.project": spec.project_id,
-                "cellar.request_id": spec.request_id,
-            },
+            labels={**labels, "cellar.request_id": spec.request_id},
             environment={"CELLAR_INSTANCE_ID": spec.instance_id},
             mem_limit=memory,
             memswap_limit=memory,
@@ -259,8 +275,8 @@ class DockerDriver:
             network=self.ensure_network(spec.project_id),
             restart_policy={"Name": "unless-stopped"},
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+            mounts=mounts,
             **HARDENING,
-            **data,
         )
 
     def published_ports(self, instance_id: str, engine_port: int, agent_port: int) -> Ports | None:
@@ -345,13 +361,16 @@ class DockerDriver:
         self.volumes.grow(instance_id, size_gb, offline=offline)
 
     def remove_volume(self, instance_id: str) -> bool:
+        """Remove the instance's data and its spool; False if neither was there."""
         removed = self.volumes is not None and self.volumes.remove(instance_id)
-        name = volume_name(instance_id)
-        volume = self.find("volumes", name)
-        if volume is None:
-            return removed
-        logger.info("removing volume %s", name)
-        return self.remove_named(name, lambda: volume.remove(force=True))
+        for name in (volume_name(instance_id), spool_name(instance_id)):
+            volume = self.find("volumes", name)
+            if volume is not None:
+                logger.info("removing volume %s", name)
+                removed = (
+                    self.remove_named(name, functools.partial(volume.remove, force=True)) or removed
+                )
+        return removed
 
     def remove_network_if_unused(self, project_id: str) -> bool:
         name = network_name(project_id)

@@ -84,11 +84,13 @@ def test_the_container_is_hardened_and_the_superuser_gains_nothing(
     assert host["CapDrop"] == ["ALL"] and sorted(host["CapAdd"]) == sorted(CAPABILITIES)
     assert host["SecurityOpt"] == ["no-new-privileges:true"]
     assert host["PidsLimit"] == PIDS_LIMIT
+    assert host["ReadonlyRootfs"] is True
     root = api.call("POST", f"/instances/{view['id']}/root").json()["user"]
     shell = (
         "(id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; "
         "cat /etc/cellar/tls/agent.key 2>&1 | head -c 200; ls /etc/cellar/tls 2>&1; "
-        "cat /proc/1/environ 2>&1 | head -c 100; echo end) | tr '\\t\\\\' '  '"
+        "cat /proc/1/environ 2>&1 | head -c 100; touch /var/lib/postgresql/proof 2>&1; "
+        "echo end) | tr '\\t\\\\' '  '"
     )
     with session("postgresql", view["connection"], root["name"], root["password"]) as conn:
         conn.execute("CREATE TEMP TABLE seen (line text)")
@@ -98,6 +100,7 @@ def test_the_container_is_hardened_and_the_superuser_gains_nothing(
     assert lines[0] == "999", text  # the engine's own user, not root
     assert "CapEff: 0000000000000000" in text and "NoNewPrivs: 1" in text, text
     assert "PRIVATE KEY" not in text and text.count("Permission denied") >= 3, text
+    assert "Read-only file system" in text, text  # not even the engine user's own home
     assert lines[-1] == "end"
 
 

@@ -21,6 +21,7 @@ from taskmanager.drivers.docker import (
     container_name,
     created,
     network_name,
+    spool_name,
     volume_name,
 )
 from tests.integration.stack import leftovers, remove_leftovers
@@ -71,8 +72,15 @@ def test_ensure_is_idempotent_and_remove_cleans_up(project: str, tmp_path: Path)
     assert sorted(host_config["CapAdd"]) == sorted(CAPABILITIES)
     assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
     assert host_config["PidsLimit"] == PIDS_LIMIT
-    tls_mount = next(m for m in container.attrs["Mounts"] if m["Destination"] == TLS_PATH)
-    assert tls_mount["RW"] is False
+    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+    assert mounts[TLS_PATH]["RW"] is False
+    assert mounts["/var/lib/cellar"]["Name"] == spool_name(wanted.instance_id)
+    assert mounts["/var/lib/cellar/data"]["Name"] == volume_name(wanted.instance_id)
+    assert host_config["ReadonlyRootfs"] is True
+    assert sorted(host_config["Tmpfs"]) == ["/run", "/tmp"]
+    written = container.exec_run(["sh", "-c", "touch /usr/proof || true; touch /run/ok"])
+    assert b"Read-only file system" in written.output, written.output
+    assert container.exec_run(["test", "-e", "/run/ok"]).exit_code == 0
     agent_binding = container.attrs["NetworkSettings"]["Ports"][f"{catalog.AGENT_PORT}/tcp"][0]
     assert agent_binding["HostIp"] == "127.0.0.1"
     assert driver.container_state(wanted.instance_id) == "running"
@@ -85,7 +93,8 @@ def test_ensure_is_idempotent_and_remove_cleans_up(project: str, tmp_path: Path)
     assert driver.remove_volume(wanted.instance_id) is False
     assert driver.remove_network_if_unused(project) is True
     assert leftovers(project) == []
-    assert volume_name(wanted.instance_id) not in [v.name for v in docker.from_env().volumes.list()]
+    names = [v.name for v in docker.from_env().volumes.list()]
+    assert not {volume_name(wanted.instance_id), spool_name(wanted.instance_id)} & set(names)
 
 
 def test_a_missing_image_is_reported_as_such(project: str) -> None:

@@ -204,9 +204,13 @@ def test_the_container_binds_the_folder_inside_the_mounted_volume(
                          "/var/lib/cellar/data", "127.0.0.1")  # fmt: skip
     with pytest.raises(ComputeError, match="stop here"):
         driver.ensure_container(spec)
-    (mount,) = client.containers.created["mounts"]
+    spool, mount = client.containers.created["mounts"]
     assert mount["Type"] == "bind"
     assert (mount["Source"], mount["Target"]) == (str(volumes.data_dir("i1")), spec.data_path)
+    assert (spool["Type"], spool["Source"], spool["Target"]) == (
+        "volume", "cellar-spool-i1", "/var/lib/cellar")  # fmt: skip
+    assert spool["VolumeOptions"]["Labels"] == {"cellar.instance": "i1", "cellar.project": "p1"}
+    assert client.containers.created["read_only"] is True
     assert "volumes" not in client.containers.created
     driver.grow_volume("i1", 2)
     with pytest.raises(VolumeNotResizable, match="not enforced"):

@@ -148,6 +148,8 @@ def test_binary_logging_is_on_in_a_folder_of_its_own(source: MariadbEngine) -> N
     )
     assert admin.variable("binlog_format") == "ROW"
     assert admin.variable("server_id") == "1"
+    # sorts and temporary tables on the data volume, not in the container's small /tmp
+    assert admin.variable("tmpdir") == str(source.data_dir / "tmp")
     assert admin.variable("sync_binlog") == "1"
     assert float(admin.variable("expire_logs_days") or "nan") == 0
     binlog_dir = source.data_dir.parent / "binlog"
