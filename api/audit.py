@@ -98,7 +98,7 @@ def login(method: str, part: object, outcome: str, reason: str = "") -> None:
 
 def after(response: Response) -> None:
     """What no handler recorded: failed changes, refusals, admins' reads elsewhere."""
-    if g.get("audited") or request.path in ("/", "/favicon.ico"):
+    if g.get("audited") or request.path in ("/", "/v1.0/", "/healthcheck", "/favicon.ico"):
         return
     status = response.status_code
     project = str((request.view_args or {}).get("project_id") or "")

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 TOKEN_HEADER = "X-Auth-Token"  # noqa: S105 - a header name
 PUBLIC = {
     ("GET", "/"),
+    ("GET", "/v1.0/"),
+    ("GET", "/healthcheck"),
     ("GET", "/identity"),
     ("GET", "/identity/"),
     ("GET", "/identity/v3"),

@@ -1,15 +1,20 @@
-"""Read-only catalog: API versions, flavors and datastores."""
+"""Read-only catalog: API versions, the health check, flavors and datastores."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
+from api.state import services
 from cellar import catalog, parameters
 from cellar.errors import NotFound
 
+logger = logging.getLogger(__name__)
 blueprint = Blueprint("catalog", __name__)
 
 
@@ -18,20 +23,38 @@ def link(path: str) -> list[dict[str, str]]:
     return [{"href": href, "rel": "self"}, {"href": href, "rel": "bookmark"}]
 
 
+def version_entry() -> dict[str, Any]:
+    return {
+        "id": "v1.0",
+        "status": "CURRENT",
+        "updated": "2012-08-01T00:00:00Z",
+        "links": [{"href": request.host_url.rstrip("/") + "/v1.0/", "rel": "self"}],
+    }
+
+
 @blueprint.get("/")
 def versions() -> ResponseReturnValue:
-    return jsonify(
-        {
-            "versions": [
-                {
-                    "id": "v1.0",
-                    "status": "CURRENT",
-                    "updated": "2012-08-01T00:00:00Z",
-                    "links": [{"href": request.host_url.rstrip("/") + "/v1.0/", "rel": "self"}],
-                }
-            ]
-        }
-    )
+    return jsonify({"versions": [version_entry()]})
+
+
+@blueprint.get("/v1.0/")
+def version() -> ResponseReturnValue:
+    """The one version's document, for clients that discover from the versioned URL."""
+    return jsonify({"version": version_entry()})
+
+
+@blueprint.get("/healthcheck")
+def healthcheck() -> ResponseReturnValue:
+    """200 ``OK`` while the metadata database answers (HEAD: 204), else 503 and why."""
+    try:
+        with services().db.session() as session:
+            session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        logger.warning("health check: the metadata database does not answer: %s", exc)
+        return Response("the metadata database does not answer\n", 503, mimetype="text/plain")
+    if request.method == "HEAD":
+        return Response(status=204)
+    return Response("OK\n", 200, mimetype="text/plain")
 
 
 def flavor_view(project_id: str, flavor: catalog.Flavor) -> dict[str, Any]:

@@ -39,6 +39,8 @@ Kind = str | dict[str, str]
 IDENTITY = "/identity/v3"
 KINDS: dict[str, Kind] = {
     "/": PUBLIC,
+    "/v1.0/": PUBLIC,
+    "/healthcheck": PUBLIC,
     "/identity": PUBLIC,
     "/identity/": PUBLIC,
     f"{IDENTITY}": PUBLIC,
