@@ -24,7 +24,7 @@ from taskmanager.backup_storage import STALE_SCRATCH
 
 CONTAINER = "cellar-"
 ENDPOINT = "cellar-endpoint-"
-VOLUME = "cellar-data-"
+INSTANCE_LABEL = "cellar.instance"  # on the data and spool volumes alike
 
 
 def running_tasks(db: Database, project: str) -> list[str]:
@@ -85,7 +85,7 @@ def _docker_leftovers(project: str, live: set[str], sets: set[str]) -> list[str]
             elif name.removeprefix(CONTAINER) not in live:
                 found.append(f"container of no live instance: {name} ({container.status})")
         for volume in client.volumes.list(filters=label):
-            if volume.name.removeprefix(VOLUME) not in live:
+            if (volume.attrs.get("Labels") or {}).get(INSTANCE_LABEL) not in live:
                 found.append(f"Docker volume of no live instance: {volume.name}")
         return found
     finally:
