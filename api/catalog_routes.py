@@ -142,13 +142,17 @@ def show_version(project_id: str, datastore: str, version: str) -> ResponseRetur
     return jsonify({"version": version_view(project_id, found)})
 
 
-@blueprint.get("/v1.0/<project_id>/datastores/versions/<version_id>")
-def show_version_by_id(project_id: str, version_id: str) -> ResponseReturnValue:
+def _version_by_id(version_id: str) -> catalog.DatastoreVersion:
     for datastore in catalog.DATASTORES.values():
         found = datastore.version(version_id)
         if found is not None:
-            return jsonify({"version": version_view(project_id, found)})
+            return found
     raise NotFound(f"datastore version {version_id!r} does not exist")
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/versions/<version_id>")
+def show_version_by_id(project_id: str, version_id: str) -> ResponseReturnValue:
+    return jsonify({"version": version_view(project_id, _version_by_id(version_id))})
 
 
 def parameter_view(version: catalog.DatastoreVersion, rule: parameters.Rule) -> dict[str, Any]:
@@ -175,18 +179,35 @@ def _version_of(datastore: str, version: str) -> catalog.DatastoreVersion:
     return found
 
 
-@blueprint.get("/v1.0/<project_id>/datastores/<datastore>/versions/<version>/parameters")
-def list_parameters(project_id: str, datastore: str, version: str) -> ResponseReturnValue:
-    found = _version_of(datastore, version)
+def _parameters(found: catalog.DatastoreVersion) -> ResponseReturnValue:
     rules = parameters.rules_for(found.datastore, found.name)
     views = [parameter_view(found, rule) for _, rule in sorted(rules.items())]
     return jsonify({"configuration-parameters": views})
 
 
-@blueprint.get("/v1.0/<project_id>/datastores/<datastore>/versions/<version>/parameters/<name>")
-def show_parameter(project_id: str, datastore: str, version: str, name: str) -> ResponseReturnValue:
-    found = _version_of(datastore, version)
+def _parameter(found: catalog.DatastoreVersion, name: str) -> ResponseReturnValue:
     rule = parameters.rules_for(found.datastore, found.name).get(name)
     if rule is None:
         raise NotFound(f"{found.datastore} {found.name} has no parameter {name!r} that Cellar sets")
     return jsonify(parameter_view(found, rule))
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/<datastore>/versions/<version>/parameters")
+def list_parameters(project_id: str, datastore: str, version: str) -> ResponseReturnValue:
+    return _parameters(_version_of(datastore, version))
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/<datastore>/versions/<version>/parameters/<name>")
+def show_parameter(project_id: str, datastore: str, version: str, name: str) -> ResponseReturnValue:
+    return _parameter(_version_of(datastore, version), name)
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/versions/<version_id>/parameters")
+def list_parameters_by_id(project_id: str, version_id: str) -> ResponseReturnValue:
+    """The stock client's form: the version named by its id alone."""
+    return _parameters(_version_by_id(version_id))
+
+
+@blueprint.get("/v1.0/<project_id>/datastores/versions/<version_id>/parameters/<name>")
+def show_parameter_by_id(project_id: str, version_id: str, name: str) -> ResponseReturnValue:
+    return _parameter(_version_by_id(version_id), name)

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from cellar import catalog
 from tests.unit.api.support import client_for
 
 BASE = "/v1.0/proj1"
@@ -33,6 +34,20 @@ def test_parameter_rules_are_listed_per_version(client: FlaskClient) -> None:
     assert one.get_json()["name"] == "work_mem"
     missing = client.get(f"{BASE}/datastores/postgresql/versions/15/parameters/shared_buffers")
     assert missing.status_code == 404
+
+
+def test_parameter_rules_are_found_by_the_version_id(client: FlaskClient) -> None:
+    version = catalog.DATASTORES["mariadb"].version("10.11")
+    assert version is not None
+    base = f"{BASE}/datastores/versions/{version.id}/parameters"
+    by_name = client.get(f"{BASE}/datastores/mariadb/versions/10.11/parameters").get_json()
+    assert client.get(base).get_json() == by_name
+    one = client.get(f"{base}/max_connections").get_json()
+    assert (one["name"], one["datastore_version_id"]) == ("max_connections", version.id)
+    assert client.get(f"{base}/work_mem").status_code == 404
+    unknown = client.get(f"{BASE}/datastores/versions/no-such-version/parameters")
+    assert unknown.status_code == 404
+    assert "no-such-version" in unknown.get_json()["itemNotFound"]["message"]
 
 
 @pytest.mark.parametrize(
