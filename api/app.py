@@ -29,6 +29,7 @@ from api import (
     identity,
     instance_tls,
     instances,
+    live_configuration,
     mgmt,
     pages,
     quotas,
@@ -104,6 +105,7 @@ def create_app(svc: state.Services | None = None, checks: auth.Auth | None = Non
     app.register_blueprint(audit_routes.blueprint)
     app.register_blueprint(engine_logs.blueprint)
     app.register_blueprint(configurations.blueprint)
+    app.register_blueprint(live_configuration.blueprint)
     app.register_blueprint(replication_events.blueprint)
     app.register_blueprint(quotas.blueprint)
     app.register_blueprint(mgmt.blueprint)

@@ -1,8 +1,10 @@
-"""The engine's superuser: ``POST /instances/{id}/root`` enables it, ``GET`` tells whether it is.
+"""The engine's superuser: ``POST /instances/{id}/root`` enables it, ``GET`` tells whether
+it is, ``DELETE`` disables it again.
 
 Enabling is a task like any change, but the caller needs the password at once, so the
 request waits (boundedly) for the task and answers with the password only once; if the
 task is still running then, the answer is 202 with the password and the task to follow.
+Disabling waits the same way and answers 204, or 202 with the task.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from api import audit, body, replicas
@@ -19,7 +21,7 @@ from api.instance_checks import busy_check, load_instance
 from api.state import services
 from api.views import task_view
 from cellar import catalog, names
-from cellar.errors import Busy, CellarError, Unavailable
+from cellar.errors import Busy, CellarError, NotFound, Unavailable
 from cellar.models import Task
 from cellar.status import TaskState
 from cellar.tasks import start_task
@@ -66,13 +68,47 @@ def enable_root(project_id: str, instance_id: str) -> ResponseReturnValue:
     user = {"name": catalog.ROOT_USERS[datastore], "password": password}
     finished = _wait(task_id)
     if finished is None:
-        with svc.db.session() as session:
-            running = session.get(Task, task_id)
-            view = task_view(running) if running else {"id": task_id}
-        return jsonify({"user": user, "task": view}), 202
+        return jsonify({"user": user, "task": _running(task_id)}), 202
     if finished.state != TaskState.COMPLETED.value:
-        raise _failure(finished)
+        raise _failure(finished, "enabling root")
     return jsonify({"user": user})
+
+
+@blueprint.delete(f"{BASE}/root")
+def disable_root(project_id: str, instance_id: str) -> ResponseReturnValue:
+    svc = services()
+    with svc.db.session() as session:
+        instance = load_instance(session, project_id, instance_id)
+        instance_version(instance)
+        replicas.refuse_on_replica(instance)
+        if instance.root_enabled_at is None:
+            raise NotFound(
+                f"the superuser of instance {instance_id} is not enabled; "
+                f"POST /v1.0/{project_id}/instances/{instance_id}/root enables it"
+            )
+        busy_check(session, instance)
+        task = start_task(
+            session, svc.secrets, project_id=project_id, workflow=WorkflowName.DISABLE_ROOT,
+            request_id=g.request_id, instance_id=instance.id,
+        )  # fmt: skip
+        audit.record(
+            session, project_id, "instance.root_disable", "instance", instance.id,
+            {"task_id": task.id},
+        )  # fmt: skip
+        task_id = task.id
+    svc.enqueue(task_id, 0.0, g.request_id)
+    finished = _wait(task_id)
+    if finished is None:
+        return jsonify({"task": _running(task_id)}), 202
+    if finished.state != TaskState.COMPLETED.value:
+        raise _failure(finished, "disabling root")
+    return Response(status=204)
+
+
+def _running(task_id: str) -> dict[str, object]:
+    with services().db.session() as session:
+        running = session.get(Task, task_id)
+        return task_view(running) if running else {"id": task_id}
 
 
 def _wait(task_id: str) -> Task | None:
@@ -88,11 +124,11 @@ def _wait(task_id: str) -> Task | None:
     return None
 
 
-def _failure(task: Task) -> CellarError:
+def _failure(task: Task, what: str) -> CellarError:
     reason = task.error or task.state.lower()
     if task.state == TaskState.CANCELLED.value:
-        return Busy(f"enabling root was cancelled: {reason}")
-    return Unavailable(f"enabling root failed: {reason}")
+        return Busy(f"{what} was cancelled: {reason}")
+    return Unavailable(f"{what} failed: {reason}")
 
 
 @blueprint.get(f"{BASE}/root")

@@ -105,6 +105,11 @@ class AgentReads:
         request = agent_pb2.TailLogRequest(name=name, lines=lines)
         return list(self._call("TailLog", self._stub.TailLog, request, None).lines)
 
+    def get_configuration(self, names: list[str]) -> dict[str, str]:
+        request = agent_pb2.GetConfigurationRequest(names=names)
+        reply = self._call("GetConfiguration", self._stub.GetConfiguration, request, None)
+        return dict(reply.values)
+
     def list_databases(self) -> list[dict[str, str]]:
         reply = self._call(
             "ListDatabases", self._stub.ListDatabases, agent_pb2.ListDatabasesRequest(), None

@@ -35,3 +35,4 @@ class WorkflowName(enum.StrEnum):
     GRANT_ACCESS = "grant_access"
     REVOKE_ACCESS = "revoke_access"
     ENABLE_ROOT = "enable_root"
+    DISABLE_ROOT = "disable_root"

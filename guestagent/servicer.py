@@ -159,6 +159,13 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
     def EnableRoot(self, request: Any, context: Any) -> Any:
         return agent_pb2.EnableRootResponse(name=self.engine.enable_root(request.password))
 
+    def GetConfiguration(self, request: Any, context: Any) -> Any:
+        values = self.engine.get_configuration(list(request.names))
+        return agent_pb2.GetConfigurationResponse(values=values)
+
+    def DisableRoot(self, request: Any, context: Any) -> Any:
+        return agent_pb2.DisableRootResponse(disabled=self.engine.disable_root())
+
     def Restart(self, request: Any, context: Any) -> Any:
         return agent_pb2.RestartResponse(status=_status(self.engine.restart()))
 

@@ -196,6 +196,10 @@ class AgentClient(AgentReads):
         request = agent_pb2.EnableRootRequest(password=password)
         return str(self._call("EnableRoot", self._stub.EnableRoot, request, None).name)
 
+    def disable_root(self) -> bool:
+        request = agent_pb2.DisableRootRequest()
+        return bool(self._call("DisableRoot", self._stub.DisableRoot, request, None).disabled)
+
     def backup(
         self, backup_id: str, kind: str, parent_checkpoint: str, timeout: float
     ) -> Iterator[bytes | BackupEnd]:

@@ -233,6 +233,12 @@ def cmd_root(args: argparse.Namespace, client: Client) -> int:
     path = f"/instances/{args.instance}/root"
     if args.action == "enable":
         emit(client.call("POST", path, {})["user"], args.format)
+    elif args.action == "disable":
+        reply = client.call("DELETE", path)
+        if reply and "task" in reply:
+            print(f"disabling the superuser; task {reply['task']['id']}", file=sys.stderr)
+        else:
+            print(f"the superuser of {args.instance} can no longer log in", file=sys.stderr)
     else:
         emit(client.call("GET", path), args.format)
     return 0
@@ -333,7 +339,7 @@ def parser() -> argparse.ArgumentParser:
 
     root = sub.add_parser("root", help="the engine's superuser")
     root_sub = root.add_subparsers(dest="action", required=True)
-    for name in ("enable", "show"):
+    for name in ("enable", "disable", "show"):
         root_sub.add_parser(name).add_argument("instance")
     replicas.add_parser(sub)
     identity.add_parsers(sub)

@@ -250,6 +250,16 @@ class Engine(abc.ABC):
         self._require_prepared()
         return self.admin.enable_root(password)
 
+    def get_configuration(self, names: list[str]) -> dict[str, str]:
+        """The running engine's values of ``names`` (those it knows)."""
+        self._require_prepared()
+        return self.admin.get_configuration(names)
+
+    def disable_root(self) -> bool:
+        """Take the superuser's network login away; False if it had none."""
+        self._require_prepared()
+        return self.admin.disable_root()
+
     def resize(self, memory_mb: int) -> bool:
         """Apply a new memory size to the derived settings; True if the engine restarted."""
         raise Unsupported(f"{self.name} cannot be resized yet")

@@ -40,6 +40,10 @@ class Admin(Protocol):
 
     def enable_root(self, password: str) -> str: ...
 
+    def disable_root(self) -> bool: ...
+
+    def get_configuration(self, names: list[str]) -> dict[str, str]: ...
+
 
 class SqlAdmin(Admin, Protocol):
     """An admin handler that also keeps named databases and the users' rights on them."""

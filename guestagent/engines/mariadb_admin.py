@@ -343,6 +343,25 @@ class MariadbAdmin:
         logger.info("enabled root over the network")
         return ROOT
 
+    def get_configuration(self, names: list[str]) -> dict[str, str]:
+        wanted = {name.lower() for name in names}
+        with self.connect() as cursor:
+            cursor.execute("SHOW GLOBAL VARIABLES")
+            rows = cursor.fetchall()
+        return {str(k).lower(): str(v) for k, v in rows if str(k).lower() in wanted}
+
+    def disable_root(self) -> bool:
+        """Drop ``root@%``; ``root`` on the local socket, the agent's own login, stays."""
+        with self.connect() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (ROOT, DEFAULT_HOST)
+            )
+            if cursor.fetchone() is None:
+                return False
+            cursor.execute("DROP USER %s@%s", (ROOT, DEFAULT_HOST))
+        logger.info("disabled root over the network")
+        return True
+
     @staticmethod
     def _grant(cursor: pymysql.cursors.Cursor, name: str, host: str, dbname: str) -> None:
         cursor.execute(

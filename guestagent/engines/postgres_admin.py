@@ -305,6 +305,25 @@ class PostgresAdmin:
         logger.info("enabled root: %s can log in with a password", SUPERUSER)
         return SUPERUSER
 
+    def get_configuration(self, names: list[str]) -> dict[str, str]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)
+            ).fetchall()
+        return {str(name): str(setting) for name, setting in rows}
+
+    def disable_root(self) -> bool:
+        """Clear the superuser's password: TCP logins need one, the local socket does not."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s", (SUPERUSER,)
+            ).fetchone()
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH PASSWORD NULL").format(sql.Identifier(SUPERUSER))
+            )
+        logger.info("disabled root: %s has no password", SUPERUSER)
+        return bool(row and row[0])
+
     def delete_user(self, request: DeleteUserRequest) -> bool:
         name = request.name
         check_identifier("user", name, RESERVED_USERS)

@@ -190,3 +190,29 @@ class RedisAdmin:
         self.run("ACL", "SAVE")
         logger.info("enabled the %s user", ROOT_USER)
         return ROOT_USER
+
+    def get_configuration(self, names: list[str]) -> dict[str, str]:
+        values = {}
+        for name in names:
+            reply = self.run("CONFIG", "GET", name)
+            if isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], bytes):
+                values[name] = reply[1].decode()
+        return values
+
+    def disable_root(self) -> bool:
+        """Turn the ``default`` user off again, with no password and no rights."""
+        was_on = b"on" in _flags(self.run("ACL", "GETUSER", ROOT_USER))
+        self.run("ACL", "SETUSER", ROOT_USER, "reset")
+        self.run("ACL", "SAVE")
+        logger.info("disabled the %s user", ROOT_USER)
+        return was_on
+
+
+def _flags(reply: Reply) -> list[bytes]:
+    """The ``flags`` of an ``ACL GETUSER`` reply (a flat list of names and values)."""
+    if not isinstance(reply, list):
+        return []
+    for key, value in zip(reply[::2], reply[1::2], strict=False):
+        if key == b"flags" and isinstance(value, list):
+            return [f for f in value if isinstance(f, bytes)]
+    return []

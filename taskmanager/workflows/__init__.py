@@ -46,6 +46,7 @@ WORKFLOWS: dict[WorkflowName, Workflow] = {
     WorkflowName.GRANT_ACCESS: users.GRANT_ACCESS,
     WorkflowName.REVOKE_ACCESS: users.REVOKE_ACCESS,
     WorkflowName.ENABLE_ROOT: users.ENABLE_ROOT,
+    WorkflowName.DISABLE_ROOT: users.DISABLE_ROOT,
 }
 
 

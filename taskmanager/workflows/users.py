@@ -95,6 +95,14 @@ def enable_root(ctx: StepContext) -> Decision:
     return NEXT
 
 
+def disable_root(ctx: StepContext) -> Decision:
+    agent = ctx.agent
+    if not agent_call(agent.disable_root):
+        logger.info("the superuser of %s had no network login any more", ctx.instance.id)
+    ctx.instance.root_enabled_at = None
+    return NEXT
+
+
 def copy_users_to_replicas(ctx: StepContext) -> Decision:
     """Where users do not travel with the data (Redis ACLs), a primary's replicas copy
     them again: following the same primary once more copies its users."""
@@ -133,3 +141,4 @@ REVOKE_ACCESS = _one_step(
     WorkflowName.REVOKE_ACCESS, revoke_access, "revoking access to a database"
 )
 ENABLE_ROOT = _one_step(WorkflowName.ENABLE_ROOT, enable_root, "enabling the superuser")
+DISABLE_ROOT = _one_step(WorkflowName.DISABLE_ROOT, disable_root, "disabling the superuser")

@@ -183,6 +183,13 @@ class FakeAgent:
         self.applied.append(dict(values))
         return "max_connections" in values
 
+    def get_configuration(self, names: list[str]) -> dict[str, str]:
+        self._maybe_fail("get_configuration")
+        values = {"max_connections": "100", "work_mem": "4096"}
+        for applied in self.applied:
+            values.update(applied)
+        return {name: values[name] for name in names if name in values}
+
     def restart(self, timeout: float) -> str:
         self._maybe_fail("restart")
         return self.restart_state
@@ -324,6 +331,11 @@ class FakeAgent:
         self._maybe_fail("enable_root")
         self.root_password = password
         return "postgres"
+
+    def disable_root(self) -> bool:
+        self._maybe_fail("disable_root")
+        had, self.root_password = self.root_password != "", ""
+        return had
 
 
 class Queue:

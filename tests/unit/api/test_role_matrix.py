@@ -83,6 +83,8 @@ KINDS: dict[str, Kind] = {
     "/v1.0/<project_id>/datastores/<datastore>/versions/<version>/parameters": PROJECT,
     "/v1.0/<project_id>/datastores/<datastore>/versions/<version>/parameters/<name>": PROJECT,
     "/v1.0/<project_id>/datastores/versions/<version_id>": PROJECT,
+    "/v1.0/<project_id>/datastores/versions/<version_id>/parameters": PROJECT,
+    "/v1.0/<project_id>/datastores/versions/<version_id>/parameters/<name>": PROJECT,
     "/v1.0/<project_id>/flavors": PROJECT,
     "/v1.0/<project_id>/flavors/<flavor_id>": PROJECT,
     "/v1.0/<project_id>/instances": PROJECT,
@@ -90,6 +92,7 @@ KINDS: dict[str, Kind] = {
     "/v1.0/<project_id>/instances/<instance_id>": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/action": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/backups": PROJECT,
+    "/v1.0/<project_id>/instances/<instance_id>/configuration": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/databases": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/databases/<name>": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/log": PROJECT,
@@ -130,6 +133,8 @@ BODIES: dict[tuple[str, str], Any] = {
         "users": [{"name": "bob", "password": PASSWORD, "databases": [{"name": "shop"}]}]},
     ("PUT", "/v1.0/<project_id>/instances/<instance_id>/users"): {
         "users": [{"name": "alice", "password": PASSWORD}]},
+    ("POST", "/v1.0/<project_id>/instances/<instance_id>/users/<user>"): {
+        "users": {"password": PASSWORD, "databases": [{"name": "shop"}]}},
     ("PUT", "/v1.0/<project_id>/instances/<instance_id>/users/<user>"): {
         "user": {"password": PASSWORD}},
     ("PUT", "/v1.0/<project_id>/instances/<instance_id>/users/<user>/databases"): {

@@ -166,6 +166,35 @@ def test_root_enable_waits_for_its_task_and_returns_the_password_once(
     assert user["password"] not in "".join(details)
 
 
+def test_root_disable_takes_the_network_login_away(client: FlaskClient, world: Any) -> None:
+    instance_id = active(client, world)
+    root = f"{BASE}/instances/{instance_id}/root"
+    never = client.delete(root)
+    assert never.status_code == 404
+    assert "not enabled" in never.get_json()["itemNotFound"]["message"]
+    done = threading.Event()
+
+    def worker() -> None:
+        while not done.is_set():
+            world[3].drain(world[0])
+            done.wait(0.05)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert client.post(root).status_code == 200
+        reply = client.delete(root)
+    finally:
+        done.set()
+        thread.join()
+    assert reply.status_code == 204, reply.get_data(as_text=True)
+    assert world[2].root_password == ""
+    assert client.get(root).get_json() == {"rootEnabled": False}
+    with world[0].db.session() as session:
+        actions = [a.action for a in session.scalars(select(AuditEvent))]
+    assert actions[-1] == "instance.root_disable"
+
+
 def test_root_enable_refuses_a_bad_password(client: FlaskClient, world: Any) -> None:
     instance_id = active(client, world)
     reply = client.post(f"{BASE}/instances/{instance_id}/root", json={"password": "a\nb"})

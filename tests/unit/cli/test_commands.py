@@ -137,6 +137,14 @@ def test_root_enable_prints_the_password_once(capsys: pytest.CaptureFixture[str]
     }
 
 
+def test_root_disable_sends_a_delete(capsys: pytest.CaptureFixture[str]) -> None:
+    client = RecordingClient(None)
+    args = cli.parser().parse_args(["root", "disable", "i1"])
+    assert cli.cmd_root(args, client) == 0  # type: ignore[arg-type]
+    assert client.sent == [("DELETE", "/instances/i1/root", None)]
+    assert "can no longer log in" in capsys.readouterr().err
+
+
 def test_backup_create_and_restore_send_troves_bodies() -> None:
     client = RecordingClient({"backup": {"id": "b1", "status": "NEW"}})
     args = cli.parser().parse_args(["backup", "create", "i1", "nightly", "--incremental"])

@@ -313,6 +313,10 @@ class FakeEngine(Engine):
         self._call("enable_root", "***")
         return "superuser"
 
+    def disable_root(self) -> bool:
+        self._call("disable_root", None)
+        return True
+
     def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
         self._call("backup", request)
         yield from self.backup_chunks

@@ -63,6 +63,12 @@ class MemoryAdmin:
     def enable_root(self, password: str) -> str:
         return "root"
 
+    def disable_root(self) -> bool:
+        return True
+
+    def get_configuration(self, names: list[str]) -> dict[str, str]:
+        return {}
+
     def create_database(self, request: Database) -> bool:
         created = request.name not in self.databases
         self.databases.setdefault(request.name, request)

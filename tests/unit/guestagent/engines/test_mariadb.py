@@ -238,6 +238,11 @@ def test_enable_root_lets_root_in_over_tcp_with_every_privilege(mdb: MariadbEngi
     assert denied(mdb, "root", "r00t-secret")
     login(mdb, "root", "r00t-other").close()
 
+    assert mdb.disable_root() is True
+    assert denied(mdb, "root", "r00t-other")
+    assert mdb.disable_root() is False
+    assert mdb.list_databases()  # the agent's own login still works
+
 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_names_are_rejected_before_any_sql(mdb: MariadbEngine, name: str) -> None:
@@ -339,6 +344,8 @@ def test_configuration_applies_live_or_waits_for_a_restart(mdb: MariadbEngine) -
         assert query(conn, "SELECT @@max_connections") == [(321,)]
     finally:
         conn.close()
+    running = mdb.get_configuration(["max_connections", "slow_query_log", "no_such_thing"])
+    assert running == {"max_connections": "321", "slow_query_log": "OFF"}
     assert mdb.apply_configuration({"performance_schema": "true"}) is True
     assert mdb.admin.variable("max_connections") == "151"  # dropped: back to the default
     assert "performance_schema = on" in (mdb.data_dir / "cellar-user.cnf").read_text()

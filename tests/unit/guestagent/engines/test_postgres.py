@@ -139,6 +139,12 @@ def test_root_enable_lets_the_superuser_in_over_tcp(pg: PostgresEngine) -> None:
             "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
         ).fetchone() == (True,)
 
+    assert pg.disable_root() is True
+    with pytest.raises(psycopg.OperationalError):
+        login(pg, "postgres", "root-Pass-9", "postgres")
+    assert pg.disable_root() is False
+    assert pg.list_databases() is not None  # the agent's own login still works
+
 
 def test_create_list_and_delete_a_database_idempotently(pg: PostgresEngine) -> None:
     assert pg.create_database(Database("reports")) is True
@@ -421,6 +427,8 @@ def test_configuration_applies_live_or_waits_for_a_restart(fresh: PostgresEngine
     assert fresh.apply_configuration({"work_mem": "16384"}) is False
     with login(fresh, "alice", ALICE_PASSWORD, "shop") as conn:
         assert conn.execute("SHOW work_mem").fetchone() == ("16MB",)
+    running = fresh.get_configuration(["work_mem", "max_connections", "no_such_thing"])
+    assert running == {"work_mem": "16384", "max_connections": "100"}
     assert fresh.apply_configuration({"max_connections": "150"}) is True
     fresh.restart()
     with login(fresh, "alice", ALICE_PASSWORD, "shop") as conn:

@@ -184,6 +184,15 @@ def test_enable_root_gives_a_working_default_login(rds: RedisEngine) -> None:
         client.ping()
     assert "default" not in [u.name for u in rds.list_users()]
 
+    assert rds.disable_root() is True
+    with (
+        login(rds, "default", "root-Pw-1234") as client,
+        pytest.raises(redis.exceptions.AuthenticationError),
+    ):
+        client.ping()
+    assert rds.disable_root() is False
+    assert rds.list_users() is not None  # the agent's own login still works
+
 
 def test_resize_changes_maxmemory_live(rds: RedisEngine) -> None:
     assert rds.resize(1024) is False
@@ -199,6 +208,8 @@ def test_apply_configuration_sets_dynamic_values_and_reports_static_ones(
     assert config(rds, "maxmemory-policy") == "volatile-ttl"
     assert config(rds, "timeout") == "300"
     assert config(rds, "lazyfree-lazy-eviction") == "no"  # left out: back to the default
+    running = rds.get_configuration(["timeout", "maxmemory-policy", "no-such-thing"])
+    assert running == {"timeout": "300", "maxmemory-policy": "volatile-ttl"}
 
     assert rds.apply_configuration({"databases": "32"}) is True
     assert config(rds, "databases") == "16"
