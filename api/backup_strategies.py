@@ -3,10 +3,15 @@
 ``{"backup_strategy": {"instance_id", "schedule": "0 3 * * *", "keep_count": 7,
 "keep_days": 30, "verify": true, "incremental": false}}``. One strategy per instance: a
 new one replaces the old. Beat starts each backup when its schedule comes (UTC).
+
+The stock client's body, ``{"instance_id", "swift_container"}``, is the same with every
+extra left at its default: a backup every day at 03:00 UTC, all of them kept. Backups go
+to Cellar's backup storage whatever the container; its name is kept and shown.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -25,6 +30,8 @@ from cellar.models import BackupStrategy, new_id, utcnow
 
 blueprint = Blueprint("backup_strategies", __name__)
 PATH = "/v1.0/<project_id>/backup_strategies"
+DEFAULT_SCHEDULE = "0 3 * * *"
+CONTAINER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 
 def strategy_view(strategy: BackupStrategy) -> dict[str, Any]:
@@ -33,7 +40,7 @@ def strategy_view(strategy: BackupStrategy) -> dict[str, Any]:
         "project_id": strategy.project_id,
         "instance_id": strategy.instance_id,
         "backend": "cellar",
-        "swift_container": None,
+        "swift_container": strategy.container,
         "schedule": strategy.schedule,
         "keep_count": strategy.keep_count,
         "keep_days": strategy.keep_days,
@@ -55,6 +62,25 @@ def _flag(data: dict[str, Any], field: str) -> bool:
 def _limit(data: dict[str, Any], field: str, high: int) -> int | None:
     value = data.get(field)
     return None if value is None else body.integer(value, field, 1, high)
+
+
+def _container(data: dict[str, Any]) -> str | None:
+    value = data.get("swift_container")
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not CONTAINER.fullmatch(value):
+        raise InvalidInput(
+            "swift_container must be 1 to 255 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _project(project_id: str) -> None:
+    """Trove's ``?project_id=``: another project's strategies are not this caller's."""
+    asked = request.args.get("project_id")
+    if asked and asked != project_id:
+        raise InvalidInput(f"project_id must be this project ({project_id}) or left out")
 
 
 def _live(session: Any, project_id: str, instance_id: str | None) -> list[BackupStrategy]:
@@ -79,7 +105,9 @@ def create(project_id: str) -> ResponseReturnValue:
     instance_id = data.get("instance_id")
     if not isinstance(instance_id, str) or not instance_id:
         raise InvalidInput("instance_id is required: Cellar schedules backups per instance")
-    schedule = cron.parse(data.get("schedule"))
+    text = data.get("schedule", DEFAULT_SCHEDULE)
+    schedule = cron.parse(text)
+    container = _container(data)
     keep_count, keep_days = _limit(data, "keep_count", 1000), _limit(data, "keep_days", 3650)
     verify, incremental = _flag(data, "verify"), _flag(data, "incremental")
     now = utcnow()
@@ -94,8 +122,9 @@ def create(project_id: str) -> ResponseReturnValue:
             old.deleted_at = now
         strategy = BackupStrategy(
             id=strategy_id, project_id=project_id, instance_id=instance.id,
-            schedule=str(data["schedule"]).strip(), keep_count=keep_count, keep_days=keep_days,
+            schedule=str(text).strip(), keep_count=keep_count, keep_days=keep_days,
             verify=verify, incremental=incremental, next_run_at=cron.next_after(schedule, now),
+            container=container,
         )  # fmt: skip
         session.add(strategy)
         details = {"schedule": strategy.schedule, "keep_count": keep_count, "keep_days": keep_days,
@@ -110,6 +139,7 @@ def create(project_id: str) -> ResponseReturnValue:
 
 @blueprint.get(PATH)
 def list_all(project_id: str) -> ResponseReturnValue:
+    _project(project_id)
     with services().db.session() as session:
         found = _live(session, project_id, request.args.get("instance_id"))
         return jsonify({"backup_strategies": [strategy_view(s) for s in found]})
@@ -118,6 +148,7 @@ def list_all(project_id: str) -> ResponseReturnValue:
 @blueprint.delete(PATH)
 def delete(project_id: str) -> ResponseReturnValue:
     """Trove deletes by query: ``?instance_id=...`` (required here)."""
+    _project(project_id)
     instance_id = request.args.get("instance_id")
     if not instance_id:
         raise InvalidInput("name the instance: DELETE /backup_strategies?instance_id=<id>")

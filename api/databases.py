@@ -82,7 +82,13 @@ def start_change(
 
 
 def items_of(wrapper: str) -> list[dict[str, Any]]:
-    items = body.object_list(body.json_object(), wrapper)
+    """The list under ``wrapper``; also one object under it or under its singular, as
+    openstacksdk sends (``{"database": {...}}``, ``{"users": {...}}``)."""
+    data = body.json_object()
+    single = data.get(wrapper, data.get(wrapper.removesuffix("s")))
+    if isinstance(single, dict):
+        return [single]
+    items = body.object_list(data, wrapper)
     if not items:
         raise InvalidInput(f'the body must be {{"{wrapper}": [{{"name": ...}}, ...]}}')
     return items
@@ -124,7 +130,21 @@ def delete_database(project_id: str, instance_id: str, name: str) -> ResponseRet
 
 @blueprint.post(f"{BASE}/users")
 def create_users(project_id: str, instance_id: str) -> ResponseReturnValue:
+    return _create_users(project_id, instance_id, items_of("users"))
+
+
+@blueprint.post(f"{BASE}/users/<user>")
+def create_named_user(project_id: str, instance_id: str, user: str) -> ResponseReturnValue:
+    """openstacksdk's form: the new user's name in the path as well as in the body."""
     items = items_of("users")
+    if len(items) != 1 or items[0].get("name", user) != user:
+        raise InvalidInput(f"POST .../users/{user} creates that one user; its body names no other")
+    return _create_users(project_id, instance_id, [{**items[0], "name": user}])
+
+
+def _create_users(
+    project_id: str, instance_id: str, items: list[dict[str, Any]]
+) -> ResponseReturnValue:
     with services().db.session() as session:
         version = instance_version(load_instance(session, project_id, instance_id))
     users, passwords = specs.users(items, version)

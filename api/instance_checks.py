@@ -34,6 +34,11 @@ def load_instance(session: Session, project_id: str, instance_id: str) -> Instan
     return instance
 
 
+def flavor_of(value: object) -> object:
+    """openstacksdk's ``flavor`` (an id, or an object with one) for Trove's ``flavorRef``."""
+    return value.get("id") if isinstance(value, dict) else value
+
+
 def find_flavor(value: object) -> catalog.Flavor:
     if value is None:
         raise InvalidInput(f"flavorRef is required; flavors are {', '.join(catalog.FLAVORS)}")

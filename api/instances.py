@@ -20,6 +20,7 @@ from api.instance_checks import (
     configuration_values,
     datastore_version,
     find_flavor,
+    flavor_of,
     load_instance,
     volume_size,
 )
@@ -30,6 +31,7 @@ from api.views import (
     instance_view,
     links,
     running_task,
+    timestamp,
 )
 from cellar import catalog, quotas
 from cellar.access import Access
@@ -68,7 +70,7 @@ def create(project_id: str) -> ResponseReturnValue:
             return replica_changes.create_replicas(
                 svc, session, project_id, name, data, replica_plan
             )
-    flavor = find_flavor(data.get("flavorRef"))
+    flavor = find_flavor(data.get("flavorRef", flavor_of(data.get("flavor"))))
     with svc.db.session() as session:
         restore = restore_point(session, project_id, data.get("restorePoint"))
     if restore is None:
@@ -174,7 +176,10 @@ def list_all(project_id: str) -> ResponseReturnValue:
 def show(project_id: str, instance_id: str) -> ResponseReturnValue:
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
-        return jsonify({"instance": instance_view(session, instance)})
+        view = instance_view(session, instance)
+        # the agent's last answer; shown here only, so that lists stay kept between beats
+        view["service_status_updated"] = timestamp(instance.health_checked_at)
+        return jsonify({"instance": view})
 
 
 @blueprint.delete("/v1.0/<project_id>/instances/<instance_id>")

@@ -90,10 +90,11 @@ def list_all(project_id: str) -> ResponseReturnValue:
             if after is None or after.purpose is not None:
                 raise NotFound(f"marker {marker} is not an instance")
             query = query.where(
-                (Instance.created > after.created)
-                | ((Instance.created == after.created) & (Instance.id > after.id))
+                (Instance.created < after.created)
+                | ((Instance.created == after.created) & (Instance.id < after.id))
             )
-        rows = session.scalars(query.order_by(Instance.created, Instance.id).limit(limit + 1)).all()
+        newest_first = (Instance.created.desc(), Instance.id.desc())
+        rows = session.scalars(query.order_by(*newest_first).limit(limit + 1)).all()
         views = [mgmt_view(session, i) for i in rows[:limit]]
     result: dict[str, Any] = {"instances": views}
     if len(rows) > limit:

@@ -37,7 +37,7 @@ STALE = 120.0
 PLACES_KEPT = 100_000  # instance ids whose project is remembered
 PROJECTS_KEPT = 32  # the most recently listed; a project of 1,000 instances takes about 2 MB
 
-Key = tuple[dt.datetime, str]  # the order of a list: created, then id
+Key = tuple[dt.datetime, str]  # kept oldest first (created, then id); listed newest first
 ORDER = (Instance.created, Instance.id)
 LISTED_ROWS = select(*INSTANCE_COLUMNS).where(*LISTED).order_by(*ORDER)
 ROWS_BY_ID = select(*INSTANCE_COLUMNS).where(*LISTED, Instance.id.in_(IDS)).order_by(*ORDER)
@@ -92,16 +92,17 @@ class Pages:
     def page(
         self, session: Session, project_id: str, after: Key | None, count: int, root: str
     ) -> list[bytes]:
-        """The JSON views of up to ``count`` of the project's instances in list order,
-        after ``after``, with links under ``root``."""
+        """The JSON views of up to ``count`` of the project's instances, newest first (as
+        Trove lists them), older than ``after``, with links under ``root``."""
         with self._lock:
             try:
                 kept = self._current(session, project_id)
             except BaseException:
                 self._forget()
                 raise
-            start = 0 if after is None else bisect.bisect_right(kept.order, after)
-            return kept.views([key[1] for key in kept.order[start : start + count]], root)
+            end = len(kept.order) if after is None else bisect.bisect_left(kept.order, after)
+            keys = kept.order[max(0, end - count) : end]
+            return kept.views([key[1] for key in reversed(keys)], root)
 
     def _forget(self) -> None:
         self._kept.clear()

@@ -166,7 +166,7 @@ def replication_view(inputs: Inputs, root: str) -> dict[str, Any]:
         **{k: state[k] for k in ("lag_seconds", "lag_bytes", "source_connected", "position",
                                  "replicas_connected", "checked_at") if k in state},
     }  # fmt: skip
-    if is_primary:
+    if is_primary and inputs.replicas:  # gone with the last replica, as in Trove
         result["replicas"] = [{"id": r, "links": _links(path + r)} for r in inputs.replicas]
     else:
         result["replica_of"] = {
@@ -235,6 +235,7 @@ def view(inputs: Inputs, root: str) -> dict[str, Any]:
     """The view of one instance; ``root`` is the API's URL, as ``links`` makes them."""
     instance = inputs.instance
     project = f"{root}/v1.0/{instance.project_id}"
+    access = Access.of(json.loads(instance.access) if instance.access else None)
     result: dict[str, Any] = {
         "id": instance.id,
         "name": instance.name,
@@ -244,18 +245,24 @@ def view(inputs: Inputs, root: str) -> dict[str, Any]:
             "id": instance.flavor_id,
             "links": _links(f"{project}/flavors/{instance.flavor_id}"),
         },
-        "datastore": {"type": instance.datastore, "version": instance.datastore_version},
+        "datastore": {
+            "type": instance.datastore,
+            "version": instance.datastore_version,
+            "version_number": instance.datastore_version,
+        },
         "volume": volume_view(instance),
         "created": timestamp(instance.created),
         "updated": timestamp(instance.updated),
         "links": _links(f"{project}/instances/{instance.id}"),
         "connection": None,
-        "access": Access.of(json.loads(instance.access) if instance.access else None).stored(),
+        "access": access.stored(),
         "tls": tls_view(instance),
     }
     if instance.status == InstanceStatus.ACTIVE.value and instance.port:
         result["connection"] = {"host": instance.host, "port": instance.port}
         result["ip"] = [instance.host]
+        kind = "public" if access.is_public else "private"
+        result["addresses"] = [{"address": instance.host, "type": kind}]
     if instance.fault:
         result["fault"] = {
             "message": instance.fault,

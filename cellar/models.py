@@ -213,6 +213,7 @@ class BackupStrategy(Base):
     next_run_at: Mapped[dt.datetime] = mapped_column(DateTime)
     last_run_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     last_backup_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    container: Mapped[str | None] = mapped_column(String(255), nullable=True)  # a label
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

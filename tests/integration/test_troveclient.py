@@ -56,5 +56,21 @@ def test_stock_client(api: Api, stack: Stack) -> None:
     assert "carol" in users
     assert {f.id for f in trove.flavors.list()} >= {1, 2, 3, 4}
 
+    running = trove.instances.configuration(instance.id).configuration  # configuration default
+    assert int(running["max_connections"]) >= 10 and "work_mem" in running
+
+    made = trove.backup_strategies.create(instance_id=instance.id, swift_container="team-a")
+    assert (made.instance_id, made.swift_container) == (instance.id, "team-a")
+    listed = trove.backup_strategies.list(instance_id=instance.id, project_id=api.project)
+    assert [s.swift_container for s in listed] == ["team-a"]
+    trove.backup_strategies.delete(instance_id=instance.id, project_id=api.project)
+    assert trove.backup_strategies.list(instance_id=instance.id) == []
+
+    user, root_password = trove.root.create_instance_root(instance.id, "r00t-Pass-word")
+    assert (user, root_password) == ("postgres", "r00t-Pass-word")
+    assert trove.root.is_instance_root_enabled(instance.id).rootEnabled is True
+    trove.root.disable_instance_root(instance.id)  # openstack database root disable
+    assert trove.root.is_instance_root_enabled(instance.id).rootEnabled is False
+
     trove.instances.delete(instance.id)
     assert api.wait_instance(instance.id, {"GONE", "ERROR"})["status"] == "GONE"

@@ -55,9 +55,29 @@ def test_a_strategy_is_listed_replaced_and_deleted(client: FlaskClient, world: A
     assert client.delete(f"{BASE}/backup_strategies?instance_id={instance_id}").status_code == 404
 
 
+def test_the_stock_clients_body_gets_a_daily_schedule(client: FlaskClient, world: Any) -> None:
+    instance_id = active(client, world)
+    body = {"instance_id": instance_id, "swift_container": "team-backups"}
+    made = client.post(f"{BASE}/backup_strategies", json={"backup_strategy": body})
+    assert made.status_code == 202, made.get_json()
+    view = made.get_json()["backup_strategy"]
+    assert (view["schedule"], view["keep_count"], view["keep_days"]) == ("0 3 * * *", None, None)
+    assert (view["instance_id"], view["swift_container"]) == (instance_id, "team-backups")
+    asked = f"{BASE}/backup_strategies?instance_id={instance_id}&project_id=proj1"
+    assert [s["swift_container"] for s in client.get(asked).get_json()["backup_strategies"]] == [
+        "team-backups"
+    ]
+    other = client.get(f"{BASE}/backup_strategies?project_id=someone-else")
+    assert other.status_code == 400
+    assert "this project" in other.get_json()["badRequest"]["message"]
+    assert client.delete(asked).status_code == 202
+
+
 @pytest.mark.parametrize(
     ("fields", "status", "words"),
     [
+        ({"swift_container": "a/b"}, 400, "swift_container must be"),
+        ({"swift_container": 7}, 400, "swift_container must be"),
         ({"schedule": "every night"}, 400, "five cron fields"),
         ({"schedule": "0 25 * * *"}, 400, "hour"),
         ({"keep_count": 0}, 400, "keep_count"),

@@ -250,16 +250,20 @@ def listed(client: FlaskClient, query: str = "") -> list[dict[str, Any]]:
 
 
 def shown(client: FlaskClient, instance_id: str) -> dict[str, Any]:
+    """The instance shown alone, less the agent's last answer that only that view has."""
     reply = client.get(f"{BASE}/instances/{instance_id}")
     assert reply.status_code == 200
-    return dict(reply.get_json()["instance"])
+    view = dict(reply.get_json()["instance"])
+    assert "service_status_updated" in view
+    view.pop("service_status_updated")
+    return view
 
 
 def test_each_listed_instance_is_as_it_is_shown_alone(client: FlaskClient, world: Any) -> None:
     ids = varied_project(world[0])
     page = listed(client)
-    assert [v["id"] for v in page] == ids
-    assert page == [shown(client, i) for i in ids]
+    assert [v["id"] for v in page] == ids[::-1]  # newest first
+    assert page == [shown(client, i) for i in ids[::-1]]
     by_id = {v["id"]: v for v in page}
     assert by_id["inst-01"]["configuration"]["name"] == "tuned"
     assert by_id["inst-09"]["configuration"]["name"] is None
@@ -306,7 +310,7 @@ def test_ids_are_sent_in_slices(
     whole = listed(client)
     monkeypatch.setattr(related, "IN_LIST", 2)
     assert listed(client) == whole
-    assert [shown(client, i) for i in ids] == whole
+    assert [shown(client, i) for i in ids[::-1]] == whole
 
 
 def test_a_page_takes_the_same_queries_for_few_instances_or_many(world: Any) -> None:
@@ -411,7 +415,7 @@ def test_a_change_to_any_row_a_view_reads_shows_on_the_next_page(
         ).one()
         done.state = "COMPLETED"
     after = {v["id"]: v for v in listed(client)}
-    assert list(after) == [*ids, "inst-13"]
+    assert list(after) == ["inst-13", *ids[::-1]]
     assert list(after.values()) == [shown(client, i) for i in after]
     assert after["inst-01"]["name"] == "renamed"
     assert after["inst-01"]["configuration"]["name"] == "retuned"

@@ -69,19 +69,19 @@ def test_the_admin_lists_every_projects_instances_with_their_owner(
     theirs = create(client_of(app, world, "proj2"), "proj2", name="books")
     rows = listed(admin, mgmt(world))["instances"]
     assert [(r["id"], r["tenant_id"], r["project_id"]) for r in rows] == [
-        (mine, "proj1", "proj1"),
         (theirs, "proj2", "proj2"),
-    ]
-    first = rows[0]
+        (mine, "proj1", "proj1"),
+    ]  # newest first
+    first = rows[1]
     # what `openstack database instance list --all-projects` reads from each row
     assert first["server_id"] == mine and first["flavor"]["id"] == "2"
     assert first["volume"]["size"] == 1
-    assert first["datastore"] == {"type": "postgresql", "version": "15"}
+    assert first["datastore"] == {"type": "postgresql", "version": "15", "version_number": "15"}
     assert (first["status"], first["deleted"], first["deleted_at"]) == ("ACTIVE", False, None)
     assert first["server"]["tenant_id"] == "proj1"
     assert first["service_status"] == first["operating_status"]
-    assert rows[1]["status"] == "BUILD"
-    assert rows[1]["task_description"] == "waiting for a worker to begin it"
+    assert rows[0]["status"] == "BUILD"
+    assert rows[0]["task_description"] == "waiting for a worker to begin it"
     assert [r["id"] for r in listed(admin, mgmt(world, "?project_id=proj2"))["instances"]] == [
         theirs
     ]
@@ -90,7 +90,7 @@ def test_the_admin_lists_every_projects_instances_with_their_owner(
 def test_the_list_pages_as_troveclient_asks(
     admin: FlaskClient, client: FlaskClient, world: Any
 ) -> None:
-    made = [create(client) for _ in range(3)]
+    made = [create(client) for _ in range(3)][::-1]  # listed newest first
     page = listed(admin, mgmt(world, "?limit=2&deleted=False&include_clustered=False"))
     assert [r["id"] for r in page["instances"]] == made[:2]
     (link,) = page["links"]

@@ -56,10 +56,14 @@ def test_a_new_instance_takes_its_place_in_the_order(client: FlaskClient, world:
     with services.db.session() as session:
         session.add(instance(0))  # made before all the others
         session.add(instance(14, project_id="proj2"))
-    assert [v["id"] for v in listed(client)] == ["inst-00", *ids]
+    assert [v["id"] for v in listed(client)] == [*ids[::-1], "inst-00"]  # newest first
     first = client.get("/v1.0/proj1/instances?limit=2").get_json()
-    assert [v["id"] for v in first["instances"]] == ["inst-00", "inst-01"]
-    assert first["links"][0]["href"].endswith("?limit=2&marker=inst-01")
+    assert [v["id"] for v in first["instances"]] == ids[:-3:-1]
+    assert first["links"][0]["href"].endswith(f"?limit=2&marker={ids[-2]}")
+    following = client.get(f"/v1.0/proj1/instances?limit=2&marker={ids[-2]}").get_json()
+    assert [v["id"] for v in following["instances"]] == [ids[-3], ids[-4]]
+    last = client.get(f"/v1.0/proj1/instances?limit=2&marker={ids[0]}").get_json()
+    assert [v["id"] for v in last["instances"]] == ["inst-00"] and "links" not in last
 
 
 def test_each_project_keeps_its_own(world: Any) -> None:
@@ -77,7 +81,7 @@ def test_each_project_keeps_its_own(world: Any) -> None:
         session.get(Instance, "inst-01").name = "ours-renamed"
     again = theirs.get("/v1.0/proj2/instances").get_json()["instances"]
     assert [(v["id"], v["name"]) for v in again] == [("inst-11", "renamed")]
-    assert listed(ours)[0]["name"] == "ours-renamed"
+    assert listed(ours)[-1]["name"] == "ours-renamed"
 
 
 def test_a_feed_not_read_for_long_starts_again_from_scratch(
@@ -112,7 +116,7 @@ def test_a_failure_while_keeping_up_drops_what_is_kept(
     monkeypatch.setattr(pages, "inputs_of", views.inputs_of)
     with statements(services) as seen:
         page = listed(client)
-    assert full_loads(seen) == 1 and page[0]["name"] == "renamed"
+    assert full_loads(seen) == 1 and page[-1]["name"] == "renamed"
 
 
 def test_only_the_most_recently_listed_projects_are_kept(
