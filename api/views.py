@@ -209,9 +209,14 @@ def inputs_of(
 
 
 def instance_views(session: Session, instances: Sequence[Instance]) -> list[dict[str, Any]]:
-    """The views of ``instances``, in their order, with a few queries in all."""
+    """The views of ``instances``, in their order, with a few queries in all, each with the
+    ``connection`` that lists leave out."""
     root = request.host_url.rstrip("/")
-    return [view(i, root) for i in inputs_of(session, [row_of(i) for i in instances])]
+    found = [view(i, root) for i in inputs_of(session, [row_of(i) for i in instances])]
+    for shown, instance in zip(found, instances, strict=True):
+        active = instance.status == InstanceStatus.ACTIVE.value and instance.port
+        shown["connection"] = {"host": instance.host, "port": instance.port} if active else None
+    return found
 
 
 def instance_view(session: Session, instance: Instance) -> dict[str, Any]:
@@ -254,12 +259,13 @@ def view(inputs: Inputs, root: str) -> dict[str, Any]:
         "created": timestamp(instance.created),
         "updated": timestamp(instance.updated),
         "links": _links(f"{project}/instances/{instance.id}"),
-        "connection": None,
         "access": access.stored(),
         "tls": tls_view(instance),
     }
     if instance.status == InstanceStatus.ACTIVE.value and instance.port:
-        result["connection"] = {"host": instance.host, "port": instance.port}
+        # no "connection" here: openstacksdk's lists take each key as an argument, and
+        # that one is already its own; "hostname" and "port" say the same
+        result["hostname"], result["port"] = instance.host, instance.port
         result["ip"] = [instance.host]
         kind = "public" if access.is_public else "private"
         result["addresses"] = [{"address": instance.host, "type": kind}]

@@ -24,7 +24,9 @@ INSTANCE_COLUMNS = ("id", "name", "status", "datastore", "flavor", "connection")
 
 def _instance_row(view: dict[str, Any]) -> dict[str, Any]:
     ds = view.get("datastore") or {}
-    conn = view.get("connection") or {}
+    conn = view.get("connection") or (
+        {"host": view["hostname"], "port": view["port"]} if view.get("port") else {}
+    )
     return {
         "id": view["id"],
         "name": view["name"],

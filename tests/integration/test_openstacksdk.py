@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 
 import openstack
+import pytest
 
 from tests.integration.stack import Api, Stack
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # the SDK on its own future
 def test_openstacksdk_creates_lists_shows_and_deletes(api: Api, stack: Stack) -> None:
     assert stack.identity is not None
     name, password, _user_id = stack.identity.user(api.project)

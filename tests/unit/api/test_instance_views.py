@@ -254,8 +254,11 @@ def shown(client: FlaskClient, instance_id: str) -> dict[str, Any]:
     reply = client.get(f"{BASE}/instances/{instance_id}")
     assert reply.status_code == 200
     view = dict(reply.get_json()["instance"])
-    assert "service_status_updated" in view
+    assert "service_status_updated" in view and "connection" in view
     view.pop("service_status_updated")
+    connection = view.pop("connection")
+    if connection is not None:  # a list says the same as "hostname" and "port"
+        assert connection == {"host": view["hostname"], "port": view["port"]}
     return view
 
 
