@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -137,11 +139,9 @@ def test_access_routes_say_redis_has_no_databases(client: FlaskClient, world: An
     assert "no named databases" in reply.get_json()["unprocessableEntity"]["message"]
 
 
-def test_root_enable_waits_for_its_task_and_returns_the_password_once(
-    client: FlaskClient, world: Any
-) -> None:
-    instance_id = active(client, world)
-    assert client.get(f"{BASE}/instances/{instance_id}/root").get_json() == {"rootEnabled": False}
+@contextlib.contextmanager
+def draining(world: Any) -> Iterator[None]:
+    """A worker that runs queued steps while the block waits for them."""
     done = threading.Event()
 
     def worker() -> None:
@@ -152,10 +152,19 @@ def test_root_enable_waits_for_its_task_and_returns_the_password_once(
     thread = threading.Thread(target=worker)
     thread.start()
     try:
-        reply = client.post(f"{BASE}/instances/{instance_id}/root")
+        yield
     finally:
         done.set()
         thread.join()
+
+
+def test_root_enable_waits_for_its_task_and_returns_the_password_once(
+    client: FlaskClient, world: Any
+) -> None:
+    instance_id = active(client, world)
+    assert client.get(f"{BASE}/instances/{instance_id}/root").get_json() == {"rootEnabled": False}
+    with draining(world):
+        reply = client.post(f"{BASE}/instances/{instance_id}/root")
     assert reply.status_code == 200, reply.get_json()
     user = reply.get_json()["user"]
     assert user["name"] == "postgres" and len(user["password"]) >= 20
@@ -172,21 +181,9 @@ def test_root_disable_takes_the_network_login_away(client: FlaskClient, world: A
     never = client.delete(root)
     assert never.status_code == 404
     assert "not enabled" in never.get_json()["itemNotFound"]["message"]
-    done = threading.Event()
-
-    def worker() -> None:
-        while not done.is_set():
-            world[3].drain(world[0])
-            done.wait(0.05)
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    try:
+    with draining(world):
         assert client.post(root).status_code == 200
         reply = client.delete(root)
-    finally:
-        done.set()
-        thread.join()
     assert reply.status_code == 204, reply.get_data(as_text=True)
     assert world[2].root_password == ""
     assert client.get(root).get_json() == {"rootEnabled": False}
