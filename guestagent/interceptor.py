@@ -4,8 +4,8 @@
 that the wrapper runs on the worker thread that serves the call: ``x-request-id`` from
 the metadata is bound for every log line of the call, the outcome and duration are
 logged (never the request, which may hold a password), and engine errors become the
-status codes of :func:`status_for`. Successful status polls are logged at DEBUG only;
-failures always at WARNING or above.
+status codes of :func:`status_for`. Successful status and metrics polls are logged at
+DEBUG only; failures always at WARNING or above.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from guestagent.errors import EngineDown, NotPrepared, Unsupported
 logger = logging.getLogger(__name__)
 
 QUIET_SERVICES = ("grpc.health.v1.Health",)
-QUIET_METHODS = ("GetStatus",)  # polled by the image's HEALTHCHECK and the task manager
+QUIET_METHODS = ("GetStatus", "GetMetrics")  # polled by the HEALTHCHECK and the control plane
 MESSAGE_MAX = 300
 
 

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from guestagent import safe_files
@@ -64,6 +65,27 @@ class LogFile:
             return self.path.lstat().st_size
         except FileNotFoundError:
             return 0
+
+    def read_from(self, offset: int) -> Iterator[bytes]:
+        """The file's bytes from ``offset`` to its end as it is now, in ``READ_BLOCK`` pieces.
+
+        Lines appended while reading are left for the next call; a file rotated meanwhile
+        is read to the end of what the open handle holds.
+        """
+        try:
+            handle = safe_files.open_reading(self.path)
+        except FileNotFoundError:
+            return
+        with handle:
+            end = handle.seek(0, os.SEEK_END)
+            handle.seek(min(offset, end))
+            left = end - handle.tell()
+            while left > 0:
+                data = handle.read(min(READ_BLOCK, left))
+                if not data:
+                    return
+                left -= len(data)
+                yield data
 
     def tail(self, lines: int) -> list[str]:
         """The last ``lines`` lines (fewer if the log is shorter)."""

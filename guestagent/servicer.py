@@ -29,6 +29,7 @@ from guestagent.engines.messages import (
     ServiceStatus,
     User,
 )
+from guestagent.logfile import LogFile
 
 DEFAULT_LINES = 100
 BACKUP_READ_AHEAD = 4  # chunks read from the tool and not yet sent
@@ -182,13 +183,21 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
         return agent_pb2.ListLogsResponse(logs=logs)
 
     def TailLog(self, request: Any, context: Any) -> Any:
-        logs = self.engine.logs()
-        log = logs.get(request.name)
-        if log is None:
-            known = ", ".join(sorted(logs)) or "none"
-            raise InvalidInput(f"no log named {request.name!r}; logs: {known}")
+        log = self._log(request.name)
         lines = max(1, min(int(request.lines or DEFAULT_LINES), MAX_LINES))
         return agent_pb2.TailLogResponse(lines=log.tail(lines))
+
+    def ReadLog(self, request: Any, context: Any) -> Iterator[Any]:
+        for chunk in self._log(request.name).read_from(max(0, int(request.offset))):
+            yield agent_pb2.ReadLogChunk(data=chunk)
+
+    def _log(self, name: str) -> LogFile:
+        logs = self.engine.logs()
+        log = logs.get(name)
+        if log is None:
+            known = ", ".join(sorted(logs)) or "none"
+            raise InvalidInput(f"no log named {name!r}; logs: {known}")
+        return log
 
     def ApplyConfiguration(self, request: Any, context: Any) -> Any:
         restart = self.engine.apply_configuration(dict(request.values))
@@ -230,6 +239,9 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
     def CheckConsistency(self, request: Any, context: Any) -> Any:
         report = self.engine.check_consistency()
         return agent_pb2.CheckConsistencyResponse(ok=report.ok, detail=report.detail)
+
+    def GetMetrics(self, request: Any, context: Any) -> Any:
+        return agent_pb2.GetMetricsResponse(values=self.engine.metrics())
 
     def ListArchive(self, request: Any, context: Any) -> Any:
         files = [

@@ -20,6 +20,8 @@ from cellar.guestagent.v1 import agent_pb2
 
 logger = logging.getLogger(__name__)
 
+METRICS_TIMEOUT = 5.0  # the engine answers from its own counters: a slow answer is none
+
 
 @dataclasses.dataclass(frozen=True)
 class BackupEnd:
@@ -162,6 +164,12 @@ class AgentClient(AgentReads):
             volume_total_bytes=int(reply.volume_total_bytes),
         )
 
+    def get_metrics(self, timeout: float = METRICS_TIMEOUT) -> dict[str, float]:
+        """The engine's counters and readings by name (see the proto's GetMetricsResponse)."""
+        request = agent_pb2.GetMetricsRequest()
+        reply = self._call("GetMetrics", self._stub.GetMetrics, request, timeout)
+        return {str(name): float(value) for name, value in reply.values.items()}
+
     def create_database(self, name: str, character_set: str = "", collate: str = "") -> bool:
         request = agent_pb2.CreateDatabaseRequest(
             database=agent_pb2.Database(name=name, character_set=character_set, collate=collate)
@@ -258,6 +266,19 @@ class AgentClient(AgentReads):
                     yield bytes(reply.data)
         except grpc.RpcError as exc:
             raise self._translate("FetchArchive", exc) from exc
+        finally:
+            replies.cancel()
+
+    def read_log(self, name: str, offset: int, timeout: float) -> Iterator[bytes]:
+        """Log ``name`` from byte ``offset`` to its end as the agent saw it then."""
+        request = agent_pb2.ReadLogRequest(name=name, offset=offset)
+        replies = self._stub.ReadLog(request, timeout=timeout, metadata=self._metadata())
+        try:
+            for reply in replies:
+                if reply.data:
+                    yield bytes(reply.data)
+        except grpc.RpcError as exc:
+            raise self._translate("ReadLog", exc) from exc
         finally:
             replies.cancel()
 

@@ -42,6 +42,7 @@ from guestagent.engines.messages import (
     User,
     VolumeUsage,
 )
+from guestagent.engines.metrics import CGROUP_DIR, container_memory
 from guestagent.engines.server_process import ServerProcess
 from guestagent.engines.tls_files import EngineTls
 from guestagent.errors import EngineError, NotPrepared, Unsupported
@@ -81,6 +82,7 @@ class Engine(abc.ABC):
         self._busy: str | None = None  # what holds the lifecycle lock, while BUILDING
         self._failure: str | None = None  # why the last prepare or start failed
         self.tls = EngineTls.off()  # the agent gives it the worker's files (tls_files)
+        self.cgroup_dir = CGROUP_DIR  # the container's cgroup, where its memory use is read
 
     def prepared(self) -> bool:
         return self.marker.exists()
@@ -259,6 +261,19 @@ class Engine(abc.ABC):
         """Take the superuser's network login away; False if it had none."""
         self._require_prepared()
         return self.admin.disable_root()
+
+    def metrics(self) -> dict[str, float]:
+        """The engine's own counters and readings by the names of ``metrics``, with the
+        container's memory and the data volume's usage; a name it cannot read is left out."""
+        self._require_prepared()
+        values = self.admin.metrics()
+        memory = container_memory(self.cgroup_dir)
+        if memory is not None:
+            values["memory_bytes"] = memory
+        usage = self.volume_usage()
+        if usage.total_bytes:
+            values["volume_used_bytes"] = float(usage.used_bytes)
+        return values
 
     def resize(self, memory_mb: int) -> bool:
         """Apply a new memory size to the derived settings; True if the engine restarted."""

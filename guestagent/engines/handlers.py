@@ -44,6 +44,10 @@ class Admin(Protocol):
 
     def get_configuration(self, names: list[str]) -> dict[str, str]: ...
 
+    def metrics(self) -> dict[str, float]:
+        """The server's own values by the names of ``metrics`` (those it has), read in
+        as few round trips as it allows."""
+
 
 class SqlAdmin(Admin, Protocol):
     """An admin handler that also keeps named databases and the users' rights on them."""

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pymysql
 import pymysql.cursors
@@ -31,6 +32,7 @@ from guestagent.engines.messages import (
     RevokeAccessRequest,
     User,
 )
+from guestagent.engines.metrics import hit_ratio
 from guestagent.errors import EngineDown, EngineError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,18 @@ ROOT = "root"
 CANNOT_CONNECT = (2002, 2003, 2006, 2013)
 BAD_OPTIONS = (1115, 1253, 1273)  # unknown character set, collation, or a mismatch
 STATEMENT_QUOTING = (1064, 1149)  # syntax errors quote the statement: never shown
+STATUS_METRICS = {  # SHOW GLOBAL STATUS name -> metrics name, where it is one value
+    "Threads_connected": "connections",
+    "Questions": "commands_total",
+    "Uptime": "uptime_seconds",
+}
+STATUS_READ = (
+    *STATUS_METRICS,
+    "Com_commit",
+    "Com_rollback",
+    "Innodb_buffer_pool_reads",
+    "Innodb_buffer_pool_read_requests",
+)
 
 
 def checked_host(host: str) -> str:
@@ -98,6 +112,29 @@ def grant_pattern(database: str) -> str:
 
 def _unescape(pattern: str) -> str:
     return re.sub(r"\\(.)", r"\1", pattern)
+
+
+def status_metrics(status: dict[str, str], link: dict[str, Any] | None) -> dict[str, float]:
+    """The ``metrics`` values in ``SHOW GLOBAL STATUS`` (by variable name) and, on a
+    replica, in its ``SHOW SLAVE STATUS`` row (``link``; None on a primary).
+
+    ``transactions_total`` counts COMMIT and ROLLBACK statements, so an autocommitted
+    statement is in ``commands_total`` (Questions) alone; the lag is left out while the
+    replica cannot say it (its SQL thread stopped, or its link to the source down).
+    """
+    values = {
+        name: float(status[field]) for field, name in STATUS_METRICS.items() if field in status
+    }
+    if "Com_commit" in status and "Com_rollback" in status:
+        values["transactions_total"] = float(status["Com_commit"]) + float(status["Com_rollback"])
+    if "Innodb_buffer_pool_read_requests" in status and "Innodb_buffer_pool_reads" in status:
+        requests = float(status["Innodb_buffer_pool_read_requests"])
+        reads = float(status["Innodb_buffer_pool_reads"])  # those that went to the disk
+        values["cache_hit_ratio"] = hit_ratio(requests - reads, reads)
+    behind = None if link is None else link.get("Seconds_Behind_Master")
+    if behind is not None and str(behind) != "":
+        values["replication_lag_seconds"] = float(behind)
+    return values
 
 
 def _public(exc: pymysql.MySQLError) -> str:
@@ -361,6 +398,20 @@ class MariadbAdmin:
             cursor.execute("DROP USER %s@%s", (ROOT, DEFAULT_HOST))
         logger.info("disabled root over the network")
         return True
+
+    def metrics(self) -> dict[str, float]:
+        """The ``status_metrics`` of the server: its status counters and, on a replica,
+        its link to the source, in two statements on one session."""
+        with self.connect() as cursor:
+            cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN %s", (STATUS_READ,))
+            status = {str(name): str(value) for name, value in cursor.fetchall()}
+            cursor.execute("SHOW SLAVE STATUS")
+            row = cursor.fetchone()
+            names = [str(column[0]) for column in cursor.description or ()]
+        link = None if row is None else dict(zip(names, row, strict=True))
+        if link is not None and not link.get("Master_Host"):
+            link = None  # a slave configuration without a source is no replica
+        return status_metrics(status, link)
 
     @staticmethod
     def _grant(cursor: pymysql.cursors.Cursor, name: str, host: str, dbname: str) -> None:

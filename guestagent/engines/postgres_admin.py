@@ -30,6 +30,7 @@ from guestagent.engines.messages import (
     RevokeAccessRequest,
     User,
 )
+from guestagent.engines.metrics import hit_ratio
 from guestagent.engines.postgres_process import SUPERUSER, PostgresProcess
 from guestagent.errors import EngineDown, EngineError
 
@@ -47,6 +48,19 @@ REWIND_FUNCTIONS = (
     "pg_catalog.pg_stat_file(text, boolean)",
     "pg_catalog.pg_read_binary_file(text)",
     "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+)
+# Every value of ``metrics`` in one row, summed over pg_stat_database's rows; the last
+# three only mean something on a standby.
+METRICS_QUERY = (
+    "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
+    " sum(xact_commit + xact_rollback)::float8, sum(blks_hit)::float8,"
+    " sum(blks_read)::float8,"
+    " extract(epoch FROM now() - pg_postmaster_start_time())::float8,"
+    " pg_is_in_recovery(),"
+    " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,"
+    " pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn(),"
+    " (SELECT status = 'streaming' FROM pg_stat_wal_receiver)"
+    " FROM pg_stat_database"
 )
 
 
@@ -69,6 +83,16 @@ def checked_user(user: User) -> User:
     for name in user.databases:
         check_identifier("database", name, RESERVED_DATABASES)
     return user
+
+
+def replay_lag(age: float | None, caught_up: bool | None, streaming: bool | None) -> float | None:
+    """A standby's lag in seconds: how long ago the last transaction it replayed was
+    committed on the primary (``age``). 0 when it has replayed all the WAL it received
+    (an idle primary commits nothing, yet is not behind) or, streaming, has replayed
+    nothing yet; None when it cannot say (nothing replayed and no stream)."""
+    if caught_up or (age is None and streaming):
+        return 0.0
+    return None if age is None else max(0.0, age)
 
 
 def _public(exc: psycopg.Error) -> str:
@@ -323,6 +347,24 @@ class PostgresAdmin:
             )
         logger.info("disabled root: %s has no password", SUPERUSER)
         return bool(row and row[0])
+
+    def metrics(self) -> dict[str, float]:
+        """Client sessions, transactions, the shared buffers' hit ratio (over every
+        database) and uptime, and on a standby its ``replay_lag``, in one query."""
+        with self.connect() as conn:
+            row = conn.execute(METRICS_QUERY).fetchone()
+        assert row is not None  # an aggregate always has its row
+        sessions, transactions, hits, reads, uptime, standby, age, caught_up, streaming = row
+        values = {
+            "connections": float(sessions),
+            "transactions_total": float(transactions or 0),
+            "cache_hit_ratio": hit_ratio(float(hits or 0), float(reads or 0)),
+            "uptime_seconds": float(uptime),
+        }
+        lag = replay_lag(age, caught_up, streaming) if standby else None
+        if lag is not None:
+            values["replication_lag_seconds"] = lag
+        return values
 
     def delete_user(self, request: DeleteUserRequest) -> bool:
         name = request.name

@@ -21,6 +21,7 @@ from cellar import catalog
 from cellar.names import check_identifier, check_password
 from guestagent import safe_files
 from guestagent.engines.messages import DeleteUserRequest, User
+from guestagent.engines.metrics import hit_ratio
 from guestagent.engines.redis_config import ADMIN_USER, password_hash
 from guestagent.engines.redis_wire import RedisConnection, Reply, ReplyError
 from guestagent.errors import EngineDown, EngineError
@@ -33,6 +34,13 @@ ROOT_USER = catalog.ROOT_USERS["redis"]
 APP_RIGHTS = ("on", "~*", "&*", "+@all", "-@admin")  # the data, not the server
 ROOT_RIGHTS = ("on", "~*", "&*", "+@all")
 SHUTDOWN_WAIT = 20.0  # for an AOF rewrite that Redis will not exit during
+METRICS_SECTIONS = ("server", "clients", "memory", "stats", "replication")
+INFO_METRICS = {  # INFO field -> metrics name, where it is one value
+    "connected_clients": "connections",
+    "total_commands_processed": "commands_total",
+    "used_memory": "engine_memory_bytes",
+    "uptime_in_seconds": "uptime_seconds",
+}
 
 
 def checked_user(user: User) -> User:
@@ -52,6 +60,20 @@ def load_or_create_password(path: Path) -> str:
     data = (password + "\n").encode()
     safe_files.write_file(path, data, None, mode=0o600, scratch=path.name + ".new")
     return password
+
+
+def info_metrics(info: dict[str, str]) -> dict[str, float]:
+    """The ``metrics`` values in INFO's fields. A replica's lag is how long ago it last
+    heard from its primary (which pings it every few seconds even when idle), left out
+    while the link is down; Redis has no transactions to count."""
+    values = {name: float(info[field]) for field, name in INFO_METRICS.items() if field in info}
+    if "keyspace_hits" in info and "keyspace_misses" in info:
+        hits, misses = float(info["keyspace_hits"]), float(info["keyspace_misses"])
+        values["cache_hit_ratio"] = hit_ratio(hits, misses)
+    last_heard = float(info.get("master_last_io_seconds_ago", "-1"))
+    if info.get("role") == "slave" and last_heard >= 0:
+        values["replication_lag_seconds"] = last_heard
+    return values
 
 
 def _text(reply: Reply) -> str:
@@ -95,10 +117,10 @@ class RedisAdmin:
     def ping(self) -> None:
         self.run("PING")
 
-    def info(self, section: str) -> dict[str, str]:
-        """The ``name:value`` fields of one INFO section."""
+    def info(self, *sections: str) -> dict[str, str]:
+        """The ``name:value`` fields of the INFO sections named, in one command."""
         fields = {}
-        for line in _text(self.run("INFO", section)).splitlines():
+        for line in _text(self.run("INFO", *sections)).splitlines():
             name, colon, value = line.partition(":")
             if colon and not line.startswith("#"):
                 fields[name] = value.strip()
@@ -206,6 +228,10 @@ class RedisAdmin:
         self.run("ACL", "SAVE")
         logger.info("disabled the %s user", ROOT_USER)
         return was_on
+
+    def metrics(self) -> dict[str, float]:
+        """The ``info_metrics`` of the server, from one INFO."""
+        return info_metrics(self.info(*METRICS_SECTIONS))
 
 
 def _flags(reply: Reply) -> list[bytes]:

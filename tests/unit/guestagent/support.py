@@ -249,6 +249,7 @@ class FakeEngine(Engine):
         self.backup_chunks: list[bytes] = [b"first", b"second"]
         self.restored_bytes = b""
         self.role = ReplicationState(role="primary", writable=True)
+        self.metric_values: dict[str, float] = {"connections": 4.0, "cache_hit_ratio": 0.75}
 
     def logs(self) -> dict[str, LogFile]:
         return self.log_files
@@ -316,6 +317,10 @@ class FakeEngine(Engine):
     def disable_root(self) -> bool:
         self._call("disable_root", None)
         return True
+
+    def metrics(self) -> dict[str, float]:
+        self._call("metrics")
+        return dict(self.metric_values)
 
     def backup(self, request: BackupRequest) -> Iterator[BackupPiece]:
         self._call("backup", request)

@@ -18,6 +18,18 @@ def test_tail_reads_the_last_lines_across_blocks(tmp_path: Path) -> None:
     assert log.tail(0) == []
 
 
+def test_read_from_gives_the_bytes_from_an_offset_in_blocks(tmp_path: Path) -> None:
+    log = LogFile(tmp_path / "engine.log")
+    assert list(log.read_from(0)) == []
+    for number in range(3000):
+        log.append(f"line {number} " + "y" * 40)
+    whole = log.path.read_bytes()
+    pieces = list(log.read_from(0))
+    assert b"".join(pieces) == whole and len(pieces) > 1
+    assert b"".join(log.read_from(len(whole) - 7)) == whole[-7:]
+    assert list(log.read_from(len(whole) + 100)) == []
+
+
 def test_append_rotates_past_the_size_limit(tmp_path: Path) -> None:
     log = LogFile(tmp_path / "engine.log", max_bytes=100)
     for number in range(30):

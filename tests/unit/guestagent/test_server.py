@@ -51,6 +51,31 @@ def test_get_status_carries_status_detail_and_engine(served: Served, fake: FakeE
     assert (reply.detail, reply.engine, reply.version) == ("initdb failed", "fake", "1")
 
 
+def test_get_metrics_carries_the_engines_values_and_logs_quietly(
+    served: Served, fake: FakeEngine, log: JsonLog
+) -> None:
+    values = {"transactions_total": 9007199254740992.0, "cache_hit_ratio": 0.875}
+    fake.metric_values = dict(values)
+
+    reply = served.stub.GetMetrics(agent_pb2.GetMetricsRequest(), timeout=5)
+
+    assert dict(reply.values) == values
+    assert fake.calls == [("metrics", None)]
+    polls = [e["level"] for e in entries(log) if e["msg"].startswith("GetMetrics")]
+    assert polls == ["DEBUG"]
+
+
+def test_get_metrics_of_an_unprepared_engine_is_a_failed_precondition(
+    served: Served, fake: FakeEngine
+) -> None:
+    fake.failures["metrics"] = NotPrepared("the instance is not prepared yet")
+
+    with pytest.raises(grpc.RpcError) as caught:
+        served.stub.GetMetrics(agent_pb2.GetMetricsRequest(), timeout=5)
+
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 def test_prepare_hands_the_engine_one_typed_request(
     served: Served, fake: FakeEngine, log: JsonLog
 ) -> None:
@@ -239,3 +264,10 @@ def test_logs_are_listed_and_tailed(served: Served, fake: FakeEngine, tmp_path: 
         served.stub.TailLog(agent_pb2.TailLogRequest(name="other", lines=2), timeout=5)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "engine" in (caught.value.details() or "")
+    whole = b"".join(
+        chunk.data
+        for chunk in served.stub.ReadLog(agent_pb2.ReadLogRequest(name="engine"), timeout=5)
+    )
+    assert whole == log.path.read_bytes()
+    request = agent_pb2.ReadLogRequest(name="engine", offset=len(whole) - 10)
+    assert b"".join(c.data for c in served.stub.ReadLog(request, timeout=5)) == whole[-10:]

@@ -29,6 +29,7 @@ from guestagent.engines.messages import (
     ServiceStatus,
     StatusReport,
     User,
+    VolumeUsage,
 )
 from guestagent.errors import EngineDown, EngineError, NotPrepared, Unsupported
 from tests.unit.guestagent.support import Sleeper
@@ -68,6 +69,9 @@ class MemoryAdmin:
 
     def get_configuration(self, names: list[str]) -> dict[str, str]:
         return {}
+
+    def metrics(self) -> dict[str, float]:
+        return {"connections": float(len(self.users)), "uptime_seconds": 12.0}
 
     def create_database(self, request: Database) -> bool:
         created = request.name not in self.databases
@@ -271,6 +275,49 @@ def test_the_calls_of_an_unprepared_engine_are_refused(sketch: Sketch) -> None:
     ):
         with pytest.raises(NotPrepared):
             call()
+
+
+class MeasuredSketch(Sketch):
+    """A sketch whose data volume reports ``usage`` (zeros: it could not be read)."""
+
+    usage = VolumeUsage(used_bytes=3 * 2**30, total_bytes=10 * 2**30)
+
+    def volume_usage(self) -> VolumeUsage:
+        return self.usage
+
+
+def test_metrics_are_the_admins_with_the_containers_memory_and_the_volumes_usage(
+    tmp_path: Path,
+) -> None:
+    engine = MeasuredSketch(tmp_path / "data")
+    with pytest.raises(NotPrepared):
+        engine.metrics()
+    engine.prepare(PrepareRequest(users=(ALICE,)))
+    engine.cgroup_dir = tmp_path / "cgroup"
+    engine.cgroup_dir.mkdir()
+    (engine.cgroup_dir / "memory.current").write_text("268435456\n")
+    try:
+        values = engine.metrics()
+    finally:
+        engine.stop()
+
+    assert values == {
+        "connections": 1.0,
+        "uptime_seconds": 12.0,
+        "memory_bytes": 268435456.0,
+        "volume_used_bytes": 3.0 * 2**30,
+    }
+
+
+def test_metrics_leave_out_what_the_container_does_not_show(tmp_path: Path) -> None:
+    engine = MeasuredSketch(tmp_path / "data")
+    engine.usage = VolumeUsage()
+    engine.cgroup_dir = tmp_path / "no-cgroup"
+    engine.prepare(PrepareRequest())
+    try:
+        assert engine.metrics() == {"connections": 0.0, "uptime_seconds": 12.0}
+    finally:
+        engine.stop()
 
 
 def test_an_engine_without_named_databases_refuses_them_before_anything_else(

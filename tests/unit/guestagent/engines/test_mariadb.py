@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pymysql
 import pytest
 
 from cellar.errors import InvalidInput
 from guestagent.engines.mariadb import MariadbEngine
+from guestagent.engines.mariadb_admin import status_metrics
 from guestagent.engines.messages import (
     Database,
     DeleteDatabaseRequest,
@@ -450,3 +452,60 @@ def test_failed_prepare_is_reported_with_its_reason(fresh: MariadbEngine) -> Non
     assert report.status is ServiceStatus.FAILED
     assert "No such file or directory" in report.detail
     assert not broken.marker.exists()
+
+
+def test_metrics_count_sessions_statements_and_transactions(
+    mdb: MariadbEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mdb, "cgroup_dir", tmp_path)  # no cgroup file: no memory_bytes
+    before = mdb.metrics()
+    conn = login(mdb, "alice", ALICE_PASSWORD, "shop")
+    try:
+        while_open = mdb.metrics()
+        for statement in ("BEGIN", "COMMIT", "START TRANSACTION", "ROLLBACK"):
+            query(conn, statement)
+    finally:
+        conn.close()
+    after = mdb.metrics()
+
+    assert before.keys() == {
+        "connections",
+        "transactions_total",
+        "commands_total",
+        "cache_hit_ratio",
+        "uptime_seconds",
+        "volume_used_bytes",
+    }, "a primary has no lag"
+    assert before["connections"] >= 1  # the agent's own session
+    assert while_open["connections"] >= before["connections"] + 1
+    assert after["transactions_total"] == before["transactions_total"] + 2
+    assert after["commands_total"] >= before["commands_total"] + 4
+    assert 0.0 < after["cache_hit_ratio"] <= 1.0
+    assert 0 <= before["uptime_seconds"] <= after["uptime_seconds"] < 3600
+
+
+def test_status_metrics_from_given_counters() -> None:
+    status = {
+        "Threads_connected": "7",
+        "Questions": "1000",
+        "Uptime": "3600",
+        "Com_commit": "40",
+        "Com_rollback": "2",
+        "Innodb_buffer_pool_reads": "25",
+        "Innodb_buffer_pool_read_requests": "1000",
+    }
+    primary = {
+        "connections": 7.0,
+        "commands_total": 1000.0,
+        "uptime_seconds": 3600.0,
+        "transactions_total": 42.0,
+        "cache_hit_ratio": 0.975,
+    }
+
+    assert status_metrics(status, None) == primary
+    link = {"Master_Host": "10.0.0.5", "Seconds_Behind_Master": 3}
+    assert status_metrics(status, link) == {**primary, "replication_lag_seconds": 3.0}
+    stopped = {"Master_Host": "10.0.0.5", "Seconds_Behind_Master": None}
+    assert status_metrics(status, stopped) == primary
+    fresh = {**status, "Innodb_buffer_pool_reads": "0", "Innodb_buffer_pool_read_requests": "0"}
+    assert status_metrics(fresh, None)["cache_hit_ratio"] == 1.0

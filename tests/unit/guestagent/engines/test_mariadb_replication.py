@@ -200,6 +200,25 @@ def test_replication_state_on_both_sides(pair: list[MariadbEngine]) -> None:
     assert replica.admin.variable("gtid_strict_mode") == "1"
 
 
+def test_metrics_show_the_lag_on_the_replica_only_while_it_can_say(
+    pair: list[MariadbEngine],
+) -> None:
+    primary, replica = pair
+    run(primary, "INSERT INTO items VALUES (510, 'metrics')")
+    wait_until(lambda: 510 in ids(replica), ARRIVAL)
+
+    assert "replication_lag_seconds" not in primary.metrics()
+    wait_until(lambda: replica.metrics().get("replication_lag_seconds") == 0.0, ARRIVAL)
+    with replica.admin.connect() as cursor:
+        cursor.execute("STOP SLAVE SQL_THREAD")
+    try:
+        assert "replication_lag_seconds" not in replica.metrics()  # NULL: nothing applies
+    finally:
+        with replica.admin.connect() as cursor:
+            cursor.execute("START SLAVE SQL_THREAD")
+    wait_until(lambda: "replication_lag_seconds" in replica.metrics(), ARRIVAL)
+
+
 def test_a_restarted_replica_stays_a_read_only_replica(pair: list[MariadbEngine]) -> None:
     primary, replica = pair
     server_id = replica.admin.variable("server_id")

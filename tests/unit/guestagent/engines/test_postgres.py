@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from guestagent.engines.messages import (
     User,
 )
 from guestagent.engines.postgres import PostgresEngine
+from guestagent.engines.postgres_admin import replay_lag
 from guestagent.errors import EngineError, NotPrepared
 from tests.unit.guestagent.support import postgres_engine
 
@@ -439,3 +441,55 @@ def test_configuration_applies_live_or_waits_for_a_restart(fresh: PostgresEngine
         fresh.apply_configuration({"max_connections": "5"})
     with pytest.raises(InvalidInput, match="not a parameter"):
         fresh.apply_configuration({"shared_buffers": "1GB"})
+
+
+def test_metrics_count_sessions_transactions_and_cache_hits(
+    pg: PostgresEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg, "cgroup_dir", tmp_path)
+    (tmp_path / "memory.current").write_text("123456789\n")
+    before = pg.metrics()
+    with login(pg, "alice", ALICE_PASSWORD, "shop") as conn:
+        while_open = pg.metrics()
+        for _ in range(5):
+            conn.execute("SELECT count(*) FROM pg_class")
+            conn.commit()
+    wanted = before["transactions_total"] + 5  # a session's counts land when it ends
+    deadline = time.monotonic() + 5
+    after = pg.metrics()
+    while after["transactions_total"] < wanted and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = pg.metrics()
+
+    assert before.keys() == {
+        "connections",
+        "transactions_total",
+        "cache_hit_ratio",
+        "uptime_seconds",
+        "memory_bytes",
+        "volume_used_bytes",
+    }, "a primary has no lag, and PostgreSQL counts no commands"
+    assert before["connections"] >= 1  # the agent's own session
+    assert while_open["connections"] >= before["connections"] + 1
+    assert after["transactions_total"] >= wanted
+    assert 0.5 < after["cache_hit_ratio"] <= 1.0
+    assert 0 < before["uptime_seconds"] <= after["uptime_seconds"] < 3600
+    assert before["memory_bytes"] == 123456789.0
+    assert before["volume_used_bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    ("age", "caught_up", "streaming", "lag"),
+    [
+        (12.5, False, True, 12.5),  # WAL received but not replayed yet
+        (30.0, None, False, 30.0),  # the stream is down: the last replay's age
+        (12.5, True, True, 0.0),  # all it received is replayed: an idle primary
+        (None, None, True, 0.0),  # streaming, nothing to replay yet
+        (None, None, False, None),  # nothing replayed, no stream: it cannot say
+        (-0.2, False, True, 0.0),  # the primary's clock a little ahead
+    ],
+)
+def test_replay_lag_of_a_standby(
+    age: float | None, caught_up: bool | None, streaming: bool | None, lag: float | None
+) -> None:
+    assert replay_lag(age, caught_up, streaming) == lag

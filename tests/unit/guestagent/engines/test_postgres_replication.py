@@ -219,6 +219,26 @@ def test_replication_state_on_both_sides_and_after_writes_stop() -> None:
         assert not primary.process.running(), "nothing started the old primary again"
 
 
+def test_metrics_show_a_lag_on_the_replica_only_while_it_has_wal_to_replay() -> None:
+    with replicated(1) as (primary, replica):
+        write(primary, "first")
+        eventually(lambda: caught_up(replica, primary), 5.0, "replica caught up")
+        assert "replication_lag_seconds" not in primary.metrics()
+        assert replica.metrics()["replication_lag_seconds"] == 0.0
+
+        with replica.admin.connect() as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+        write(primary, "second")
+        eventually(lambda: replica.replication_state().lag_bytes > 0, 5.0, "WAL not replayed")
+        time.sleep(0.3)
+        assert replica.metrics()["replication_lag_seconds"] >= 0.3
+
+        with replica.admin.connect() as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+        eventually(lambda: caught_up(replica, primary), 5.0, "replica caught up again")
+        assert replica.metrics()["replication_lag_seconds"] == 0.0
+
+
 def test_enable_replication_keeps_exactly_the_listed_slots_and_the_rewind_grants() -> None:
     with replicated(1) as (primary, _):
         eventually(lambda: slots(primary).get("cellar_r0"), 5.0, "cellar_r0 streams")

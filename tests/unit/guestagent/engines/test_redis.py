@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -23,6 +24,7 @@ from guestagent.engines.messages import (
     User,
 )
 from guestagent.engines.redis import RedisEngine
+from guestagent.engines.redis_admin import info_metrics
 from guestagent.engines.redis_wire import ReplyError, encode, read_reply
 from guestagent.errors import NotPrepared, Unsupported
 from tests.unit.guestagent.support import redis_engine
@@ -278,3 +280,56 @@ def test_an_unprepared_engine_refuses_user_calls() -> None:
         with pytest.raises(Unsupported):
             engine.prepare(PrepareRequest(databases=(Database("shop"),)))
         assert not engine.data_dir.exists()
+
+
+def test_metrics_count_clients_commands_and_keyspace_hits(
+    rds: RedisEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rds, "cgroup_dir", tmp_path)  # no cgroup file: no memory_bytes
+    with login(rds, "alice", ALICE_PASSWORD) as client:
+        client.set("metrics:kept", "v")
+        rds.admin.run("CONFIG", "RESETSTAT")  # the counters start again from 0
+        fresh = rds.metrics()
+        for key in ("metrics:kept", "metrics:kept", "metrics:kept", "metrics:gone"):
+            client.get(key)
+        values = rds.metrics()
+
+    assert values.keys() == {
+        "connections",
+        "commands_total",
+        "cache_hit_ratio",
+        "engine_memory_bytes",
+        "uptime_seconds",
+        "volume_used_bytes",
+    }, "a primary has no lag, and Redis counts no transactions"
+    assert fresh["cache_hit_ratio"] == 1.0  # nothing looked up since the reset
+    assert values["cache_hit_ratio"] == 0.75
+    assert values["commands_total"] >= fresh["commands_total"] + 4
+    assert values["connections"] >= 2  # alice and the agent
+    assert values["engine_memory_bytes"] > 0
+    assert 0 <= values["uptime_seconds"] < 3600
+
+
+def test_info_metrics_from_given_fields() -> None:
+    info = {
+        "connected_clients": "12",
+        "total_commands_processed": "5000",
+        "used_memory": "1048576",
+        "uptime_in_seconds": "86400",
+        "keyspace_hits": "900",
+        "keyspace_misses": "100",
+        "role": "master",
+    }
+    primary = {
+        "connections": 12.0,
+        "commands_total": 5000.0,
+        "engine_memory_bytes": 1048576.0,
+        "uptime_seconds": 86400.0,
+        "cache_hit_ratio": 0.9,
+    }
+
+    assert info_metrics(info) == primary
+    replica = {**info, "role": "slave", "master_last_io_seconds_ago": "2"}
+    assert info_metrics(replica) == {**primary, "replication_lag_seconds": 2.0}
+    link_down = {**info, "role": "slave", "master_last_io_seconds_ago": "-1"}
+    assert info_metrics(link_down) == primary

@@ -147,6 +147,18 @@ def test_replication_state_on_both_members(pair: tuple[RedisEngine, RedisEngine]
     assert on_replica.replicas_connected == 0
 
 
+def test_metrics_show_the_lag_on_the_replica_only_while_its_link_is_up(
+    pair: tuple[RedisEngine, RedisEngine],
+) -> None:
+    primary, replica = pair
+    eventually(lambda: replica.replication_state().source_connected, within=5.0)
+
+    assert "replication_lag_seconds" not in primary.metrics()
+    assert 0 <= replica.metrics()["replication_lag_seconds"] < 15  # pinged every 10 s
+    primary.stop()
+    assert eventually(lambda: "replication_lag_seconds" not in replica.metrics(), within=5.0)
+
+
 def test_enable_replication_is_idempotent_and_grants_only_replication(
     pair: tuple[RedisEngine, RedisEngine],
 ) -> None:
