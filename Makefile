@@ -47,7 +47,7 @@ test-deps:
 unit: venv test-deps
 	$(BIN)/pytest -q -n 2 tests/unit
 
-integration: docker venv images
+integration: docker venv images test-deps
 	$(BIN)/pytest -q -m integration tests/integration
 
 integration-production: docker venv images test-deps

@@ -22,16 +22,20 @@ from api import (
     backups,
     catalog_routes,
     configurations,
+    dashboard,
     databases,
     encoding,
     engine_logs,
     errors,
     identity,
+    instance_metrics,
     instance_tls,
     instances,
     live_configuration,
     mgmt,
+    mgmt_overview,
     pages,
+    prometheus,
     quotas,
     replication_events,
     root,
@@ -82,6 +86,7 @@ def create_app(svc: state.Services | None = None, checks: auth.Auth | None = Non
         audit.after(response)
         response.headers["X-Request-ID"] = g.get("request_id", "-")
         took = time.monotonic() - g.get("started", time.monotonic())
+        prometheus.observe(response.status_code, took)
         logger.info(
             "%s %s -> %d in %.3f s", request.method, request.path, response.status_code, took
         )
@@ -104,11 +109,15 @@ def create_app(svc: state.Services | None = None, checks: auth.Auth | None = Non
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(audit_routes.blueprint)
     app.register_blueprint(engine_logs.blueprint)
+    app.register_blueprint(instance_metrics.blueprint)
     app.register_blueprint(configurations.blueprint)
     app.register_blueprint(live_configuration.blueprint)
     app.register_blueprint(replication_events.blueprint)
     app.register_blueprint(quotas.blueprint)
     app.register_blueprint(mgmt.blueprint)
+    app.register_blueprint(mgmt_overview.blueprint)
+    dashboard.install(app, svc.settings)
+    prometheus.install(app, svc.db)
     if svc.settings.own_identity:
         identity.install(app)
     return app

@@ -4,7 +4,10 @@ Every route needs a token in ``X-Auth-Token`` but ``/`` (the API's versions) and
 identity API's version documents and ``POST /auth/tokens``. A missing, expired or
 revoked token is a 401; a token of another project than the path's is a 403 (an admin
 may act in every project); a ``reader`` may only read. The identity API's own routes
-say themselves who may use them (``api.identity.access``).
+say themselves who may use them (``api.identity.access``), and so does ``/metrics``
+(``api.prometheus``), which Prometheus reads with a scrape token of its own, and the
+dashboard's pages under ``/dashboard`` (``api.dashboard``), which keep the token in a
+session cookie and send a CSRF token with every form.
 
 Browser safety comes first: a body must be ``application/json`` (415 otherwise), and
 the ``Host`` header must name this Cellar, so a web page cannot make a browser, or a
@@ -43,7 +46,9 @@ PUBLIC = {
     ("GET", "/identity/v3/"),
     ("POST", "/identity/v3/auth/tokens"),
 }
+OWN_CHECK = {("GET", "/metrics")}  # the route checks who asks itself: api.prometheus
 READS = ("GET", "HEAD", "OPTIONS")
+DASHBOARD = "/dashboard"  # web pages with a session cookie: api.dashboard checks them
 WITH_BODY = ("POST", "PUT", "PATCH")
 
 
@@ -130,6 +135,9 @@ def check_request(auth: Auth) -> None:
             f"Host {request.host!r} is not a name this Cellar serves ({names}); "
             "set CELLAR_ALLOWED_HOSTS to add one"
         )
+    if request.path == DASHBOARD or request.path.startswith(f"{DASHBOARD}/"):
+        g.identity = None
+        return  # the dashboard's pages check their session cookie and CSRF token themselves
     if request.method in WITH_BODY and _has_body() and request.mimetype != "application/json":
         raise UnsupportedMedia(
             f"the request body must be JSON sent as Content-Type: application/json, "
@@ -137,7 +145,8 @@ def check_request(auth: Auth) -> None:
         )
     g.identity = None
     method = "GET" if request.method == "HEAD" else request.method  # HEAD is GET, bodiless
-    if not auth.enabled or (method, request.path) in PUBLIC:
+    asked = (method, request.path)
+    if not auth.enabled or asked in PUBLIC or asked in OWN_CHECK:
         return
     token = request.headers.get(TOKEN_HEADER, "").strip()
     if not token:

@@ -10,27 +10,21 @@ Disabling waits the same way and answers 204, or 202 with the task.
 from __future__ import annotations
 
 import secrets
-import time
 
 from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from api import audit, body, replicas
+from api import audit, body, replicas, task_wait
 from api.databases import BASE, instance_version
 from api.instance_checks import busy_check, load_instance
 from api.state import services
-from api.views import task_view
 from cellar import catalog, names
-from cellar.errors import Busy, CellarError, NotFound, Unavailable
-from cellar.models import Task
+from cellar.errors import NotFound
 from cellar.status import TaskState
 from cellar.tasks import start_task
 from cellar.workflows import WorkflowName
 
 blueprint = Blueprint("root", __name__)
-
-WAIT_SECONDS = 30.0
-POLL_SECONDS = 0.1
 
 
 def _password() -> str:
@@ -66,11 +60,11 @@ def enable_root(project_id: str, instance_id: str) -> ResponseReturnValue:
         task_id, datastore = task.id, instance.datastore
     svc.enqueue(task_id, 0.0, g.request_id)
     user = {"name": catalog.ROOT_USERS[datastore], "password": password}
-    finished = _wait(task_id)
+    finished = task_wait.wait(task_id)
     if finished is None:
-        return jsonify({"user": user, "task": _running(task_id)}), 202
+        return jsonify({"user": user, "task": task_wait.running(task_id)}), 202
     if finished.state != TaskState.COMPLETED.value:
-        raise _failure(finished, "enabling root")
+        raise task_wait.failure(finished, "enabling root")
     return jsonify({"user": user})
 
 
@@ -97,38 +91,12 @@ def disable_root(project_id: str, instance_id: str) -> ResponseReturnValue:
         )  # fmt: skip
         task_id = task.id
     svc.enqueue(task_id, 0.0, g.request_id)
-    finished = _wait(task_id)
+    finished = task_wait.wait(task_id)
     if finished is None:
-        return jsonify({"task": _running(task_id)}), 202
+        return jsonify({"task": task_wait.running(task_id)}), 202
     if finished.state != TaskState.COMPLETED.value:
-        raise _failure(finished, "disabling root")
+        raise task_wait.failure(finished, "disabling root")
     return Response(status=204)
-
-
-def _running(task_id: str) -> dict[str, object]:
-    with services().db.session() as session:
-        running = session.get(Task, task_id)
-        return task_view(running) if running else {"id": task_id}
-
-
-def _wait(task_id: str) -> Task | None:
-    """The task once it has ended, or None if it still runs after ``WAIT_SECONDS``."""
-    end = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < end:
-        with services().db.session() as session:
-            task = session.get(Task, task_id)
-            if task is not None and task.state != TaskState.RUNNING.value:
-                session.expunge(task)
-                return task
-        time.sleep(POLL_SECONDS)
-    return None
-
-
-def _failure(task: Task, what: str) -> CellarError:
-    reason = task.error or task.state.lower()
-    if task.state == TaskState.CANCELLED.value:
-        return Busy(f"{what} was cancelled: {reason}")
-    return Unavailable(f"{what} failed: {reason}")
 
 
 @blueprint.get(f"{BASE}/root")

@@ -402,3 +402,41 @@ class DataKey(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LogPublication(Base):
+    """How much of one engine log of an instance has been published to backup storage.
+
+    Each publish stores what the log gained since the last one as a new object
+    (``logs/<instance>/<log>/<part>``), as Trove's ``log publish`` appends to its container.
+    """
+
+    __tablename__ = "log_publications"
+
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    published: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes of the log stored
+    parts: Mapped[int] = mapped_column(Integer, default=0)  # objects stored
+    location: Mapped[str | None] = mapped_column(String(512), nullable=True)  # of the prefix
+    updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class MetricSample(Base):
+    """One sample of an instance's engine counters, taken by beat through its agent.
+
+    Kept for ``cellar.metrics.KEEP`` (a day); the dashboard's charts and
+    ``GET /instances/{id}/metrics`` read them, and ``/metrics`` shows the newest.
+    """
+
+    __tablename__ = "metric_samples"
+    __table_args__ = (
+        Index("ix_metric_samples_instance", "instance_id", "taken"),
+        Index("ix_metric_samples_taken", "taken"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    instance_id: Mapped[str] = mapped_column(String(36))
+    taken: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)  # counter name -> number

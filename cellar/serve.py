@@ -19,24 +19,28 @@ from cellar import pki
 from cellar import settings as settings_module
 from cellar.db import Database
 from cellar.identity.bootstrap import bootstrap, openrc_path, refresh_openrc
+from cellar.scrape_token import scrape_token, token_path
 from cellar.settings import Settings
 from cellar.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
 API_START_WITHIN = 60.0  # seconds for the API to answer after its first start
+METRICS_DIR = "prometheus"  # in CELLAR_HOME: what each API worker observed, for /metrics
 
 
 def commands(settings: Settings) -> dict[str, list[str]]:
     python = sys.executable
     tls = settings.api_tls_files
     certificate = ["--certfile", str(tls[0]), "--keyfile", str(tls[1])] if tls else []
+    metrics = f"PROMETHEUS_MULTIPROC_DIR={settings.home / METRICS_DIR}"
     return {
         "api": [
             python, "-m", "gunicorn",
             "--bind", f"{settings.api_host}:{settings.api_port}",
             "--worker-class", "gthread", "--workers", "2", "--threads", "8",
             "--log-level", "warning", "--graceful-timeout", "10",
+            "--env", metrics,
             *certificate,
             "api.app:main()",
         ],
@@ -63,6 +67,18 @@ def child_environment(base: dict[str, str]) -> dict[str, str]:
     return {**base, "MALLOC_ARENA_MAX": base.get("MALLOC_ARENA_MAX", "2")}
 
 
+def empty_metrics_dir(settings: Settings) -> Path:
+    """The folder where the API's workers write what they observe (``api.prometheus``),
+    emptied: counts of an earlier run, from processes long gone, are not added again."""
+    folder = settings.home / METRICS_DIR
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    for path in folder.iterdir():
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    return folder
+
+
 def banner(settings: Settings, base: str) -> str:
     """What ``cellar serve`` says once the API answers: where, how to log in, what to try."""
     if settings.own_identity:
@@ -73,9 +89,11 @@ def banner(settings: Settings, base: str) -> str:
         )
     else:
         login = f"Identity:  tokens are validated by the Keystone at {settings.auth_url}\n"
+    where = "CELLAR_METRICS_TOKEN" if settings.metrics_token else str(token_path(settings))
     return (
         f"\nCellar is up at {base}/v1.0/<project_id>  (metadata: {settings.database_url})\n"
         + login
+        + f"Metrics:   {base}/metrics, for Prometheus with the bearer token in {where}\n"
         + "Try:  source "
         + str(openrc_path(settings))
         + " && cellar instance create mydb --flavor 2 --size 1 --database app "
@@ -131,6 +149,8 @@ def serve() -> int:
     if settings.own_identity and not bootstrap(settings, database):
         refresh_openrc(settings)
     database.engine.dispose()
+    empty_metrics_dir(settings)
+    scrape_token(settings)  # made now, so that it is there to give Prometheus
     authority = pki.Authority.from_home(settings.home)  # made here once, before the children
     if settings.tls_auto:
         cert, key = settings.api_tls_files or (Path(), Path())

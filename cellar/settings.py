@@ -165,6 +165,7 @@ class Settings:
     tls_auto: bool = False  # the API's certificate is issued by Cellar's CA
     public_host: str = "0.0.0.0"  # noqa: S104 - where public instances publish their port
     firewall: bool = False  # keep the instances' access rules in iptables (CELLAR_FIREWALL)
+    metrics_token: str = dataclasses.field(default="", repr=False)  # "": CELLAR_HOME's file
 
     @property
     def api_tls(self) -> bool:
@@ -268,6 +269,7 @@ def load() -> Settings:
         s3_region=_env("CELLAR_S3_REGION", "us-east-1"),
         public_host=_env("CELLAR_PUBLIC_HOST", "0.0.0.0"),  # noqa: S104
         firewall=_firewall(),
+        metrics_token=_env("CELLAR_METRICS_TOKEN", ""),
         **_tls(),
     )
 

@@ -36,3 +36,5 @@ class WorkflowName(enum.StrEnum):
     REVOKE_ACCESS = "revoke_access"
     ENABLE_ROOT = "enable_root"
     DISABLE_ROOT = "disable_root"
+    PUBLISH_LOG = "publish_log"
+    DISCARD_LOG = "discard_log"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the servers the tests start on this host, from Debian's packages: PostgreSQL 15,
 # MariaDB 10.11 and Redis 7 (the engines' unit tests), RabbitMQ and Keystone served by uWSGI
-# (the production profile) and HAProxy (its rendered configs are checked with `haproxy -c`).
+# (the production profile), HAProxy (its rendered configs are checked with `haproxy -c`), and
+# Chromium with its WebDriver (the dashboard's browser tests).
 # Their own services are not started: the tests run private servers.
 set -euo pipefail
 
@@ -15,6 +16,8 @@ id postgres >/dev/null 2>&1 || need+=(postgresql-15)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 [ -x /usr/bin/keystone-manage ] || need+=(keystone)
 [ -x /usr/bin/uwsgi_python3 ] || need+=(uwsgi-plugin-python3)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 

@@ -26,6 +26,7 @@ CHECKPOINT_EVERY = 60.0  # seconds between signed checkpoints of the audit chain
 PRUNE_EVERY = 60.0  # seconds between removals of old rows of the views' change feed
 RENEW_EVERY = 60.0  # seconds between looks for agent certificates that are due
 FIREWALL_EVERY = 30.0  # seconds between checks that the access rules are all in place
+METRICS_EVERY = 10.0  # seconds between samples of the engines' counters (cellar.metrics.EVERY)
 
 app = queue.app
 app.conf.update(
@@ -39,6 +40,7 @@ app.conf.update(
         "prune-view-changes": {"task": "cellar.prune_view_changes", "schedule": PRUNE_EVERY},
         "renew-certificates": {"task": "cellar.renew_certificates", "schedule": RENEW_EVERY},
         "reconcile-firewall": {"task": "cellar.reconcile_firewall", "schedule": FIREWALL_EVERY},
+        "sample-metrics": {"task": "cellar.sample_metrics", "schedule": METRICS_EVERY},
     },
     beat_schedule_filename=str(settings_module.load().home / "beat-schedule"),
 )
@@ -160,3 +162,10 @@ def renew_certificates() -> None:
     from taskmanager import certificates, services
 
     certificates.renew(services.current())
+
+
+@app.task(name="cellar.sample_metrics", expires=METRICS_EVERY)
+def sample_metrics() -> None:
+    from taskmanager import metrics_sampler, services
+
+    metrics_sampler.sample(services.current())

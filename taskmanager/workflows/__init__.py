@@ -10,6 +10,7 @@ from taskmanager.workflows import (
     configure,
     delete,
     detach,
+    engine_logs,
     failover,
     provision,
     replication_mode,
@@ -47,6 +48,8 @@ WORKFLOWS: dict[WorkflowName, Workflow] = {
     WorkflowName.REVOKE_ACCESS: users.REVOKE_ACCESS,
     WorkflowName.ENABLE_ROOT: users.ENABLE_ROOT,
     WorkflowName.DISABLE_ROOT: users.DISABLE_ROOT,
+    WorkflowName.PUBLISH_LOG: engine_logs.PUBLISH_LOG,
+    WorkflowName.DISCARD_LOG: engine_logs.DISCARD_LOG,
 }
 
 

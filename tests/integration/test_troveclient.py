@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import pytest
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
+from troveclient import exceptions
 from troveclient.v1 import client as trove_client
 
 from tests.integration.stack import Api, Stack
@@ -72,5 +75,24 @@ def test_stock_client(api: Api, stack: Stack) -> None:
     trove.root.disable_instance_root(instance.id)  # openstack database root disable
     assert trove.root.is_instance_root_enabled(instance.id).rootEnabled is False
 
+    check_logs(trove, instance.id)
+
     trove.instances.delete(instance.id)
     assert api.wait_instance(instance.id, {"GONE", "ERROR"})["status"] == "GONE"
+
+
+def check_logs(trove: trove_client.Client, instance_id: str) -> None:
+    """``openstack database log list/show/publish/discard``; enable is refused (SYS log)."""
+    logs = {log.name: log for log in trove.instances.log_list(instance_id)}
+    assert logs["postgresql"].type == "SYS" and logs["postgresql"].size > 0
+    published = trove.instances.log_action(instance_id, "postgresql", publish=True)
+    assert published.published >= logs["postgresql"].size and published.prefix
+    if published.container.startswith("file://"):
+        folder = Path(published.container.removeprefix("file://"))
+        assert (folder / "000001").stat().st_size > 0 and (folder / "metafile").exists()
+    shown = trove.instances.log_show(instance_id, "postgresql")
+    assert (shown.metafile, shown.published) == (published.metafile, published.published)
+    with pytest.raises(exceptions.BadRequest, match="system log"):
+        trove.instances.log_action(instance_id, "postgresql", enable=True)
+    discarded = trove.instances.log_action(instance_id, "postgresql", discard=True)
+    assert (discarded.published, discarded.status) == (0, "Ready")

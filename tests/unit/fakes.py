@@ -126,6 +126,9 @@ class FakeAgent:
     applied: list[dict[str, str]] = dataclasses.field(default_factory=list)
     volume_used_bytes: int = 0
     volume_total_bytes: int = 0
+    metrics: dict[str, float] = dataclasses.field(  # what get_metrics reports
+        default_factory=lambda: {"connections": 3.0, "uptime_seconds": 60.0}
+    )
     root_password: str = ""
     restored_prepares: int = 0
     restore_times: list[str] = dataclasses.field(default_factory=list)
@@ -147,6 +150,9 @@ class FakeAgent:
     backup_end: bool = True  # False: a backup stream stops before its end marker
     promote_writable: bool = True  # False: a promoted replica stays read-only
     failing: dict[str, AgentError] = dataclasses.field(default_factory=dict)  # call -> error
+    engine_logs: dict[str, bytes] = dataclasses.field(
+        default_factory=lambda: {"postgresql.log": b"LOG:  ready\n"}
+    )
 
     def _maybe_fail(self, call: str) -> None:
         if call in self.failing:
@@ -279,6 +285,10 @@ class FakeAgent:
         state, detail = self.status(timeout)
         return StatusReport(state, detail, self.volume_used_bytes, self.volume_total_bytes)
 
+    def get_metrics(self, timeout: float = 5.0) -> dict[str, float]:
+        self._maybe_fail("get_metrics")
+        return dict(self.metrics)
+
     def create_database(self, name: str, character_set: str = "", collate: str = "") -> bool:
         self._maybe_fail("create_database")
         self.databases.append(name)
@@ -336,6 +346,19 @@ class FakeAgent:
         self._maybe_fail("disable_root")
         had, self.root_password = self.root_password != "", ""
         return had
+
+    def list_logs(self) -> list[dict[str, Any]]:
+        self._maybe_fail("list_logs")
+        return [{"name": name, "size": len(data)} for name, data in self.engine_logs.items()]
+
+    def tail_log(self, name: str, lines: int) -> list[str]:
+        return self.engine_logs[name].decode().splitlines()[-lines:]
+
+    def read_log(self, name: str, offset: int, timeout: float) -> Iterator[bytes]:
+        self._maybe_fail("read_log")
+        data = self.engine_logs[name][offset:]
+        for start in range(0, len(data), 5):  # small pieces, as a stream sends them
+            yield data[start : start + 5]
 
 
 class Queue:

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from cellar import logs
-from cellar.serve import wait_for_api
+from cellar import settings as settings_module
+from cellar.serve import METRICS_DIR, commands, empty_metrics_dir, wait_for_api
 from cellar.supervisor import Backoff, Supervisor, describe_exit
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -265,3 +266,23 @@ def test_beat_sends_due_tasks_at_debug_and_keeps_its_errors(
     assert ("DEBUG", "Scheduler: Sending due task reconcile (cellar.reconcile)") in beat_lines(
         logging.DEBUG
     )
+
+
+def test_only_the_api_gets_a_fresh_prometheus_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CELLAR_HOME", str(tmp_path / "home"))
+    settings = settings_module.load()
+    folder = tmp_path / "home" / METRICS_DIR
+    folder.mkdir(parents=True)
+    (folder / "histogram_4242.db").write_bytes(b"from a run before")
+
+    assert empty_metrics_dir(settings) == folder
+
+    assert list(folder.iterdir()) == []
+    assert folder.stat().st_mode & 0o777 == 0o700
+    api = commands(settings)["api"]
+    assert api[api.index("--env") + 1] == f"PROMETHEUS_MULTIPROC_DIR={folder}"
+    assert api.index("--env") < api.index("api.app:main()")
+    for other in ("worker", "beat"):
+        assert not [arg for arg in commands(settings)[other] if "PROMETHEUS" in arg]

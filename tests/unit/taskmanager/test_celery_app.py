@@ -15,6 +15,7 @@ def test_beat_runs_every_periodic_job_and_each_names_a_registered_task() -> None
         "prune-view-changes",
         "renew-certificates",
         "reconcile-firewall",
+        "sample-metrics",
     }
     for entry in schedule.values():
         assert entry["task"] in app.tasks
