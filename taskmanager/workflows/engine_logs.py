@@ -44,14 +44,18 @@ def publish_log(ctx: StepContext) -> Decision:
     sizes = {log["name"]: log["size"] for log in agent_call(agent.list_logs)}
     if name not in sizes:
         raise StepFailed(f"instance {instance.id} has no log {name!r} any more")
-    row = publication(ctx, instance, name)
-    start = row.published if sizes[name] >= row.published else 0
+    known = ctx.session.get(LogPublication, (instance.id, name))
+    published, count = (known.published, known.parts) if known is not None else (0, 0)
+    start = published if sizes[name] >= published else 0
     if sizes[name] == start:
         return NEXT
     prefix = prefix_of(instance, name)
-    part_key = f"{prefix}{row.parts + 1:06d}"
-    try:
-        with storage.writer(part_key, ctx.attempt_tag, ctx.fence) as out:
+    # end the read before the stores write: each records its object's data key in a
+    # transaction of its own, which a transaction held open here would keep waiting
+    ctx.session.commit()
+    part_key = f"{prefix}{count + 1:06d}"
+    try:  # a part stored twice (a crash before the commit) is the same bytes again
+        with storage.writer(part_key, ctx.attempt_tag) as out:
             for chunk in agent.read_log(name, start, READ_DEADLINE):
                 ctx.keep_lease()
                 out.write(chunk)
@@ -63,7 +67,7 @@ def publish_log(ctx: StepContext) -> Decision:
             "sha256": out.written.checksum,
             "published_at": utcnow().isoformat(timespec="seconds") + "Z",
         }
-        parts = [*_parts(ctx, prefix, row.parts), part]
+        parts = [*_parts(ctx, prefix, count), part]
         with storage.writer(f"{prefix}metafile", ctx.attempt_tag) as meta:
             meta.write(json.dumps({"log": name, "parts": parts}, indent=1).encode())
     except AgentError as exc:
@@ -72,6 +76,7 @@ def publish_log(ctx: StepContext) -> Decision:
         raise StepFailed(exc.message) from exc
     except StorageError as exc:
         raise StepFailed(exc.message) from exc
+    row = publication(ctx, instance, name)
     row.published, row.parts = start + out.written.size, len(parts)
     row.location = storage.location(f"{prefix}metafile").removesuffix("metafile")
     logger.info("log %s of instance %s: %d bytes published as %s", name, instance.id,
@@ -96,14 +101,17 @@ def discard_log(ctx: StepContext) -> Decision:
     row = ctx.session.get(LogPublication, (instance.id, name))
     if row is None:
         return NEXT
-    prefix, storage = prefix_of(instance, name), ctx.services.storage
+    prefix, storage, count = prefix_of(instance, name), ctx.services.storage, row.parts
+    ctx.session.commit()  # as in publish_log: no transaction held while the store works
     try:
-        for part in range(row.parts, 0, -1):
+        for part in range(count, 0, -1):
             storage.delete(f"{prefix}{part:06d}")
         storage.delete(f"{prefix}metafile")
     except StorageError as exc:
         raise StepFailed(exc.message) from exc
-    ctx.session.delete(row)
+    gone = ctx.session.get(LogPublication, (instance.id, name))
+    if gone is not None:
+        ctx.session.delete(gone)
     return NEXT
 
 

@@ -9,6 +9,7 @@ import pytest
 from cellar.errors import AgentError
 from cellar.models import LogPublication
 from cellar.workflows import WorkflowName
+from taskmanager.backup_crypto import DataKeys, EncryptedStorage
 from taskmanager.workflow import NEXT, StepFailed
 from tests.unit.taskmanager.workflows.support import PROJECT, World, add_instance, add_task, run
 
@@ -85,3 +86,21 @@ def test_discard_removes_the_parts_and_the_row(world: World) -> None:
     assert list(root.rglob(f"{instance_id}-logs/*/0*")) == []
     again = add_task(world, WorkflowName.DISCARD_LOG, instance_id, {"name": LOG})
     assert run(world, again, "discard_log") is NEXT
+
+
+def test_publish_and_discard_with_encrypted_storage(world: World) -> None:
+    """Each stored object records its data key in a transaction of its own: the step
+    must hold none open meanwhile (SQLite would make that write wait, then fail)."""
+    world.services.storage = EncryptedStorage(
+        world.services.storage, DataKeys(world.services.db, world.services.secrets)
+    )
+    instance_id = add_instance(world)
+    world.agent.engine_logs[LOG] = b"sealed line\n"
+    publish(world, instance_id)
+    prefix = f"{PROJECT}/{instance_id}-logs/{LOG}/"
+    assert stored(world, f"{prefix}000001") == b"sealed line\n"
+    raw = (world.services.settings.backups_dir / f"{prefix}000001").read_bytes()
+    assert b"sealed line" not in raw
+    task_id = add_task(world, WorkflowName.DISCARD_LOG, instance_id, {"name": LOG})
+    assert run(world, task_id, "discard_log") is NEXT
+    assert publication(world, instance_id) is None
