@@ -12,7 +12,19 @@ from typing import Any
 
 import requests
 
-from cellar.cli import audit, identity, keys, quotas, replicas
+from cellar.cli import (
+    audit,
+    configurations,
+    connect,
+    engine_logs,
+    identity,
+    keys,
+    metrics,
+    quotas,
+    replicas,
+    strategies,
+    tasks,
+)
 from cellar.cli.client import Client
 from cellar.cli.errors import ApiError, CliError
 from cellar.cli.login import Asker, Credentials, Keystone, add_options
@@ -29,6 +41,7 @@ def _instance_row(view: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "id": view["id"],
+        "project_id": view.get("project_id"),
         "name": view["name"],
         "status": view["status"],
         "datastore": f"{ds.get('type')} {ds.get('version')}",
@@ -95,10 +108,14 @@ def cmd_instance(args: argparse.Namespace, client: Client) -> int:
             emit(view, args.format)
             return code
         emit(view, args.format)
-    elif args.action == "list":
-        views = client.call("GET", "/instances")["instances"]
+    elif args.action == "list":  # every project's, for admins, over Trove's mgmt route
+        path = "/mgmt/instances" if args.all_projects else "/instances"
+        columns = ("project_id", *INSTANCE_COLUMNS) if args.all_projects else INSTANCE_COLUMNS
+        views = client.call("GET", path)["instances"]
         emit(views if args.format == "json" else [_instance_row(v) for v in views],
-             args.format, INSTANCE_COLUMNS)  # fmt: skip
+             args.format, columns)  # fmt: skip
+    elif args.action == "connect":
+        return connect.run(args, client)
     elif args.action == "show":
         view = client.call("GET", f"/instances/{args.id}")["instance"]
         ssl = client.call("GET", f"/instances/{args.id}/ssl")["ssl"]
@@ -295,7 +312,12 @@ def parser() -> argparse.ArgumentParser:
     for command in (create, inst_sub.add_parser("delete")):
         command.add_argument("--wait", action="store_true", help="show progress until done")
         command.add_argument("--timeout", type=float, default=600.0)
-    inst_sub.add_parser("list")
+    inst_sub.add_parser("list").add_argument(
+        "--all-projects", action="store_true", help="every project's instances (admins)"
+    )
+    connect.add_options(
+        inst_sub.add_parser("connect", help="open the engine's own client, over TLS")
+    )
     inst_sub.add_parser("ca", help="print the CA certificate that signed the engine's")
     for name in ("show", "delete", "ca", "update"):
         found = inst_sub.choices[name] if name in inst_sub.choices else inst_sub.add_parser(name)
@@ -344,6 +366,12 @@ def parser() -> argparse.ArgumentParser:
     for name in ("enable", "disable", "show"):
         root_sub.add_parser(name).add_argument("instance")
     replicas.add_parser(sub)
+    replicas.add_event_parser(sub)
+    engine_logs.add_parser(sub)
+    configurations.add_parser(sub)
+    strategies.add_parser(sub)
+    tasks.add_parser(sub)
+    metrics.add_parser(sub)
     identity.add_parsers(sub)
     quotas.add_parsers(sub)
     audit.add_parser(sub)
@@ -358,6 +386,12 @@ HANDLERS = {
     "root": cmd_root,
     "backup": cmd_backup,
     "replica": replicas.run,
+    "log": engine_logs.run,
+    "event": replicas.show_events,
+    "configuration": configurations.run,
+    "strategy": strategies.run,
+    "task": tasks.run,
+    "metrics": metrics.run,
     "project": identity.run_project,
     "user": identity.run_user,
     "role": identity.run_role,

@@ -34,6 +34,19 @@ def add_parser(sub: Any) -> None:
     settings.add_argument("--auto-failover", choices=("on", "off"))
 
 
+def add_event_parser(sub: Any) -> None:
+    """``cellar event list``: the same as ``cellar replica events``."""
+    event = sub.add_parser("event", help="an instance's replication events")
+    actions = event.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="the set's changes of primary").add_argument("instance")
+
+
+def show_events(args: argparse.Namespace, client: Client) -> int:
+    path = f"/instances/{args.instance}/replication_events"
+    emit(client.call("GET", path)["replication_events"], args.format, EVENT_COLUMNS)
+    return 0
+
+
 def run(args: argparse.Namespace, client: Client) -> int:
     path = f"/instances/{args.instance if args.action != 'create' else args.source}"
     if args.action == "create":
@@ -53,8 +66,7 @@ def run(args: argparse.Namespace, client: Client) -> int:
         client.call("PUT", path, {"instance": {"replica_of": None}})
         print(f"detaching {args.instance}", file=sys.stderr)
     elif args.action == "events":
-        events = client.call("GET", f"{path}/replication_events")["replication_events"]
-        emit(events, args.format, EVENT_COLUMNS)
+        show_events(args, client)
     else:
         settings: dict[str, Any] = {}
         if args.mode:

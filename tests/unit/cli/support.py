@@ -113,3 +113,19 @@ class FakeCloud(requests.Session):
             ]
             body["catalog"] = [{"type": "database", "name": "trove", "endpoints": endpoints}]
         return reply(201, {"token": body}, {"X-Subject-Token": value})
+
+
+class RecordingClient:
+    """Stands in for :class:`cellar.cli.client.Client`: records each call and answers
+    ``answers[(method, path)]``, else ``default``."""
+
+    def __init__(
+        self, default: Any = None, answers: dict[tuple[str, str], Any] | None = None
+    ) -> None:
+        self.default = default
+        self.answers = answers or {}
+        self.sent: list[tuple[str, str, Any]] = []
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        self.sent.append((method, path, body))
+        return self.answers.get((method, path), self.default)

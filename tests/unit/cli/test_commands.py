@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cellar.cli import identity, replicas
+from cellar.cli import engine_logs, identity, replicas
 from cellar.cli import main as cli
 from cellar.cli.output import Progress
 
@@ -190,3 +190,31 @@ def test_replica_commands_use_troves_routes(argv: list[str], sent: tuple[str, st
     client = RecordingClient({"instance": {"id": "r9", "status": "BUILD"}})
     assert replicas.run(cli.parser().parse_args(argv), client) == 0  # type: ignore[arg-type]
     assert client.sent == [sent]
+
+
+LOG_VIEW = {"name": "postgresql.log", "type": "SYS", "status": "Published", "size": 9,
+            "published": 9, "pending": 0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "sent"),
+    [
+        (["log", "list", "i1"], ("GET", "/instances/i1/log", None)),
+        (["log", "show", "i1", "pg"], ("POST", "/instances/i1/log", {"name": "pg"})),
+        (["log", "publish", "i1", "pg"],
+         ("POST", "/instances/i1/log", {"name": "pg", "publish": 1})),
+        (["log", "discard", "i1", "pg"],
+         ("POST", "/instances/i1/log", {"name": "pg", "discard": 1})),
+        (["log", "tail", "i1", "pg", "--lines", "5"],
+         ("GET", "/instances/i1/log/pg?lines=5", None)),
+    ],
+)  # fmt: skip
+def test_log_commands_use_troves_log_route(
+    argv: list[str], sent: tuple[str, str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = RecordingClient({"logs": [LOG_VIEW], "log": {**LOG_VIEW, "lines": ["LOG:  ready"]}})
+    args = cli.parser().parse_args(["-f", "json", *argv])
+    assert engine_logs.run(args, client) == 0  # type: ignore[arg-type]
+    assert client.sent == [sent]
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown[0] if isinstance(shown, list) else shown)["name"] in ("postgresql.log", "pg")
