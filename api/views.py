@@ -168,7 +168,7 @@ def replication_view(inputs: Inputs, root: str) -> dict[str, Any]:
     }  # fmt: skip
     if is_primary and inputs.replicas:  # gone with the last replica, as in Trove
         result["replicas"] = [{"id": r, "links": _links(path + r)} for r in inputs.replicas]
-    else:
+    elif not is_primary:  # a primary left alone is nobody's replica
         result["replica_of"] = {
             "id": replica_set.primary_id,
             "links": _links(path + replica_set.primary_id),

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import hmac
 
-from flask import redirect, request, session, url_for
+from flask import Response, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 from api.dashboard.client import ApiFailure
 from api.dashboard.views import blueprint
 
 OPEN = {"dashboard.login_form", "dashboard.log_in", "dashboard.static"}
+# pages load only this Cellar's own scripts and styles, and no other site may frame them
+POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
 
 
 @blueprint.before_request
@@ -34,3 +39,14 @@ def _expired(exc: ApiFailure) -> ResponseReturnValue:
         session.clear()
         return redirect(url_for("dashboard.login_form", next=request.path))
     return f"{exc.message} (HTTP {exc.status})", exc.status
+
+
+@blueprint.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "dashboard.static":
+        response.headers["Cache-Control"] = "no-store"  # pages hold project data
+    return response

@@ -149,7 +149,8 @@ def test_a_replica_reads_the_primarys_writes_and_refuses_its_own(api: Api, datas
     with contextlib.closing(connect(login(datastore, alone["connection"]))) as conn:
         write_one(conn, 100)  # writable on its own
     assert 100 not in stored_at(datastore, primary["connection"])
-    assert "replicas" not in show(api, primary["id"])  # gone with the last replica
+    lone = show(api, primary["id"])
+    assert "replicas" not in lone and "replica_of" not in lone  # gone with the last replica
     drop_set(api, primary["id"])
     assert api.call("DELETE", f"/instances/{replica['id']}").status_code == 202
     assert api.wait_instance(replica["id"], {"GONE", "ERROR"})["status"] == "GONE"

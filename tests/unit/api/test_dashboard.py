@@ -180,3 +180,11 @@ def test_every_page_but_the_login_needs_a_session(world: Any) -> None:
     script = client.get("/dashboard/static/htmx.min.js")
     assert script.status_code == 200 and b"htmx" in script.get_data()
     script.close()
+
+
+def test_pages_forbid_framing_and_other_sites_scripts(browser: FlaskClient) -> None:
+    reply = browser.get("/dashboard/instances")
+    policy = reply.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert reply.headers["X-Frame-Options"] == "DENY"
+    assert reply.headers["Cache-Control"] == "no-store"

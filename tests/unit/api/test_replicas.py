@@ -209,7 +209,8 @@ def test_a_primary_with_replicas_cannot_be_deleted_but_a_detached_one_can(
     assert ("promote", 0) in agent.replication_calls
     detached = show(client, replicas[0])
     assert detached["status"] == "ACTIVE" and "replica_of" not in detached
-    assert "replicas" not in show(client, primary)  # gone with the last replica
+    alone = show(client, primary)
+    assert "replicas" not in alone and "replica_of" not in alone  # gone with the last replica
     assert client.delete(f"{BASE}/instances/{primary}").status_code == 202
     queue.drain(services)
     with services.db.session() as session:
