@@ -34,6 +34,7 @@ from api import (
     live_configuration,
     mgmt,
     mgmt_overview,
+    openapi,
     pages,
     prometheus,
     quotas,
@@ -116,6 +117,7 @@ def create_app(svc: state.Services | None = None, checks: auth.Auth | None = Non
     app.register_blueprint(quotas.blueprint)
     app.register_blueprint(mgmt.blueprint)
     app.register_blueprint(mgmt_overview.blueprint)
+    app.register_blueprint(openapi.blueprint)
     dashboard.install(app, svc.settings)
     prometheus.install(app, svc.db)
     if svc.settings.own_identity:

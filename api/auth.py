@@ -1,13 +1,13 @@
 """Who is asking, and whether they may: run before every request's handler.
 
-Every route needs a token in ``X-Auth-Token`` but ``/`` (the API's versions) and the
-identity API's version documents and ``POST /auth/tokens``. A missing, expired or
-revoked token is a 401; a token of another project than the path's is a 403 (an admin
-may act in every project); a ``reader`` may only read. The identity API's own routes
-say themselves who may use them (``api.identity.access``), and so does ``/metrics``
-(``api.prometheus``), which Prometheus reads with a scrape token of its own, and the
-dashboard's pages under ``/dashboard`` (``api.dashboard``), which keep the token in a
-session cookie and send a CSRF token with every form.
+Every route needs a token in ``X-Auth-Token`` but ``/`` (the API's versions), the
+OpenAPI document, the identity API's version documents and ``POST /auth/tokens``. A
+missing, expired or revoked token is a 401; a token of another project than the path's
+is a 403 (an admin may act in every project); a ``reader`` may only read. The identity
+API's own routes say themselves who may use them (``api.identity.access``), and so does
+``/metrics`` (``api.prometheus``), which Prometheus reads with a scrape token of its
+own, and the dashboard's pages under ``/dashboard`` (``api.dashboard``), which keep the
+token in a session cookie and send a CSRF token with every form.
 
 Browser safety comes first: a body must be ``application/json`` (415 otherwise), and
 the ``Host`` header must name this Cellar, so a web page cannot make a browser, or a
@@ -39,6 +39,7 @@ TOKEN_HEADER = "X-Auth-Token"  # noqa: S105 - a header name
 PUBLIC = {
     ("GET", "/"),
     ("GET", "/v1.0/"),
+    ("GET", "/v1.0/openapi.json"),
     ("GET", "/healthcheck"),
     ("GET", "/identity"),
     ("GET", "/identity/"),

@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 from api import audit, body
 from api.idempotency import claim, idempotent
 from api.instance_checks import load_instance
+from api.schemas import parse
+from api.schemas.backups import CreateBackupStrategy
 from api.state import services
 from api.views import timestamp
 from cellar import catalog, cron
@@ -101,7 +103,7 @@ def _shown(session: Session, strategy_id: str) -> dict[str, Any]:
 @blueprint.post(PATH)
 @idempotent("backup_strategy", 202, _shown)
 def create(project_id: str) -> ResponseReturnValue:
-    data = body.json_object("backup_strategy")
+    data = parse(CreateBackupStrategy)
     instance_id = data.get("instance_id")
     if not isinstance(instance_id, str) or not instance_id:
         raise InvalidInput("instance_id is required: Cellar schedules backups per instance")

@@ -18,6 +18,8 @@ from api import audit, body
 from api.backup_views import backup_view, children, load_backup
 from api.idempotency import claim, idempotent
 from api.instance_checks import busy_check, load_instance
+from api.schemas import parse
+from api.schemas.backups import BackupAction, CreateBackup
 from api.state import services
 from api.views import task_view
 from cellar import catalog, quotas
@@ -77,7 +79,7 @@ def _shown(session: Session, backup_id: str) -> dict[str, Any]:
 @blueprint.post("/v1.0/<project_id>/backups")
 @idempotent("backup", 202, _shown)
 def create(project_id: str) -> ResponseReturnValue:
-    data = body.json_object("backup")
+    data = parse(CreateBackup)
     name = body.text(data, "name")
     description = body.text(data, "description", required=False, max_len=2000)
     instance_id = data.get("instance")
@@ -163,7 +165,7 @@ def delete(project_id: str, backup_id: str) -> ResponseReturnValue:
 
 @blueprint.post("/v1.0/<project_id>/backups/<backup_id>/action")
 def action(project_id: str, backup_id: str) -> ResponseReturnValue:
-    data = body.json_object()
+    data = parse(BackupAction)
     if set(data) != {"verify"}:
         raise InvalidInput('name one action: {"verify": {}}')
     svc = services()

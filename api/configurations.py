@@ -12,6 +12,12 @@ from sqlalchemy.orm import Session
 from api import audit, body
 from api.idempotency import claim, idempotent
 from api.instance_checks import datastore_version
+from api.schemas import parse
+from api.schemas.configurations import (
+    CreateConfiguration,
+    EditConfiguration,
+    ReplaceConfiguration,
+)
 from api.state import services
 from api.views import links, timestamp
 from cellar import catalog, parameters
@@ -94,7 +100,7 @@ def _shown(session: Session, config_id: str) -> dict[str, Any]:
 @blueprint.post(BASE)
 @idempotent("configuration", 200, _shown)
 def create(project_id: str) -> ResponseReturnValue:
-    data = body.json_object("configuration")
+    data = parse(CreateConfiguration)
     name = body.text(data, "name")
     description = body.text(data, "description", required=False, max_len=1024)
     version = datastore_version(data.get("datastore"))
@@ -147,7 +153,7 @@ def instances(project_id: str, config_id: str) -> ResponseReturnValue:
 
 
 def _change(project_id: str, config_id: str, merge: bool) -> ResponseReturnValue:
-    data = body.json_object("configuration")
+    data = parse(EditConfiguration if merge else ReplaceConfiguration)
     raw = data.get("values")
     if not isinstance(raw, dict):
         raise InvalidInput('the body must be {"configuration": {"values": {...}}}')

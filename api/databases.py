@@ -10,6 +10,8 @@ from flask.typing import ResponseReturnValue
 
 from api import audit, body, replicas, specs
 from api.instance_checks import busy_check, load_instance
+from api.schemas import parse
+from api.schemas.databases import CreateDatabases, CreatePathUser, CreateUsers, Listed
 from api.state import services
 from cellar import catalog, names
 from cellar.errors import AgentError, Busy, InvalidInput, NotFound, Unavailable
@@ -81,10 +83,11 @@ def start_change(
     return "", 202
 
 
-def items_of(wrapper: str) -> list[dict[str, Any]]:
-    """The list under ``wrapper``; also one object under it or under its singular, as
-    openstacksdk sends (``{"database": {...}}``, ``{"users": {...}}``)."""
-    data = body.json_object()
+def items_of(model: type[Listed]) -> list[dict[str, Any]]:
+    """The list under ``model``'s plural; also one object under it or under its singular,
+    as openstacksdk sends (``{"database": {...}}``, ``{"users": {...}}``)."""
+    wrapper = model.plural
+    data = parse(model)
     single = data.get(wrapper, data.get(wrapper.removesuffix("s")))
     if isinstance(single, dict):
         return [single]
@@ -96,7 +99,7 @@ def items_of(wrapper: str) -> list[dict[str, Any]]:
 
 @blueprint.post(f"{BASE}/databases")
 def create_databases(project_id: str, instance_id: str) -> ResponseReturnValue:
-    items = items_of("databases")
+    items = items_of(CreateDatabases)
     with services().db.session() as session:
         version = instance_version(load_instance(session, project_id, instance_id), databases=True)
     dbs = specs.databases(items, version)
@@ -130,13 +133,13 @@ def delete_database(project_id: str, instance_id: str, name: str) -> ResponseRet
 
 @blueprint.post(f"{BASE}/users")
 def create_users(project_id: str, instance_id: str) -> ResponseReturnValue:
-    return _create_users(project_id, instance_id, items_of("users"))
+    return _create_users(project_id, instance_id, items_of(CreateUsers))
 
 
 @blueprint.post(f"{BASE}/users/<user>")
 def create_named_user(project_id: str, instance_id: str, user: str) -> ResponseReturnValue:
     """openstacksdk's form: the new user's name in the path as well as in the body."""
-    items = items_of("users")
+    items = items_of(CreatePathUser)
     if len(items) != 1 or items[0].get("name", user) != user:
         raise InvalidInput(f"POST .../users/{user} creates that one user; its body names no other")
     return _create_users(project_id, instance_id, [{**items[0], "name": user}])

@@ -18,6 +18,8 @@ from sqlalchemy import select
 from api import audit, body, task_wait
 from api.databases import live
 from api.instance_checks import busy_check, load_instance
+from api.schemas import parse
+from api.schemas.engine_logs import LogAction
 from api.state import services
 from cellar.errors import InvalidInput, NotFound
 from cellar.models import Instance, LogPublication
@@ -108,7 +110,7 @@ def _action_of(data: dict[str, Any]) -> tuple[str, set[str]]:
 def log_action(project_id: str, instance_id: str) -> ResponseReturnValue:
     with services().db.session() as session:
         instance = load_instance(session, project_id, instance_id)
-    name, chosen = _action_of(body.json_object())
+    name, chosen = _action_of(parse(LogAction))
     _views(instance, only=name)  # the log exists, and the agent answers
     if chosen & {"enable", "disable"}:
         raise InvalidInput(

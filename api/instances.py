@@ -26,6 +26,8 @@ from api.instance_checks import (
 )
 from api.pages import Pages
 from api.restore_points import restore_point
+from api.schemas import parse
+from api.schemas.instances import CreateInstance, InstanceAction, UpdateInstance
 from api.state import services
 from api.views import (
     instance_view,
@@ -58,7 +60,7 @@ def _shown(session: Session, instance_id: str) -> dict[str, Any]:
 @blueprint.post("/v1.0/<project_id>/instances")
 @idempotent("instance", 202, _shown)
 def create(project_id: str) -> ResponseReturnValue:
-    data = body.json_object("instance")
+    data = parse(CreateInstance)
     for field in UNSUPPORTED:
         if data.get(field) not in (None, [], ""):
             raise InvalidInput(f"{field} is not supported by this Cellar release")
@@ -263,7 +265,7 @@ def _resize_volume(instance: Instance, spec: object, volume_backend: str) -> dic
 
 @blueprint.post("/v1.0/<project_id>/instances/<instance_id>/action")
 def action(project_id: str, instance_id: str) -> ResponseReturnValue:
-    data = body.json_object()
+    data = parse(InstanceAction)
     name = next(iter(data)) if len(data) == 1 else None
     if name not in ACTIONS:
         allowed = ", ".join(ACTIONS)
@@ -308,7 +310,7 @@ UPDATABLE = {"name", "configuration", "replica_of", "replication", "access", "tl
 def update(project_id: str, instance_id: str) -> ResponseReturnValue:
     """Rename, attach (``configuration``: id) or detach (``configuration``: null) a group,
     detach a replica, or change its replication, network ``access`` or ``tls`` policy."""
-    data = body.json_object("instance")
+    data = parse(UpdateInstance)
     unknown = set(data) - UPDATABLE
     if unknown or not data:
         raise InvalidInput(

@@ -15,7 +15,9 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from api import audit, body
+from api import audit
+from api.schemas import parse
+from api.schemas.quotas import SetQuotas
 from api.state import services
 from cellar import quotas
 from cellar.errors import InvalidInput, NotFound
@@ -61,7 +63,7 @@ def show(project_id: str, target: str) -> ResponseReturnValue:
 @blueprint.put("/v1.0/<project_id>/mgmt/quotas/<target>")
 def update(project_id: str, target: str) -> ResponseReturnValue:
     """Set some of a project's limits (-1: no limit); null leaves one as it is."""
-    wanted = _limits(body.json_object("quotas"))
+    wanted = _limits(parse(SetQuotas))
     svc = services()
     with svc.db.session() as session:
         target = _project(session, target)

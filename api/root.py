@@ -14,9 +14,11 @@ import secrets
 from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from api import audit, body, replicas, task_wait
+from api import audit, replicas, task_wait
 from api.databases import BASE, instance_version
 from api.instance_checks import busy_check, load_instance
+from api.schemas import parse
+from api.schemas.root import EnableRoot
 from api.state import services
 from cellar import catalog, names
 from cellar.errors import NotFound
@@ -31,7 +33,7 @@ def _password() -> str:
     """The password the caller chose (Trove's optional ``password``), or a new random one."""
     if not request.get_data():
         return secrets.token_urlsafe(24)
-    data = body.json_object()
+    data = parse(EnableRoot)
     chosen = data.get("password")
     if isinstance(data.get("root"), dict):
         chosen = data["root"].get("password", chosen)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from api import body, specs
+from api import specs
 from api.databases import (
     BASE,
     instance_version,
@@ -20,6 +20,8 @@ from api.databases import (
     start_change,
 )
 from api.instance_checks import load_instance
+from api.schemas import parse
+from api.schemas.databases import ChangePasswords, GrantAccess, UpdateUser
 from api.state import services
 from cellar import catalog, names
 from cellar.errors import InvalidInput, NotFound
@@ -48,7 +50,7 @@ def change_passwords(project_id: str, instance_id: str) -> ResponseReturnValue:
     version = _version_of(project_id, instance_id)
     users: list[dict[str, str]] = []
     passwords: dict[str, str] = {}
-    for item in items_of("users"):
+    for item in items_of(ChangePasswords):
         unknown = set(item) - {"name", "password", "host"}
         if unknown:
             raise InvalidInput(
@@ -70,7 +72,7 @@ def update_user(project_id: str, instance_id: str, user: str) -> ResponseReturnV
     """Trove's user update; Cellar changes the password (a new name or host is refused)."""
     version = _version_of(project_id, instance_id)
     name, host = _named_user(user, version)
-    data = body.json_object("user")
+    data = parse(UpdateUser)
     renamed = {k for k in ("name", "host") if data.get(k) not in (None, "", name, host)}
     if renamed or set(data) - {"name", "host", "password"}:
         raise InvalidInput('a user update changes the password only: {"user": {"password": ...}}')
@@ -109,7 +111,7 @@ def grant_access(project_id: str, instance_id: str, user: str) -> ResponseReturn
     name, host = _named_user(user, version)
     databases = [
         names.check_identifier("database", item.get("name"), version.reserved_databases)
-        for item in items_of("databases")
+        for item in items_of(GrantAccess)
     ]
     params = {"name": name, "host": host, "databases": sorted(set(databases))}
     return start_change(project_id, instance_id, WorkflowName.GRANT_ACCESS, params, "user.grant")

@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from api import audit, body
 from api.identity.access import admin_or, caller
 from api.identity.views import BASE, collection, credential_view
+from api.schemas import parse
+from api.schemas.identity import CreateCredential
 from api.state import services
 from cellar.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cellar.identity import store
@@ -79,7 +81,7 @@ def create(user_id: str) -> ResponseReturnValue:
         raise Forbidden("make application credentials with a token scoped to their project")
     if me.app_credential_id:
         raise Forbidden("an application credential cannot make another one")
-    data = body.json_object("application_credential")
+    data = parse(CreateCredential)
     name = body.text(data, "name", max_len=255)
     secret = data.get("secret") or secrets.token_urlsafe(32)
     if not isinstance(secret, str) or len(secret) < 16:

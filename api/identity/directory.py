@@ -15,6 +15,14 @@ from sqlalchemy.orm import Session
 from api import audit, body
 from api.identity.access import admin, admin_or, caller, is_admin
 from api.identity.views import BASE, collection, domain_view, project_view, user_view
+from api.schemas import parse
+from api.schemas.identity import (
+    ChangeOwnPassword,
+    CreateIdentityUser,
+    CreateProject,
+    UpdateIdentityUser,
+    UpdateProject,
+)
 from api.state import services
 from cellar import names
 from cellar.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -109,7 +117,7 @@ def show_domain(domain_id: str) -> ResponseReturnValue:
 @blueprint.post(f"{BASE}/projects")
 def create_project() -> ResponseReturnValue:
     admin()
-    data = body.json_object("project")
+    data = parse(CreateProject)
     _domain(data)
     name = _name(data)
     with services().db.session() as session:
@@ -157,7 +165,7 @@ def show_project(project_id: str) -> ResponseReturnValue:
 @blueprint.patch(f"{BASE}/projects/<project_id>")
 def update_project(project_id: str) -> ResponseReturnValue:
     admin()
-    data = body.json_object("project")
+    data = parse(UpdateProject)
     with services().db.session() as session:
         project = _project(session, project_id)
         if "name" in data and _name(data) != project.name:
@@ -234,7 +242,7 @@ def _password(value: object) -> str:
 @blueprint.post(f"{BASE}/users")
 def create_user() -> ResponseReturnValue:
     admin()
-    data = body.json_object("user")
+    data = parse(CreateIdentityUser)
     _domain(data)
     name = _name(data)
     with services().db.session() as session:
@@ -290,7 +298,7 @@ def show_user(user_id: str) -> ResponseReturnValue:
 @blueprint.patch(f"{BASE}/users/<user_id>")
 def update_user(user_id: str) -> ResponseReturnValue:
     me = admin()
-    data = body.json_object("user")
+    data = parse(UpdateIdentityUser)
     with services().db.session() as session:
         user = _user(session, user_id)
         if "name" in data and _name(data) != user.name:
@@ -329,7 +337,7 @@ def change_own_password(user_id: str) -> ResponseReturnValue:
     me = caller()
     if me.user_id != user_id:
         raise Forbidden("only the user may change their password this way; admins PATCH it")
-    data = body.json_object("user")
+    data = parse(ChangeOwnPassword)
     with services().db.session() as session:
         user = _user(session, user_id)
         if not check_password(str(data.get("original_password") or ""), user.password_hash):

@@ -12,9 +12,11 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from api import audit, auth, body
+from api import audit, auth
 from api.identity.access import admin_or, caller
 from api.identity.views import BASE, DOMAIN, project_view, stamp, url
+from api.schemas import parse
+from api.schemas.identity import LogIn
 from api.state import services
 from cellar.errors import InvalidInput, NotFound, Unauthorized
 from cellar.identity import store
@@ -114,7 +116,7 @@ def _scope(session: Any, data: dict[str, Any], user: User) -> Project | None:
 
 @blueprint.post(f"{BASE}/auth/tokens")
 def log_in() -> ResponseReturnValue:
-    data = body.json_object("auth")
+    data = parse(LogIn)
     identity_ = data.get("identity")
     if not isinstance(identity_, dict) or not isinstance(identity_.get("methods"), list):
         raise InvalidInput(

@@ -42,6 +42,7 @@ IDENTITY = "/identity/v3"
 KINDS: dict[str, Kind] = {
     "/": PUBLIC,
     "/v1.0/": PUBLIC,
+    "/v1.0/openapi.json": PUBLIC,
     "/healthcheck": PUBLIC,
     "/metrics": METRICS,
     "/identity": PUBLIC,
