@@ -58,7 +58,12 @@ def test_no_operation_answers_a_server_error_or_breaks_the_document(
         "--report", "junit", "--report-dir", str(REPORTS),
     ]  # fmt: skip
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=BUDGET_SECONDS + 180, check=False
+        command,
+        capture_output=True,
+        text=True,
+        timeout=BUDGET_SECONDS + 180,
+        check=False,
+        cwd=tmp_path,  # where Schemathesis keeps its own files
     )
     shown = (done.stdout + done.stderr)[-12000:]
     (REPORTS / "output.txt").write_text(done.stdout + done.stderr)
