@@ -47,15 +47,42 @@ def _choices() -> dict[str, Any]:
         if v.get("active", 1)
     ]
     backups = [b for b in call("GET", "/backups")["backups"] if b["status"] == "COMPLETED"]
+    sources = [
+        i for i in call("GET", "/instances")["instances"]
+        if i["status"] == "ACTIVE" and "replica_of" not in i
+    ]  # fmt: skip
     return {
         "versions": versions,
         "flavors": call("GET", "/flavors")["flavors"],
         "configurations": call("GET", "/configurations")["configurations"],
         "backups": backups,
+        "sources": sources,
+        "window": _window(backups),
     }
 
 
+def _window(backups: list[dict[str, Any]]) -> dict[str, str] | None:
+    """The recovery window of the chosen backup's instance, when it still has one."""
+    chosen = request.values.get("backup", "")
+    found = next((b for b in backups if b["id"] == chosen), None)
+    if found is None or not found.get("instance_id"):
+        return None
+    try:
+        view = call("GET", f"/instances/{found['instance_id']}")["instance"]
+    except ApiFailure:
+        return None
+    window: dict[str, str] | None = view.get("recovery_window")
+    return window
+
+
 def _create_body(form: Any) -> dict[str, Any]:
+    if form.get("replica_of"):  # replicas of a running instance: its datastore and data
+        return {
+            "name": form.get("name", "").strip(),
+            "flavorRef": form.get("flavor", "2"),
+            "replica_of": form["replica_of"],
+            "replica_count": int(form.get("replica_count") or 1),
+        }
     datastore, _sep, version = form.get("datastore", "postgresql/15").partition("/")
     body: dict[str, Any] = {
         "name": form.get("name", "").strip(),
@@ -85,6 +112,9 @@ def _create_body(form: Any) -> dict[str, Any]:
 
 
 def create_command(body: dict[str, Any]) -> str:
+    if "replica_of" in body:
+        return (f"cellar replica create {body['replica_of']} {body.get('name') or '<name>'}"
+                f" --count {body['replica_count']}")  # fmt: skip
     parts = ["cellar instance create", body.get("name") or "<name>"]
     parts += [f"--flavor {body.get('flavorRef', '2')}", f"--size {body['volume']['size']}"]
     parts.append(f"--datastore {body['datastore']['type']}")
@@ -108,7 +138,7 @@ def create_instance() -> ResponseReturnValue:
     try:
         body = _create_body(request.form)
     except ValueError:
-        body, error = None, "the volume size must be a whole number of GB"
+        body, error = None, "the volume size and the replica count must be whole numbers"
     if body is not None:
         try:
             made = call("POST", "/instances", {"instance": body})["instance"]

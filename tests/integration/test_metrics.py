@@ -48,6 +48,10 @@ def test_every_engine_reports_its_counters(api: Api, stack: Stack) -> None:
         assert "replication_lag_seconds" not in last, (datastore, last)
 
     assert scrape(stack, {}).status_code == 401
+    member = str(api.session.headers["X-Auth-Token"])
+    assert scrape(stack, {"X-Auth-Token": member}).status_code == 403
+    assert stack.identity is not None
+    assert scrape(stack, {"X-Auth-Token": stack.identity.admin.token}).status_code == 200
     assert scrape(stack, {"Authorization": "Bearer not-the-token"}).status_code == 401
     token = (stack.home / "metrics-token").read_text().strip()  # made by the first try
     reply = scrape(stack, {"Authorization": f"Bearer {token}"})

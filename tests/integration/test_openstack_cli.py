@@ -82,6 +82,7 @@ def test_two_teams_with_the_stock_cli(stack: Stack) -> None:
             env=teams["b"][1], capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert other.returncode != 0  # team b cannot see team a's instance
+        _stock_commands(teams["a"][1], made["a"])
         for team, (_project, user) in teams.items():
             _quiet(user, "database", "instance", "delete", made[team])
         for team, (_project, user) in teams.items():
@@ -91,6 +92,39 @@ def test_two_teams_with_the_stock_cli(stack: Stack) -> None:
             remove_leftovers(project)
     for project, _user in teams.values():
         assert not leftovers(project)
+
+
+def _keys(row: dict[str, Any]) -> dict[str, Any]:
+    return {k.lower().replace(" ", "_"): v for k, v in row.items()}
+
+
+def _stock_commands(env: dict[str, str], instance: str) -> None:
+    """``root disable``, ``configuration default``, ``backup strategy`` with Trove's body,
+    and ``log list/show/set`` (publish, and enable refused: the engine's logs are SYS)."""
+    assert _keys(_run(env, "database", "root", "enable", instance))["name"] == "postgres"
+    _quiet(env, "database", "root", "disable", instance)
+    running = _run(env, "database", "configuration", "default", instance)
+    assert int(running["max_connections"]) >= 10
+    made = _keys(_run(env, "database", "backup", "strategy", "create", "--instance-id",
+                      instance, "--swift-container", "cli-team"))  # fmt: skip
+    assert (made["instance_id"], made["swift_container"]) == (instance, "cli-team")
+    listed = _run(env, "database", "backup", "strategy", "list", "--instance-id", instance)
+    assert [_keys(row)["swift_container"] for row in listed] == ["cli-team"]
+    _quiet(env, "database", "backup", "strategy", "delete", "--instance-id", instance)
+    assert _run(env, "database", "backup", "strategy", "list", "--instance-id", instance) == []
+    logs = {
+        _keys(row)["name"]: _keys(row) for row in _run(env, "database", "log", "list", instance)
+    }
+    assert logs["postgresql"]["type"] == "SYS"
+    published = _keys(_run(env, "database", "log", "set", instance, "postgresql", "--publish"))
+    assert int(published["published"]) > 0 and int(published["pending"]) == 0
+    shown = _keys(_run(env, "database", "log", "show", instance, "postgresql"))
+    assert shown["metafile"] == published["metafile"]
+    refused = subprocess.run(
+        [OPENSTACK, "database", "log", "set", instance, "postgresql", "--enable"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "system log" in refused.stderr, refused.stderr
 
 
 def _wait_active(env: dict[str, str], instance: str, within: float = 180) -> None:

@@ -188,3 +188,31 @@ def test_pages_forbid_framing_and_other_sites_scripts(browser: FlaskClient) -> N
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert reply.headers["X-Frame-Options"] == "DENY"
     assert reply.headers["Cache-Control"] == "no-store"
+
+
+def test_the_create_form_makes_replicas_and_shows_a_backups_window(
+    browser: FlaskClient, world: Any
+) -> None:
+    source = create(browser, world)
+    form = browser.get("/dashboard/instances/new").get_data(as_text=True)
+    assert f'<option value="{source}"' in form  # an ACTIVE primary to replicate
+    reply = browser.post(
+        "/dashboard/instances/new",
+        data={"csrf": csrf_of(browser), "name": "copies", "flavor": "2",
+              "replica_of": source, "replica_count": "2"},
+    )  # fmt: skip
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    world[3].drain(world[0])
+    replica = reply.headers["Location"].rsplit("/", 1)[-1]
+    page = browser.get(f"/dashboard/instances/{replica}").get_data(as_text=True)
+    assert f"/dashboard/instances/{source}" in page and 'data-status="ACTIVE"' in page
+    primary = browser.get(f"/dashboard/instances/{source}").get_data(as_text=True)
+    assert primary.count('<li><a href="/dashboard/instances/') == 2  # its two replicas
+    token = csrf_of(browser)
+    browser.post(f"/dashboard/instances/{source}/backups", data={"csrf": token, "name": "w"})
+    world[3].drain(world[0])
+    backups = browser.get("/dashboard/backups").get_data(as_text=True)
+    backup_id = re.search(r'<tr data-id="([^"]+)">\s*<td>w</td>', backups)
+    assert backup_id is not None
+    restore = browser.get(f"/dashboard/instances/new?backup={backup_id.group(1)}")
+    assert 'id="recovery-window"' in restore.get_data(as_text=True)
