@@ -117,7 +117,7 @@ def _stock_commands(env: dict[str, str], instance: str) -> None:
     }
     assert logs["postgresql"]["type"] == "SYS"
     published = _keys(_run(env, "database", "log", "set", instance, "postgresql", "--publish"))
-    assert int(published["published"]) > 0 and int(published["pending"]) == 0
+    assert int(published["published"]) >= int(logs["postgresql"]["pending"]) > 0  # it grows
     shown = _keys(_run(env, "database", "log", "show", instance, "postgresql"))
     assert shown["metafile"] == published["metafile"]
     refused = subprocess.run(
