@@ -259,26 +259,22 @@ class AgentClient(AgentReads):
 
     def fetch_archive(self, name: str, timeout: float) -> Iterator[bytes]:
         request = agent_pb2.FetchArchiveRequest(name=name)
-        replies = self._stub.FetchArchive(request, timeout=timeout, metadata=self._metadata())
-        try:
-            for reply in replies:
-                if reply.data:
-                    yield bytes(reply.data)
-        except grpc.RpcError as exc:
-            raise self._translate("FetchArchive", exc) from exc
-        finally:
-            replies.cancel()
+        return self._bytes("FetchArchive", self._stub.FetchArchive, request, timeout)
 
     def read_log(self, name: str, offset: int, timeout: float) -> Iterator[bytes]:
         """Log ``name`` from byte ``offset`` to its end as the agent saw it then."""
         request = agent_pb2.ReadLogRequest(name=name, offset=offset)
-        replies = self._stub.ReadLog(request, timeout=timeout, metadata=self._metadata())
+        return self._bytes("ReadLog", self._stub.ReadLog, request, timeout)
+
+    def _bytes(self, what: str, method: Any, request: Any, timeout: float) -> Iterator[bytes]:
+        """The ``data`` of each message of a server stream, its errors as AgentError."""
+        replies = method(request, timeout=timeout, metadata=self._metadata())
         try:
             for reply in replies:
                 if reply.data:
                     yield bytes(reply.data)
         except grpc.RpcError as exc:
-            raise self._translate("ReadLog", exc) from exc
+            raise self._translate(what, exc) from exc
         finally:
             replies.cancel()
 
