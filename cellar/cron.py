@@ -1,86 +1,73 @@
-"""Five-field cron schedules ("minute hour day-of-month month day-of-week"), in UTC.
+"""Backup schedules: cron expressions in UTC, parsed and stepped by ``croniter``.
 
-Use :func:`parse` to check a schedule given by a user (InvalidInput says what is wrong)
-and :func:`next_after` for the next minute it fires. Fields take ``*``, numbers, ranges
-``a-b``, steps ``*/n`` or ``a-b/n`` and lists ``a,b``; day-of-week 0 and 7 are Sunday.
-As in cron, when both day fields are restricted a day matches if either does.
+A schedule is five fields ("minute hour day-of-month month day-of-week") or one of the
+nicknames ``@hourly``, ``@daily``, ``@weekly``, ``@monthly`` and ``@yearly``. Fields take
+what cron takes: ``*``, numbers, ranges, steps, lists and the names ``jan``..``dec`` and
+``sun``..``sat``; as in cron, when both day fields are restricted a day matches if either
+does. Use :func:`parse` to check a schedule given by a user (InvalidInput says what is
+wrong) and :func:`next_after` for the next minute it fires.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+from typing import NewType
+
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 from cellar.errors import InvalidInput
 
-FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-          ("day of week", 0, 7))  # fmt: skip
-SEARCH_DAYS = 366 * 5
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
-    any_day: bool
-    any_weekday: bool
-
-    def day_matches(self, day: dt.datetime) -> bool:
-        weekday = (day.weekday() + 1) % 7
-        by_day, by_weekday = day.day in self.days, weekday in self.weekdays
-        if self.any_day or self.any_weekday:
-            return by_day and by_weekday
-        return by_day or by_weekday
-
-
-def _field(text: str, name: str, low: int, high: int) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        base, _, step_text = part.partition("/")
-        try:
-            step = int(step_text) if step_text else 1
-            if base == "*":
-                start, end = low, high
-            elif "-" in base:
-                first, last = base.split("-", 1)
-                start, end = int(first), int(last)
-            else:
-                start = end = int(base)
-        except ValueError as exc:
-            raise InvalidInput(f"schedule {name} {text!r} is not a cron field") from exc
-        if step < 1 or not low <= start <= end <= high:
-            raise InvalidInput(f"schedule {name} {text!r} must stay within {low}-{high}")
-        values.update(range(start, end + 1, step))
-    return frozenset(values)
+Schedule = NewType("Schedule", str)
+NICKNAMES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+SEARCH_YEARS = 5
+FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("day of week", "0-7 or sun-sat"),
+)
+ALLOWED = "(each a value, a range a-b, a step */n or a-b/n, or a list of these)"
+USAGE = ('schedule must be five cron fields "minute hour day month weekday" in UTC, '
+         'e.g. "0 3 * * *", or one of ' + ", ".join(NICKNAMES))  # fmt: skip
 
 
 def parse(expression: object) -> Schedule:
-    """The schedule of a five-field cron expression, or InvalidInput naming the bad field."""
-    if not isinstance(expression, str) or len(expression.split()) != 5:
-        raise InvalidInput(
-            'schedule must be five cron fields "minute hour day month weekday", e.g. "0 3 * * *"'
-        )
-    parts = expression.split()
-    sets = [_field(text, *spec) for text, spec in zip(parts, FIELDS, strict=True)]
-    weekdays = frozenset(0 if d == 7 else d for d in sets[4])
-    return Schedule(sets[0], sets[1], sets[2], sets[3], weekdays,
-                    any_day=parts[2] == "*", any_weekday=parts[4] == "*")  # fmt: skip
+    """The checked schedule, or InvalidInput naming what is wrong with it."""
+    if not isinstance(expression, str):
+        raise InvalidInput(USAGE)
+    text = " ".join(expression.split())
+    if text.startswith("@") and text.lower() not in NICKNAMES:
+        raise InvalidInput(f"schedule {text!r} is not a known nickname; {USAGE}")
+    if not text.startswith("@") and len(text.split()) != 5:
+        raise InvalidInput(USAGE)
+    try:
+        croniter(text)  # seconds and hashed ("H") fields need more than five fields or an id
+    except CroniterError as exc:
+        raise InvalidInput(f"schedule {text!r} is not valid: {_bad_field(text)}") from exc
+    return Schedule(text.lower() if text.startswith("@") else text)
+
+
+def _bad_field(text: str) -> str:
+    """Which field of ``text`` croniter refuses, tried one at a time, and what it allows."""
+    fields = text.split()
+    for i, (name, allowed) in enumerate(FIELDS):
+        alone = ["*"] * 5
+        alone[i] = fields[i]
+        try:
+            croniter(" ".join(alone))
+        except CroniterError:
+            return f"the {name} field {fields[i]!r} must be within {allowed} {ALLOWED}"
+    return "the day fields never match together"
 
 
 def next_after(schedule: Schedule, after: dt.datetime) -> dt.datetime:
     """The first minute strictly after ``after`` (naive UTC) when ``schedule`` fires."""
-    moment = after.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-    end = moment + dt.timedelta(days=SEARCH_DAYS)
-    while moment < end:
-        if moment.month not in schedule.months or not schedule.day_matches(moment):
-            moment = (moment + dt.timedelta(days=1)).replace(hour=0, minute=0)
-        elif moment.hour not in schedule.hours:
-            moment = (moment + dt.timedelta(hours=1)).replace(minute=0)
-        elif moment.minute not in schedule.minutes:
-            moment += dt.timedelta(minutes=1)
-        else:
-            return moment
-    raise InvalidInput("schedule never fires (check the day and month fields)")
+    try:
+        moment = croniter(schedule, after, max_years_between_matches=SEARCH_YEARS)
+        found = moment.get_next(dt.datetime)
+    except CroniterBadDateError as exc:
+        problem = f"schedule {schedule!r} never fires (check the day and month fields)"
+        raise InvalidInput(problem) from exc
+    assert isinstance(found, dt.datetime)
+    return found.replace(tzinfo=None)

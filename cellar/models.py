@@ -205,7 +205,7 @@ class BackupStrategy(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     project_id: Mapped[str] = mapped_column(String(64))
     instance_id: Mapped[str] = mapped_column(String(36))
-    schedule: Mapped[str] = mapped_column(String(128))  # five cron fields, UTC
+    schedule: Mapped[str] = mapped_column(String(128))  # five cron fields or a nickname, UTC
     keep_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
     keep_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     verify: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -59,7 +59,9 @@ class NewStrategy(Body):
 
     instance_id: StrictStr = Field(description="the id of the instance to back up")
     schedule: StrictStr = optional(
-        description='five cron fields "minute hour day month weekday" (UTC), e.g. "0 3 * * *"'
+        description='five cron fields "minute hour day month weekday" in UTC (names such as'
+        ' "mon" or "jan" allowed), e.g. "0 3 * * *", or @hourly, @daily, @weekly, @monthly'
+        " or @yearly"
     )
     keep_count: IntLike | None = documented(minimum=1, maximum=1000)
     keep_days: IntLike | None = documented(minimum=1, maximum=3650)

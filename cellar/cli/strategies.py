@@ -46,7 +46,8 @@ def add_parser(sub: Any) -> None:
     create.add_argument("instance")
     create.add_argument(
         "--schedule", metavar="CRON", type=schedule_arg,
-        help='five cron fields in UTC, e.g. "0 3 * * *" (the default: every day at 03:00)',
+        help='five cron fields in UTC, e.g. "0 3 * * mon", or @daily, @weekly... '
+             "(the default: every day at 03:00)",
     )  # fmt: skip
     create.add_argument("--keep-count", type=int, metavar="N", help="keep the newest N backups")
     create.add_argument("--keep-days", type=int, metavar="N", help="keep backups N days")

@@ -45,7 +45,7 @@ def test_strategy_commands_use_troves_routes(
 
 @pytest.mark.parametrize(
     "schedule",
-    ["0 3 * *", "@daily", "0 3 * * mon", "0 0 3 * * *", "0 24 * * *", "*/0 * * * *", "0 3 31 2 *"],
+    ["0 3 * *", "@reboot", "0 0 3 * * *", "0 24 * * *", "*/0 * * * *", "0 3 31 2 *"],
 )
 def test_a_schedule_the_api_would_refuse_is_refused_before_logging_in(
     schedule: str, cloud: FakeCloud, capsys: pytest.CaptureFixture[str]
@@ -59,13 +59,15 @@ def test_a_schedule_the_api_would_refuse_is_refused_before_logging_in(
 def test_the_error_names_the_wrong_field(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["strategy", "create", "i1", "--schedule", "0 25 * * *"])
-    assert "schedule hour '25' must stay within 0-23" in capsys.readouterr().err
+    assert "the hour field '25' must be within 0-23" in capsys.readouterr().err
 
 
 def test_next_run_is_the_next_matching_minute_in_utc() -> None:
     now = dt.datetime(2026, 12, 4, 10, 15)  # a Friday
     assert strategies.next_run("0 3 * * *", now) == dt.datetime(2026, 12, 5, 3, 0)
     assert strategies.next_run("30 2 * * 1-5", now) == dt.datetime(2026, 12, 7, 2, 30)
+    assert strategies.next_run("0 4 * * sun", now) == dt.datetime(2026, 12, 6, 4, 0)
+    assert strategies.next_run("@weekly", now) == dt.datetime(2026, 12, 6, 0, 0)
 
 
 def test_list_shows_the_next_run(capsys: pytest.CaptureFixture[str]) -> None:
