@@ -16,6 +16,7 @@ from guestagent.engines.base import Engine
 from guestagent.engines.messages import (
     BackupDone,
     BackupRequest,
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -50,6 +51,8 @@ def _user(message: Any) -> User:
         password=message.password,
         host=message.host,
         databases=tuple(message.databases),
+        access=message.access,
+        valid_until=message.valid_until,
     )
 
 
@@ -138,6 +141,12 @@ class GuestAgentServicer(agent_pb2_grpc.GuestAgentServicer):
     def DeleteUser(self, request: Any, context: Any) -> Any:
         deleted = self.engine.delete_user(DeleteUserRequest(name=request.name, host=request.host))
         return agent_pb2.DeleteUserResponse(deleted=deleted)
+
+    def CountSessions(self, request: Any, context: Any) -> Any:
+        sessions = self.engine.count_sessions(
+            CountSessionsRequest(name=request.name, host=request.host)
+        )
+        return agent_pb2.CountSessionsResponse(sessions=sessions)
 
     def ChangePassword(self, request: Any, context: Any) -> Any:
         changed = self.engine.change_password(_user(request.user))

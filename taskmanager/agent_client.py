@@ -33,10 +33,14 @@ class BackupEnd:
 
 @dataclasses.dataclass(frozen=True)
 class NewUser:
+    """A user for the agent to create; ``access`` and ``valid_until`` as in the proto's User."""
+
     name: str
     password: str
     databases: tuple[str, ...] = ()
     host: str = ""
+    access: str = ""  # "": every right; "read"; "write": rows, no DDL
+    valid_until: str = ""  # RFC 3339, UTC; empty: never expires
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +192,11 @@ class AgentClient(AgentReads):
         request = agent_pb2.DeleteUserRequest(name=name, host=host)
         return bool(self._call("DeleteUser", self._stub.DeleteUser, request, None).deleted)
 
+    def count_sessions(self, name: str, host: str = "") -> int:
+        """How many client connections the user has open now."""
+        request = agent_pb2.CountSessionsRequest(name=name, host=host)
+        return int(self._call("CountSessions", self._stub.CountSessions, request, None).sessions)
+
     def change_password(self, user: NewUser) -> bool:
         request = agent_pb2.ChangePasswordRequest(user=_user(user))
         return bool(self._call("ChangePassword", self._stub.ChangePassword, request, None).changed)
@@ -316,5 +325,10 @@ class AgentClient(AgentReads):
 
 def _user(user: NewUser) -> Any:
     return agent_pb2.User(
-        name=user.name, password=user.password, host=user.host, databases=list(user.databases)
+        name=user.name,
+        password=user.password,
+        host=user.host,
+        databases=list(user.databases),
+        access=user.access,
+        valid_until=user.valid_until,
     )

@@ -27,6 +27,7 @@ from guestagent.engines.messages import (
     BackupPiece,
     BackupRequest,
     ConsistencyReport,
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -241,6 +242,11 @@ class Engine(abc.ABC):
         """Drop a user and what it owns; False when it did not exist."""
         self._require_prepared()
         return self.admin.delete_user(request)
+
+    def count_sessions(self, request: CountSessionsRequest) -> int:
+        """How many client connections the user has open now (0 for an unknown user)."""
+        self._require_prepared()
+        return self.admin.count_sessions(request)
 
     def change_password(self, request: User) -> bool:
         """Give an existing user a new password; False when the user does not exist."""

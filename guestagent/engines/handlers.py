@@ -11,6 +11,7 @@ import logging
 from typing import Protocol
 
 from guestagent.engines.messages import (
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -35,6 +36,9 @@ class Admin(Protocol):
     def list_users(self) -> list[User]: ...
 
     def delete_user(self, request: DeleteUserRequest) -> bool: ...
+
+    def count_sessions(self, request: CountSessionsRequest) -> int:
+        """How many client connections the user has open now."""
 
     def change_password(self, request: User) -> bool: ...
 

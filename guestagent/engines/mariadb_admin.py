@@ -25,12 +25,14 @@ from cellar.errors import InvalidInput
 from cellar.names import IDENTIFIER, check_identifier, check_password
 from guestagent.engines.mariadb_process import MariadbProcess, admin_account
 from guestagent.engines.messages import (
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
     GrantAccessRequest,
     RevokeAccessRequest,
     User,
+    check_access,
 )
 from guestagent.engines.metrics import hit_ratio
 from guestagent.errors import EngineDown, EngineError
@@ -48,6 +50,14 @@ ROOT = "root"
 CANNOT_CONNECT = (2002, 2003, 2006, 2013)
 BAD_OPTIONS = (1115, 1253, 1273)  # unknown character set, collation, or a mismatch
 STATEMENT_QUOTING = (1064, 1149)  # syntax errors quote the statement: never shown
+RIGHTS = {  # what each ``User.access`` grants on a database
+    "": "ALL PRIVILEGES",
+    "read": "SELECT, SHOW VIEW",
+    "write": "SELECT, INSERT, UPDATE, DELETE, SHOW VIEW",
+}
+# The sessions of an account: its user name, from a client host its host pattern matches
+# (PROCESSLIST shows TCP clients as host:port).
+ACCOUNT_SESSIONS = "USER = %s AND (HOST LIKE %s OR HOST LIKE CONCAT(%s, ':%%'))"
 STATUS_METRICS = {  # SHOW GLOBAL STATUS name -> metrics name, where it is one value
     "Threads_connected": "connections",
     "Questions": "commands_total",
@@ -85,12 +95,13 @@ def checked_database(database: Database) -> Database:
 
 
 def checked_user(user: User) -> User:
-    """``user`` if its name, host, password and database names are acceptable."""
+    """``user`` if its name, host, password, database names and access are acceptable."""
     check_identifier("user", user.name, RESERVED_USERS)
     checked_host(user.host)
     check_password(user.password)
     for name in user.databases:
         check_identifier("database", name, RESERVED_DATABASES)
+    check_access(user.access)
     return user
 
 
@@ -245,14 +256,7 @@ class MariadbAdmin:
         with self.connect() as cursor:
             if not self._database_exists(cursor, name):
                 return False
-            cursor.execute(
-                "SELECT ID FROM information_schema.PROCESSLIST"
-                " WHERE DB = %s AND ID <> CONNECTION_ID()",
-                (name,),
-            )
-            for (session,) in cursor.fetchall():
-                with contextlib.suppress(pymysql.MySQLError):  # it may have ended since
-                    cursor.execute("KILL CONNECTION %s", (int(session),))
+            self._end_sessions(cursor, "DB = %s", (name,))
             cursor.execute("SELECT User, Host FROM mysql.db WHERE Db = %s", (grant_pattern(name),))
             for user, host in cursor.fetchall():
                 cursor.execute(
@@ -279,7 +283,7 @@ class MariadbAdmin:
                     (user.name, host, password_hash(user.password)),
                 )
             for dbname in user.databases:
-                self._grant(cursor, user.name, host, dbname)
+                self._grant(cursor, user.name, host, dbname, RIGHTS[user.access])
         if created:
             logger.info(
                 "created user %s@%s with access to %s", user.name, host, list(user.databases)
@@ -303,6 +307,7 @@ class MariadbAdmin:
         ]
 
     def delete_user(self, request: DeleteUserRequest) -> bool:
+        """Drop the account, then end its open sessions (they outlive a DROP USER)."""
         name = request.name
         check_identifier("user", name, RESERVED_USERS)
         host = checked_host(request.host)
@@ -310,8 +315,22 @@ class MariadbAdmin:
             if not self._user_exists(cursor, name, host):
                 return False
             cursor.execute("DROP USER IF EXISTS %s@%s", (name, host))
-        logger.info("dropped user %s@%s", name, host)
+            ended = self._end_sessions(cursor, ACCOUNT_SESSIONS, (name, host, host))
+        logger.info("dropped user %s@%s and ended %d sessions", name, host, ended)
         return True
+
+    def count_sessions(self, request: CountSessionsRequest) -> int:
+        """The sessions open now of the user at its host pattern (``%`` when empty)."""
+        name = request.name
+        check_identifier("user", name, RESERVED_USERS)
+        host = checked_host(request.host)
+        with self.connect() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE " + ACCOUNT_SESSIONS,
+                (name, host, host),
+            )
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
 
     def change_password(self, user: User) -> bool:
         check_identifier("user", user.name, RESERVED_USERS)
@@ -414,11 +433,30 @@ class MariadbAdmin:
         return status_metrics(status, link)
 
     @staticmethod
-    def _grant(cursor: pymysql.cursors.Cursor, name: str, host: str, dbname: str) -> None:
+    def _grant(
+        cursor: pymysql.cursors.Cursor,
+        name: str,
+        host: str,
+        dbname: str,
+        rights: str = RIGHTS[""],
+    ) -> None:
         cursor.execute(
-            f"GRANT ALL PRIVILEGES ON {quote_name(grant_pattern(dbname))}.* TO %s@%s",
-            (name, host),
+            f"GRANT {rights} ON {quote_name(grant_pattern(dbname))}.* TO %s@%s", (name, host)
         )
+
+    @staticmethod
+    def _end_sessions(cursor: pymysql.cursors.Cursor, where: str, args: tuple[str, ...]) -> int:
+        """KILL every other session that PROCESSLIST's ``where`` picks; returns how many."""
+        cursor.execute(
+            "SELECT ID FROM information_schema.PROCESSLIST"
+            f" WHERE {where} AND ID <> CONNECTION_ID()",
+            args,
+        )
+        sessions = [int(session) for (session,) in cursor.fetchall()]
+        for session in sessions:
+            with contextlib.suppress(pymysql.MySQLError):  # it may have ended since
+                cursor.execute("KILL CONNECTION %s", (session,))
+        return len(sessions)
 
     @staticmethod
     def _database_exists(cursor: pymysql.cursors.Cursor, name: str) -> bool:

@@ -14,7 +14,12 @@ import logging
 from collections.abc import Iterator
 from typing import IO
 
+from cellar.errors import InvalidInput
+
 logger = logging.getLogger(__name__)
+
+# What a user may do on its databases: every right, read only, or read and change rows.
+ACCESS = ("", "read", "write")
 
 
 @enum.unique
@@ -48,12 +53,24 @@ class User:
     """A user to create (with its password), or one found by ``list_users`` (without).
 
     ``databases`` are the ones the user is granted, or can connect to when listed.
+    ``access`` is one of ``ACCESS``; ``valid_until`` (RFC 3339, UTC, or empty) is when
+    the login expires, where the engine keeps such a moment.
     """
 
     name: str
     password: str = dataclasses.field(default="", repr=False)
     host: str = ""
     databases: tuple[str, ...] = ()
+    access: str = ""
+    valid_until: str = ""
+
+
+def check_access(access: str) -> str:
+    """``access`` if it is one of ``ACCESS``, else InvalidInput."""
+    if access not in ACCESS:
+        known = ", ".join(repr(a) for a in ACCESS)
+        raise InvalidInput(f"access {access!r} is not one of {known}")
+    return access
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +136,12 @@ class DeleteDatabaseRequest:
 
 @dataclasses.dataclass(frozen=True)
 class DeleteUserRequest:
+    name: str
+    host: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class CountSessionsRequest:
     name: str
     host: str = ""
 

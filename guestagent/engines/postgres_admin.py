@@ -10,6 +10,8 @@ to ``PUBLIC``: a user reaches the databases it was granted, and ``list_users`` s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import logging
 import re
 import time
@@ -23,12 +25,14 @@ from cellar import catalog
 from cellar.errors import InvalidInput
 from cellar.names import check_identifier, check_password
 from guestagent.engines.messages import (
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
     GrantAccessRequest,
     RevokeAccessRequest,
     User,
+    check_access,
 )
 from guestagent.engines.metrics import hit_ratio
 from guestagent.engines.postgres_process import SUPERUSER, PostgresProcess
@@ -49,6 +53,20 @@ REWIND_FUNCTIONS = (
     "pg_catalog.pg_read_binary_file(text)",
     "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
 )
+# What each ``User.access`` grants: on each database, then inside it (schema public).
+DATABASE_RIGHTS = {"": "ALL PRIVILEGES", "read": "CONNECT", "write": "CONNECT, TEMPORARY"}
+SCHEMA_GRANTS = {
+    "": ("GRANT ALL ON SCHEMA public TO {}",),
+    "read": (
+        "GRANT USAGE ON SCHEMA public TO {}",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}",
+    ),
+    "write": (
+        "GRANT USAGE ON SCHEMA public TO {}",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}",
+        "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}",
+    ),
+}
 # Every value of ``metrics`` in one row, summed over pg_stat_database's rows; the last
 # three only mean something on a standby.
 METRICS_QUERY = (
@@ -77,12 +95,30 @@ def checked_database(database: Database) -> Database:
 
 
 def checked_user(user: User) -> User:
-    """``user`` if its name, password and database names are acceptable, else InvalidInput."""
+    """``user`` if its name, password, database names, access and expiry are acceptable,
+    with ``valid_until`` in UTC; else InvalidInput."""
     check_identifier("user", user.name, RESERVED_USERS)
     check_password(user.password)
     for name in user.databases:
         check_identifier("database", name, RESERVED_DATABASES)
-    return user
+    check_access(user.access)
+    return dataclasses.replace(user, valid_until=checked_valid_until(user.valid_until))
+
+
+def checked_valid_until(value: str) -> str:
+    """``value`` (an ISO 8601 moment, UTC when it names no offset) in UTC, "" for "";
+    InvalidInput when it is no moment."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"valid_until {value[:80]!r} is not an RFC 3339 moment (such as 2024-05-01T12:30:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).isoformat()
 
 
 def replay_lag(age: float | None, caught_up: bool | None, streaming: bool | None) -> float | None:
@@ -210,22 +246,27 @@ class PostgresAdmin:
                     raise InvalidInput(f"database {dbname!r} does not exist")
             created = not self._role_exists(conn, user.name)
             if created:
-                statement = sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
-                    role, self._scram(conn, user.name, user.password)
+                statement = sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}{}").format(
+                    role, self._scram(conn, user.name, user.password), _expiry(user.valid_until)
                 )
                 try:
                     conn.execute(statement)
                 except psycopg.errors.DuplicateObject:
                     created = False
+            if user.access == "read":
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role)
+                )
             for dbname in user.databases:
                 conn.execute(
-                    sql.SQL("GRANT ALL PRIVILEGES ON DATABASE {} TO {}").format(
-                        sql.Identifier(dbname), role
+                    sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                        sql.SQL(DATABASE_RIGHTS[user.access]), sql.Identifier(dbname), role
                     )
                 )
         for dbname in user.databases:
             with self.connect(dbname) as conn:
-                conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(role))
+                for grant in SCHEMA_GRANTS[user.access]:
+                    conn.execute(sql.SQL(grant).format(role))
         if created:
             logger.info("created user %s with access to %s", user.name, list(user.databases))
         return created
@@ -373,6 +414,7 @@ class PostgresAdmin:
         with self.connect() as conn:
             if not self._role_exists(conn, name):
                 return False
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(role))  # no new sessions
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
                 (name,),
@@ -396,6 +438,18 @@ class PostgresAdmin:
                 return False
         logger.info("dropped user %s", name)
         return True
+
+    def count_sessions(self, request: CountSessionsRequest) -> int:
+        """The client backends logged in as the user now (roles have no host here)."""
+        name = request.name
+        check_identifier("user", name, RESERVED_USERS)
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE usename = %s AND backend_type = 'client backend'",
+                (name,),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def ensure_replication_role(self, name: str, password: str) -> bool:
         """Create the account replicas stream with (LOGIN REPLICATION), or give it
@@ -428,6 +482,13 @@ class PostgresAdmin:
     def _role_exists(conn: psycopg.Connection[TupleRow], name: str) -> bool:
         row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
         return row is not None
+
+
+def _expiry(valid_until: str) -> sql.Composable:
+    """The ``VALID UNTIL`` clause of a checked ``valid_until``; nothing when it is empty."""
+    if not valid_until:
+        return sql.SQL("")
+    return sql.SQL(" VALID UNTIL {}").format(sql.Literal(valid_until))
 
 
 def _reserved(name: str, reserved: frozenset[str]) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 from cellar import catalog
 from cellar.names import check_identifier, check_password
 from guestagent import safe_files
-from guestagent.engines.messages import DeleteUserRequest, User
+from guestagent.engines.messages import CountSessionsRequest, DeleteUserRequest, User, check_access
 from guestagent.engines.metrics import hit_ratio
 from guestagent.engines.redis_config import ADMIN_USER, password_hash
 from guestagent.engines.redis_wire import RedisConnection, Reply, ReplyError
@@ -32,6 +32,10 @@ VERSION = catalog.DATASTORES["redis"].versions[0]
 RESERVED_USERS = VERSION.reserved_users
 ROOT_USER = catalog.ROOT_USERS["redis"]
 APP_RIGHTS = ("on", "~*", "&*", "+@all", "-@admin")  # the data, not the server
+# Commands on the data only: @dangerous holds every @admin command, and FLUSHALL, KEYS...
+READ_RIGHTS = ("on", "~*", "&*", "+@read", "+@connection", "-@dangerous")
+WRITE_RIGHTS = ("on", "~*", "&*", "+@read", "+@write", "+@connection", "-@dangerous")
+RIGHTS = {"": APP_RIGHTS, "read": READ_RIGHTS, "write": WRITE_RIGHTS}  # by ``User.access``
 ROOT_RIGHTS = ("on", "~*", "&*", "+@all")
 SHUTDOWN_WAIT = 20.0  # for an AOF rewrite that Redis will not exit during
 METRICS_SECTIONS = ("server", "clients", "memory", "stats", "replication")
@@ -44,9 +48,10 @@ INFO_METRICS = {  # INFO field -> metrics name, where it is one value
 
 
 def checked_user(user: User) -> User:
-    """``user`` if its name and password are acceptable, else InvalidInput."""
+    """``user`` if its name, password and access are acceptable, else InvalidInput."""
     check_identifier("user", user.name, RESERVED_USERS)
     check_password(user.password)
+    check_access(user.access)
     return user
 
 
@@ -171,11 +176,12 @@ class RedisAdmin:
         return self.run("ACL", "GETUSER", name) is not None
 
     def create_user(self, user: User) -> bool:
-        """An ACL user with every right on the data and none on the server."""
+        """An ACL user with the ``RIGHTS`` of its access on the data and none on the server."""
         user = checked_user(user)
         if self._user_exists(user.name):
             return False
-        self.run("ACL", "SETUSER", user.name, "reset", password_hash(user.password), *APP_RIGHTS)
+        rights = RIGHTS[user.access]
+        self.run("ACL", "SETUSER", user.name, "reset", password_hash(user.password), *rights)
         self.run("ACL", "SAVE")
         logger.info("created user %s", user.name)
         return True
@@ -194,6 +200,13 @@ class RedisAdmin:
         self.run("ACL", "SAVE")
         logger.info("dropped user %s", name)
         return True
+
+    def count_sessions(self, request: CountSessionsRequest) -> int:
+        """The clients in ``CLIENT LIST`` logged in as the user (Redis users have no host)."""
+        name = request.name
+        check_identifier("user", name, RESERVED_USERS)
+        clients = _text(self.run("CLIENT", "LIST")).splitlines()
+        return sum(f"user={name}" in client.split() for client in clients)
 
     def change_password(self, user: User) -> bool:
         """Replace every password of the user by the new one."""

@@ -122,6 +122,7 @@ class FakeAgent:
     prepared: list[tuple[list[str], list[NewUser], int]] = dataclasses.field(default_factory=list)
     databases: list[str] = dataclasses.field(default_factory=list)
     users: dict[str, NewUser] = dataclasses.field(default_factory=dict)
+    sessions: dict[str, int] = dataclasses.field(default_factory=dict)  # count_sessions, by user
     resized: list[int] = dataclasses.field(default_factory=list)
     applied: list[dict[str, str]] = dataclasses.field(default_factory=list)
     volume_used_bytes: int = 0
@@ -316,6 +317,10 @@ class FakeAgent:
 
     def delete_user(self, name: str, host: str = "") -> bool:
         return self.users.pop(name, None) is not None
+
+    def count_sessions(self, name: str, host: str = "") -> int:
+        self._maybe_fail("count_sessions")
+        return self.sessions.get(name, 0)
 
     def change_password(self, user: NewUser) -> bool:
         old = self.users.get(user.name)

@@ -27,6 +27,7 @@ from guestagent.engines.messages import (
     BackupPiece,
     BackupRequest,
     ConsistencyReport,
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -250,6 +251,7 @@ class FakeEngine(Engine):
         self.restored_bytes = b""
         self.role = ReplicationState(role="primary", writable=True)
         self.metric_values: dict[str, float] = {"connections": 4.0, "cache_hit_ratio": 0.75}
+        self.session_counts: dict[str, int] = {}  # what count_sessions answers, by user
 
     def logs(self) -> dict[str, LogFile]:
         return self.log_files
@@ -298,6 +300,10 @@ class FakeEngine(Engine):
     def delete_user(self, request: DeleteUserRequest) -> bool:
         self._call("delete_user", request)
         return True
+
+    def count_sessions(self, request: CountSessionsRequest) -> int:
+        self._call("count_sessions", request)
+        return self.session_counts.get(request.name, 0)
 
     def change_password(self, request: User) -> bool:
         self._call("change_password", request)

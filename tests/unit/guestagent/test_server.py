@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cellar.errors import InvalidInput
 from cellar.guestagent.v1 import agent_pb2
 from guestagent.engines.messages import (
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -122,6 +123,28 @@ def test_database_and_user_calls_round_trip(served: Served, fake: FakeEngine) ->
     assert (db_deleted.deleted, user_deleted.deleted) == (False, True)
     assert ("delete_database", DeleteDatabaseRequest("crm")) in fake.calls
     assert ("delete_user", DeleteUserRequest("bob", "%")) in fake.calls
+
+
+def test_create_user_carries_access_and_expiry(served: Served, fake: FakeEngine) -> None:
+    until = "2030-01-02T03:04:05Z"
+    user = agent_pb2.User(name="dbg", password=SECRET, access="read", valid_until=until)
+
+    served.stub.CreateUser(agent_pb2.CreateUserRequest(user=user), timeout=5)
+
+    assert fake.calls == [("create_user", User("dbg", SECRET, access="read", valid_until=until))]
+
+
+def test_count_sessions_carries_the_name_host_and_count(served: Served, fake: FakeEngine) -> None:
+    fake.session_counts = {"dbg": 3}
+
+    reply = served.stub.CountSessions(
+        agent_pb2.CountSessionsRequest(name="dbg", host="%"), timeout=5
+    )
+    none = served.stub.CountSessions(agent_pb2.CountSessionsRequest(name="other"), timeout=5)
+
+    assert (reply.sessions, none.sessions) == (3, 0)
+    assert ("count_sessions", CountSessionsRequest("dbg", "%")) in fake.calls
+    assert ("count_sessions", CountSessionsRequest("other", "")) in fake.calls
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from guestagent.engines.messages import (
     BackupPiece,
     BackupRequest,
     ConsistencyReport,
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -57,6 +58,9 @@ class MemoryAdmin:
 
     def delete_user(self, request: DeleteUserRequest) -> bool:
         return self.users.pop(request.name, None) is not None
+
+    def count_sessions(self, request: CountSessionsRequest) -> int:
+        return 2 if request.name in self.users else 0
 
     def change_password(self, request: User) -> bool:
         return request.name in self.users
@@ -186,6 +190,13 @@ def test_prepare_runs_the_set_up_then_writes_the_marker(sketch: Sketch) -> None:
     assert [u.name for u in sketch.list_users()] == ["alice"]
 
 
+def test_count_sessions_goes_to_the_admin_once_prepared(sketch: Sketch) -> None:
+    sketch.prepare(PrepareRequest(users=(ALICE,)))
+
+    assert sketch.count_sessions(CountSessionsRequest("alice")) == 2
+    assert sketch.count_sessions(CountSessionsRequest("bob")) == 0
+
+
 def test_a_refused_request_changes_nothing(sketch: Sketch) -> None:
     with pytest.raises(InvalidInput, match="must not be negative"):
         sketch.prepare(PrepareRequest(memory_mb=-1))
@@ -269,6 +280,7 @@ def test_the_calls_of_an_unprepared_engine_are_refused(sketch: Sketch) -> None:
         lambda: sketch.create_user(ALICE),
         sketch.list_users,
         lambda: sketch.delete_user(DeleteUserRequest("alice")),
+        lambda: sketch.count_sessions(CountSessionsRequest("alice")),
         lambda: sketch.enable_root("root-pw-1"),
         sketch.replication_state,
         sketch.start,

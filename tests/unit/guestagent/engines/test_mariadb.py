@@ -14,6 +14,7 @@ from cellar.errors import InvalidInput
 from guestagent.engines.mariadb import MariadbEngine
 from guestagent.engines.mariadb_admin import status_metrics
 from guestagent.engines.messages import (
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -186,6 +187,120 @@ def test_create_list_and_delete_a_user_at_a_host(mdb: MariadbEngine) -> None:
     assert denied(mdb, "bob", "b0b-pass")
 
 
+def with_table(engine: MariadbEngine, database: str) -> None:
+    """Create ``database`` with a table ``items`` (one row) and a view of it."""
+    engine.create_database(Database(database))
+    with engine.admin.connect() as cursor:
+        cursor.execute(
+            f"CREATE TABLE `{database}`.items (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)"
+        )
+        cursor.execute(f"INSERT INTO `{database}`.items (v) VALUES ('first')")
+        cursor.execute(f"CREATE VIEW `{database}`.item_names AS SELECT v FROM `{database}`.items")
+
+
+def denied_statement(conn: pymysql.connections.Connection, statement: str) -> int:
+    """The error code ``statement`` gets (the test fails if it runs)."""
+    with pytest.raises(pymysql.MySQLError) as caught:
+        query(conn, statement)
+    return int(caught.value.args[0])
+
+
+COMMAND_DENIED = (1142, 1044)  # on a table; on the database
+
+
+def test_read_access_can_select_but_not_change_anything(mdb: MariadbEngine) -> None:
+    with_table(mdb, "ro_db")
+
+    reader = User("reader", "reader-pw-1", databases=("ro_db",), access="read")
+    assert mdb.create_user(reader) is True
+
+    conn = login(mdb, "reader", "reader-pw-1", "ro_db")
+    try:
+        assert query(conn, "SELECT v FROM items") == [("first",)]
+        assert query(conn, "SELECT v FROM item_names") == [("first",)]
+        assert "item_names" in str(query(conn, "SHOW CREATE VIEW item_names"))
+        grants = " ".join(str(row[0]) for row in query(conn, "SHOW GRANTS"))
+        for statement in (
+            "INSERT INTO items (v) VALUES ('second')",
+            "UPDATE items SET v = 'changed'",
+            "DELETE FROM items",
+            "CREATE TABLE mine (v INT)",
+            "DROP TABLE items",
+        ):
+            assert denied_statement(conn, statement) in COMMAND_DENIED, statement
+    finally:
+        conn.close()
+    assert "GRANT SELECT, SHOW VIEW ON `ro\\_db`.*" in grants
+
+
+def test_write_access_changes_rows_but_not_the_schema(mdb: MariadbEngine) -> None:
+    with_table(mdb, "rw_db")
+
+    writer = User("writer", "writer-pw-1", databases=("rw_db",), access="write")
+    assert mdb.create_user(writer) is True
+
+    conn = login(mdb, "writer", "writer-pw-1", "rw_db")
+    try:
+        query(conn, "INSERT INTO items (v) VALUES ('second')")
+        query(conn, "UPDATE items SET v = 'changed' WHERE v = 'first'")
+        query(conn, "DELETE FROM items WHERE v = 'second'")
+        assert query(conn, "SELECT v FROM items") == [("changed",)]
+        for statement in (
+            "CREATE TABLE mine (v INT)",
+            "ALTER TABLE items ADD COLUMN extra INT",
+            "DROP TABLE items",
+            "TRUNCATE items",
+        ):
+            assert denied_statement(conn, statement) in COMMAND_DENIED, statement
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("access", ["admin", "READ", "all", " read"])
+def test_an_unknown_access_is_refused(mdb: MariadbEngine, access: str) -> None:
+    with pytest.raises(InvalidInput, match="access"):
+        mdb.create_user(User("oddity", "oddity-pw-1", databases=("shop",), access=access))
+    with pytest.raises(InvalidInput, match="access"):
+        mdb.prepare(PrepareRequest(users=(User("oddity", "oddity-pw-1", access=access),)))
+
+    assert "oddity" not in [u.name for u in mdb.list_users()]
+
+
+def test_a_deleted_user_loses_its_open_sessions(mdb: MariadbEngine) -> None:
+    mdb.create_user(User("leaver", "leaver-pw-1", databases=("shop",)))
+    mdb.create_user(User("pinned", "pinned-pw-1", host="127.0.0.1", databases=("shop",)))
+    leaving = [login(mdb, "leaver", "leaver-pw-1", "shop") for _ in range(2)]
+    pinned = login(mdb, "pinned", "pinned-pw-1", "shop")
+    staying = login(mdb, "alice", ALICE_PASSWORD, "shop")
+    try:
+        assert mdb.delete_user(DeleteUserRequest("leaver")) is True
+        assert mdb.delete_user(DeleteUserRequest("pinned", host="127.0.0.1")) is True
+
+        for conn in (*leaving, pinned):
+            with pytest.raises(pymysql.OperationalError):
+                query(conn, "SELECT 1")
+        assert query(staying, "SELECT 1") == [(1,)]
+        assert mdb.count_sessions(CountSessionsRequest("leaver")) == 0
+    finally:
+        for conn in (*leaving, pinned, staying):
+            conn.close()
+
+
+def test_count_sessions_counts_the_accounts_open_connections(mdb: MariadbEngine) -> None:
+    mdb.create_user(User("counted", "counted-pw-1", databases=("shop",)))
+    assert mdb.count_sessions(CountSessionsRequest("counted")) == 0
+
+    conns = [login(mdb, "counted", "counted-pw-1", "shop") for _ in range(2)]
+    try:
+        assert mdb.count_sessions(CountSessionsRequest("counted")) == 2
+        assert mdb.count_sessions(CountSessionsRequest("counted", host="127.0.0.1")) == 2
+        assert mdb.count_sessions(CountSessionsRequest("counted", host="10.0.0.%")) == 0
+        assert mdb.count_sessions(CountSessionsRequest("nobody")) == 0
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_user_for_a_missing_database_is_refused(mdb: MariadbEngine) -> None:
     with pytest.raises(InvalidInput, match="does not exist"):
         mdb.create_user(User("dave", "dave-pw", databases=("nowhere",)))
@@ -261,6 +376,8 @@ def test_bad_names_are_rejected_before_any_sql(mdb: MariadbEngine, name: str) ->
     with pytest.raises(InvalidInput):
         mdb.delete_user(DeleteUserRequest(name))
     with pytest.raises(InvalidInput):
+        mdb.count_sessions(CountSessionsRequest(name))
+    with pytest.raises(InvalidInput):
         mdb.grant_access(GrantAccessRequest("alice", databases=(name,)))
     with pytest.raises(InvalidInput):
         mdb.prepare(PrepareRequest(databases=(Database(name),)))
@@ -275,6 +392,8 @@ def test_bad_hosts_are_rejected(mdb: MariadbEngine, host: str) -> None:
         mdb.create_user(User("frank", "some-password", host=host))
     with pytest.raises(InvalidInput, match="host"):
         mdb.delete_user(DeleteUserRequest("alice", host=host))
+    with pytest.raises(InvalidInput, match="host"):
+        mdb.count_sessions(CountSessionsRequest("alice", host=host))
     assert "frank" not in [u.name for u in mdb.list_users()]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from cellar.errors import InvalidInput
 from guestagent.engines.messages import (
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -219,6 +221,126 @@ def test_user_for_a_missing_database_is_refused(pg: PostgresEngine) -> None:
     assert "dave" not in [u.name for u in pg.list_users()]
 
 
+def with_table(engine: PostgresEngine, dbname: str) -> None:
+    """Create ``dbname`` with a table ``items`` (a serial id, one row), owned by postgres."""
+    engine.create_database(Database(dbname))
+    with psycopg.connect(**engine.process.conninfo(dbname), autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id serial PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO items (v) VALUES ('first')")
+
+
+def test_read_access_can_select_but_not_change_anything(pg: PostgresEngine) -> None:
+    with_table(pg, "ro_db")
+
+    reader = User("reader", "reader-pw-1", databases=("ro_db",), access="read")
+    assert pg.create_user(reader) is True
+
+    with login(pg, "reader", "reader-pw-1", "ro_db") as conn:
+        conn.autocommit = True
+        assert conn.execute("SELECT v FROM items").fetchall() == [("first",)]
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO items (v) VALUES ('second')")
+        conn.execute("SET default_transaction_read_only = off")  # the grants refuse it too
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO items (v) VALUES ('second')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM items")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE mine (v int)")
+    assert User("reader", databases=("ro_db",)) in pg.list_users()
+
+
+def test_write_access_changes_rows_but_not_the_schema(pg: PostgresEngine) -> None:
+    with_table(pg, "rw_db")
+
+    writer = User("writer", "writer-pw-1", databases=("rw_db",), access="write")
+    assert pg.create_user(writer) is True
+
+    with login(pg, "writer", "writer-pw-1", "rw_db") as conn:
+        conn.autocommit = True
+        conn.execute("INSERT INTO items (v) VALUES ('second')")  # the serial's sequence too
+        conn.execute("UPDATE items SET v = 'changed' WHERE v = 'first'")
+        conn.execute("DELETE FROM items WHERE v = 'second'")
+        assert conn.execute("SELECT v FROM items").fetchall() == [("changed",)]
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+        conn.execute("CREATE TEMPORARY TABLE scratch (v int)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE mine (v int)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("ALTER TABLE items ADD COLUMN extra int")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DROP TABLE items")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("TRUNCATE items")
+
+
+@pytest.mark.parametrize("access", ["admin", "READ", "all", " read"])
+def test_an_unknown_access_is_refused(pg: PostgresEngine, access: str) -> None:
+    with pytest.raises(InvalidInput, match="access"):
+        pg.create_user(User("oddity", "oddity-pw-1", databases=("shop",), access=access))
+    with pytest.raises(InvalidInput, match="access"):
+        pg.prepare(PrepareRequest(users=(User("oddity", "oddity-pw-1", access=access),)))
+
+    assert "oddity" not in [u.name for u in pg.list_users()]
+
+
+def valid_until(engine: PostgresEngine, name: str) -> datetime.datetime | None:
+    with psycopg.connect(**engine.process.conninfo()) as conn:
+        row = conn.execute("SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", (name,))
+        value = row.fetchone()
+    assert value is not None
+    return value[0]
+
+
+def test_valid_until_is_the_roles_expiry(pg: PostgresEngine) -> None:
+    pg.create_user(
+        User("later", "later-pw-1", databases=("shop",), valid_until="2031-05-01T12:00:00Z")
+    )
+    pg.create_user(
+        User("expired", "expired-pw-1", databases=("shop",), valid_until="2001-01-01T00:00:00Z")
+    )
+    pg.create_user(User("forever", "forever-pw-1", databases=("shop",)))
+
+    assert valid_until(pg, "later") == datetime.datetime(2031, 5, 1, 12, tzinfo=datetime.UTC)
+    assert valid_until(pg, "forever") is None
+    with login(pg, "later", "later-pw-1", "shop") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("later",)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        login(pg, "expired", "expired-pw-1", "shop")
+
+
+@pytest.mark.parametrize(
+    "moment", ["tomorrow", "2031-13-01T00:00:00Z", "2031-05-01T12:00:00Z'; DROP ROLE alice; --"]
+)
+def test_a_bad_valid_until_is_refused(pg: PostgresEngine, moment: str) -> None:
+    with pytest.raises(InvalidInput, match="valid_until"):
+        pg.create_user(User("badtime", "badtime-pw-1", databases=("shop",), valid_until=moment))
+
+    assert "badtime" not in [u.name for u in pg.list_users()]
+    assert "alice" in [u.name for u in pg.list_users()]
+
+
+def test_count_sessions_counts_the_users_open_connections(pg: PostgresEngine) -> None:
+    pg.create_user(User("counted", "counted-pw-1", databases=("shop",)))
+    assert pg.count_sessions(CountSessionsRequest("counted")) == 0
+
+    first = login(pg, "counted", "counted-pw-1", "shop")
+    second = login(pg, "counted", "counted-pw-1", "shop")
+    try:
+        assert pg.count_sessions(CountSessionsRequest("counted")) == 2
+        assert pg.count_sessions(CountSessionsRequest("nobody")) == 0
+    finally:
+        first.close()
+    deadline = time.monotonic() + 5
+    while pg.count_sessions(CountSessionsRequest("counted")) != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)  # a closed connection's backend exits a moment later
+    try:
+        assert pg.count_sessions(CountSessionsRequest("counted")) == 1
+    finally:
+        second.close()
+
+
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_names_are_rejected_before_any_sql(pg: PostgresEngine, name: str) -> None:
     before = (pg.list_databases(), pg.list_users())
@@ -233,6 +355,8 @@ def test_bad_names_are_rejected_before_any_sql(pg: PostgresEngine, name: str) ->
         pg.delete_database(DeleteDatabaseRequest(name))
     with pytest.raises(InvalidInput):
         pg.delete_user(DeleteUserRequest(name))
+    with pytest.raises(InvalidInput):
+        pg.count_sessions(CountSessionsRequest(name))
     with pytest.raises(InvalidInput):
         pg.prepare(PrepareRequest(databases=(Database(name),)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from redis.retry import Retry
 
 from cellar.errors import InvalidInput
 from guestagent.engines.messages import (
+    CountSessionsRequest,
     Database,
     DeleteDatabaseRequest,
     DeleteUserRequest,
@@ -123,6 +125,8 @@ def test_bad_user_names_are_refused(rds: RedisEngine, name: str) -> None:
         rds.delete_user(DeleteUserRequest(name))
     with pytest.raises(InvalidInput):
         rds.change_password(User(name, "some-password"))
+    with pytest.raises(InvalidInput):
+        rds.count_sessions(CountSessionsRequest(name))
 
 
 def test_create_user_is_idempotent_and_delete_user_logs_it_out(rds: RedisEngine) -> None:
@@ -149,6 +153,67 @@ def test_change_password_replaces_the_old_one(rds: RedisEngine) -> None:
             client.ping()
     with login(rds, "carol", "carol-new-2") as client:
         assert client.ping() is True
+
+
+def test_read_access_runs_read_commands_only(rds: RedisEngine) -> None:
+    with login(rds, "alice", ALICE_PASSWORD) as client:
+        client.set("shared", "by alice")
+    assert rds.create_user(User("reader", "reader-pw-1", access="read")) is True
+
+    with login(rds, "reader", "reader-pw-1") as client:
+        assert client.get("shared") == "by alice"
+        assert client.exists("shared") == 1
+        for command in (
+            ("SET", "shared", "by reader"),
+            ("DEL", "shared"),
+            ("FLUSHALL",),
+            ("KEYS", "*"),
+            ("CONFIG", "GET", "maxmemory"),
+            ("CLIENT", "KILL", "ID", "1"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.execute_command(*command)
+    with login(rds, "alice", ALICE_PASSWORD) as client:
+        assert client.get("shared") == "by alice"
+
+
+def test_write_access_changes_keys_but_not_the_server(rds: RedisEngine) -> None:
+    assert rds.create_user(User("writer", "writer-pw-1", access="write")) is True
+
+    with login(rds, "writer", "writer-pw-1") as client:
+        client.set("written", "by writer")
+        assert client.get("written") == "by writer"
+        assert client.incr("writes") >= 1
+        assert client.delete("written") == 1
+        for command in (("FLUSHALL",), ("CONFIG", "GET", "maxmemory"), ("ACL", "LIST")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.execute_command(*command)
+
+
+@pytest.mark.parametrize("access", ["admin", "READ", "all", " read"])
+def test_an_unknown_access_is_refused(rds: RedisEngine, access: str) -> None:
+    with pytest.raises(InvalidInput, match="access"):
+        rds.create_user(User("oddity", "oddity-pw-1", access=access))
+    with pytest.raises(InvalidInput, match="access"):
+        rds.prepare(PrepareRequest(users=(User("oddity", "oddity-pw-1", access=access),)))
+
+    assert "oddity" not in [u.name for u in rds.list_users()]
+
+
+def test_count_sessions_counts_the_users_clients(rds: RedisEngine) -> None:
+    rds.create_user(User("counted", "counted-pw-1"))
+    assert rds.count_sessions(CountSessionsRequest("counted")) == 0
+
+    first, second = login(rds, "counted", "counted-pw-1"), login(rds, "counted", "counted-pw-1")
+    with first, second:
+        assert first.ping() and second.ping()
+        assert rds.count_sessions(CountSessionsRequest("counted")) == 2
+        assert rds.count_sessions(CountSessionsRequest("count")) == 0  # a prefix is not it
+        assert rds.count_sessions(CountSessionsRequest("nobody")) == 0
+    deadline = time.monotonic() + 5
+    while rds.count_sessions(CountSessionsRequest("counted")) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server notices a closed client a moment later
+    assert rds.count_sessions(CountSessionsRequest("counted")) == 0
 
 
 def test_passwords_never_reach_the_logs(rds: RedisEngine, caplog: pytest.LogCaptureFixture) -> None:
