@@ -22,6 +22,7 @@ from api import (
     backups,
     catalog_routes,
     configurations,
+    credentials,
     dashboard,
     databases,
     encoding,
@@ -36,6 +37,7 @@ from api import (
     mgmt_overview,
     openapi,
     pages,
+    project_settings,
     prometheus,
     quotas,
     replication_events,
@@ -110,6 +112,8 @@ def create_app(svc: state.Services | None = None, checks: auth.Auth | None = Non
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(audit_routes.blueprint)
     app.register_blueprint(engine_logs.blueprint)
+    app.register_blueprint(credentials.blueprint)
+    app.register_blueprint(project_settings.blueprint)
     app.register_blueprint(instance_metrics.blueprint)
     app.register_blueprint(configurations.blueprint)
     app.register_blueprint(live_configuration.blueprint)

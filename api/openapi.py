@@ -64,6 +64,10 @@ SUCCESSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", f"{INSTANCE}/root"): (200, 202),
     ("DELETE", f"{INSTANCE}/root"): (204, 202),
     ("POST", f"{INSTANCE}/log"): (200, 202),
+    ("POST", f"{INSTANCE}/credentials"): (201, 202),
+    ("DELETE", f"{INSTANCE}/credentials/<credential_id>"): (200, 202),
+    ("POST", f"{INSTANCE}/credentials/<credential_id>/action"): (200, 202),
+    ("PUT", f"{PROJECT}/settings"): (200,),
     ("PUT", f"{PROJECT}/mgmt/quotas/<target>"): (200,),
     ("HEAD", "/healthcheck"): (204,),
     ("GET", "/identity"): (300,),  # Keystone's choice of versions
@@ -78,7 +82,7 @@ SUCCESSES: dict[tuple[str, str], tuple[int, ...]] = {
 # a backup has incrementals, the project still holds things, access.is_public changes
 CONFLICTS = re.compile(
     r"(POST|PUT|DELETE) /v1\.0/<project_id>/instances(/<instance_id>(/action"
-    r"|/(databases|users|root)(/.*)?)?)?"
+    r"|/(databases|users|root|credentials)(/.*)?)?)?"
     r"|DELETE /v1\.0/<project_id>/backups/<backup_id>"
     r"|(POST|PATCH|DELETE) /identity/v3/(projects|users)(/<\w+>)?"
     r"|POST /identity/v3/users/<user_id>/application_credentials"

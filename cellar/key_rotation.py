@@ -38,7 +38,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from cellar.db import Database
 from cellar.errors import CellarError
-from cellar.models import Base, DataKey, ReplicaSet, Secret
+from cellar.models import Base, Credential, DataKey, ReplicaSet, Secret
 from cellar.secrets import KeyRing, SecretBox
 
 logger = logging.getLogger(__name__)
@@ -53,13 +53,14 @@ class SealedColumn:
     name: str
     model: type[Base]
     key: InstrumentedAttribute[str]
-    value: InstrumentedAttribute[bytes]
+    value: InstrumentedAttribute[bytes] | InstrumentedAttribute[bytes | None]  # None: erased
 
 
 SEALED = (
     SealedColumn("task secrets", Secret, Secret.task_id, Secret.ciphertext),
     SealedColumn("replication passwords", ReplicaSet, ReplicaSet.id, ReplicaSet.secret),
     SealedColumn("backup data keys", DataKey, DataKey.id, DataKey.sealed),
+    SealedColumn("passwords awaiting approval", Credential, Credential.id, Credential.sealed),
 )
 
 
@@ -103,12 +104,13 @@ def _each_row(
         with db.session() as session:
             rows = session.execute(
                 select(column.key, column.value)
-                .where(column.key > after)
+                .where(column.key > after, column.value.is_not(None))  # erased once used
                 .order_by(column.key)
                 .limit(size)
             ).all()
             for key, value in rows:
-                visit(session, key, value)
+                if value is not None:
+                    visit(session, key, value)
         if len(rows) < size:
             return
         after = rows[-1][0]

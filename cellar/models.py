@@ -440,3 +440,47 @@ class MetricSample(Base):
     instance_id: Mapped[str] = mapped_column(String(36))
     taken: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     values: Mapped[dict[str, Any]] = mapped_column(JSON)  # counter name -> number
+
+
+class Credential(Base):
+    """A time-limited login for debugging or production support, on one instance.
+
+    The password is shown once, when the credential is asked for. When the project wants
+    write access approved first (:class:`ProjectSetting`), the password waits sealed in
+    ``sealed`` until another member approves, and is dropped the moment the login exists.
+    """
+
+    __tablename__ = "credentials"
+    __table_args__ = (Index("ix_credentials_state", "state", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    user_name: Mapped[str] = mapped_column(String(64))
+    access: Mapped[str] = mapped_column(String(8))  # read | write
+    databases: Mapped[list[str]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(String(512))
+    ttl_seconds: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(24))  # cellar.credentials.State
+    requested_by: Mapped[str] = mapped_column(String(255))  # the user's name
+    requested_by_id: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(255), nullable=True)  # who revoked it
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    issued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    first_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    fault: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+class ProjectSetting(Base):
+    """A project's own rules for its self-service actions; a project without a row has
+    the defaults."""
+
+    __tablename__ = "project_settings"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    approve_write_credentials: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -38,3 +38,5 @@ class WorkflowName(enum.StrEnum):
     DISABLE_ROOT = "disable_root"
     PUBLISH_LOG = "publish_log"
     DISCARD_LOG = "discard_log"
+    ISSUE_CREDENTIAL = "issue_credential"
+    END_CREDENTIAL = "end_credential"

@@ -27,6 +27,7 @@ PRUNE_EVERY = 60.0  # seconds between removals of old rows of the views' change 
 RENEW_EVERY = 60.0  # seconds between looks for agent certificates that are due
 FIREWALL_EVERY = 30.0  # seconds between checks that the access rules are all in place
 METRICS_EVERY = 10.0  # seconds between samples of the engines' counters (cellar.metrics.EVERY)
+CREDENTIALS_EVERY = 10.0  # seconds between sweeps of debug credentials whose time is up
 
 app = queue.app
 app.conf.update(
@@ -41,6 +42,7 @@ app.conf.update(
         "renew-certificates": {"task": "cellar.renew_certificates", "schedule": RENEW_EVERY},
         "reconcile-firewall": {"task": "cellar.reconcile_firewall", "schedule": FIREWALL_EVERY},
         "sample-metrics": {"task": "cellar.sample_metrics", "schedule": METRICS_EVERY},
+        "end-credentials": {"task": "cellar.end_credentials", "schedule": CREDENTIALS_EVERY},
     },
     beat_schedule_filename=str(settings_module.load().home / "beat-schedule"),
 )
@@ -169,3 +171,10 @@ def sample_metrics() -> None:
     from taskmanager import metrics_sampler, services
 
     metrics_sampler.sample(services.current())
+
+
+@app.task(name="cellar.end_credentials", expires=CREDENTIALS_EVERY)
+def end_credentials() -> None:
+    from taskmanager import credential_logins, services
+
+    credential_logins.sweep(services.current())

@@ -13,6 +13,7 @@ from __future__ import annotations
 from api.schemas import (
     backups,
     configurations,
+    credentials,
     databases,
     engine_logs,
     identity,
@@ -30,6 +31,7 @@ BODIES: dict[tuple[str, str], type[Request]] = {
     **backups.BODIES,
     **configurations.BODIES,
     **engine_logs.BODIES,
+    **credentials.BODIES,
     **quotas.BODIES,
     **identity.BODIES,
 }

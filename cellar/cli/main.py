@@ -16,6 +16,7 @@ from cellar.cli import (
     audit,
     configurations,
     connect,
+    debug_access,
     engine_logs,
     identity,
     keys,
@@ -376,6 +377,7 @@ def parser() -> argparse.ArgumentParser:
     quotas.add_parsers(sub)
     audit.add_parser(sub)
     keys.add_parser(sub)
+    debug_access.add_parser(sub)
     return top
 
 
@@ -387,6 +389,8 @@ HANDLERS = {
     "backup": cmd_backup,
     "replica": replicas.run,
     "log": engine_logs.run,
+    "debug-access": debug_access.run,
+    "settings": debug_access.run_settings,
     "event": replicas.show_events,
     "configuration": configurations.run,
     "strategy": strategies.run,

@@ -8,6 +8,7 @@ from taskmanager.workflows import (
     access_rules,
     backup,
     configure,
+    credentials,
     delete,
     detach,
     engine_logs,
@@ -50,6 +51,8 @@ WORKFLOWS: dict[WorkflowName, Workflow] = {
     WorkflowName.DISABLE_ROOT: users.DISABLE_ROOT,
     WorkflowName.PUBLISH_LOG: engine_logs.PUBLISH_LOG,
     WorkflowName.DISCARD_LOG: engine_logs.DISCARD_LOG,
+    WorkflowName.ISSUE_CREDENTIAL: credentials.ISSUE_CREDENTIAL,
+    WorkflowName.END_CREDENTIAL: credentials.END_CREDENTIAL,
 }
 
 

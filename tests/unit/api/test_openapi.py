@@ -221,6 +221,15 @@ WRONG: dict[tuple[str, str], tuple[Any, str]] = {
     ("POST", f"{INST}/action"): ({"resize": {"flavorRef": [3]}}, "resize.flavorRef"),
     ("POST", f"{INST}/databases"): ({"databases": [{"name": 5}]}, "databases[0].name"),
     ("POST", f"{INST}/users"): ({"users": [{"name": "u", "password": 5}]}, "users[0].password"),
+    ("POST", f"{INST}/credentials"): (
+        {"credential": {"reason": "r", "databases": "shop"}},
+        "credential.databases",
+    ),
+    ("POST", f"{INST}/credentials/<credential_id>/action"): ({"approve": 5}, "approve"),
+    ("PUT", f"{P}/settings"): (
+        {"settings": {"approve_write_credentials": "yes"}},
+        "settings.approve_write_credentials",
+    ),
     ("POST", f"{INST}/users/<user>"): ({"users": {"password": ["x"]}}, "users.password"),
     ("PUT", f"{INST}/users"): ({"users": [{"name": "alice", "password": 7}]}, "users[0].password"),
     ("PUT", f"{INST}/users/<user>"): ({"user": {"password": 7}}, "user.password"),

@@ -35,6 +35,7 @@ ANY = "any"  # identity: anyone with a token
 SELF = "self"  # identity: the user of the path (filled with the caller), or an admin
 ADMIN = "admin"  # identity: admins only
 METRICS = "metrics"  # /metrics: admins, or the scrape token (test_prometheus tries it)
+OWNERS = "owners"  # /v1.0/{project}/settings: the project reads, its admins change
 DASHBOARD = "dashboard"  # web pages: a session cookie, not a token (test_dashboard walks them)
 
 Kind = str | dict[str, str]
@@ -100,6 +101,10 @@ KINDS: dict[str, Kind] = {
     "/v1.0/<project_id>/instances/<instance_id>/databases": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/databases/<name>": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/log": PROJECT,
+    "/v1.0/<project_id>/instances/<instance_id>/credentials": PROJECT,
+    "/v1.0/<project_id>/instances/<instance_id>/credentials/<credential_id>": PROJECT,
+    "/v1.0/<project_id>/instances/<instance_id>/credentials/<credential_id>/action": PROJECT,
+    "/v1.0/<project_id>/settings": OWNERS,
     "/v1.0/<project_id>/instances/<instance_id>/log/<name>": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/metrics": PROJECT,
     "/v1.0/<project_id>/instances/<instance_id>/replication_events": PROJECT,
@@ -172,6 +177,11 @@ BODIES: dict[tuple[str, str], Any] = {
         "databases": [{"name": "shop"}]},
     ("POST", "/v1.0/<project_id>/instances/<instance_id>/root"): {},
     ("POST", "/v1.0/<project_id>/instances/<instance_id>/log"): {"name": "postgresql.log"},
+    ("POST", "/v1.0/<project_id>/instances/<instance_id>/credentials"): {"credential": {
+        "reason": "the walk", "databases": ["shop"]}},
+    ("POST", "/v1.0/<project_id>/instances/<instance_id>/credentials/<credential_id>/action"): {
+        "approve": {}},
+    ("PUT", "/v1.0/<project_id>/settings"): {"settings": {"approve_write_credentials": False}},
     ("POST", "/v1.0/<project_id>/backups"): {
         "backup": {"name": "more", "instance": "{instance}"}},
     ("POST", "/v1.0/<project_id>/backups/<backup_id>/action"): {"verify": {}},
@@ -384,6 +394,8 @@ def allowed(kind: str, method: str, caller: str) -> bool:
         return True
     if kind == PROJECT:
         return method in READS or caller == "member"
+    if kind == OWNERS:
+        return method in READS
     return False  # MGMT, ADMIN and METRICS
 
 

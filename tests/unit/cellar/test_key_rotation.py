@@ -13,7 +13,7 @@ from sqlalchemy import LargeBinary, select, update
 from cellar import key_rotation
 from cellar.db import Database
 from cellar.errors import CellarError
-from cellar.models import Base, DataKey, ReplicaSet, Secret, new_id
+from cellar.models import Base, Credential, DataKey, ReplicaSet, Secret, new_id
 from cellar.secrets import KEY_ENV, KeyRing, SecretBox
 from cellar.tasks import start_task
 from cellar.workflows import WorkflowName
@@ -57,6 +57,16 @@ def add_values(db: Database, box: SecretBox) -> None:
             )
         )
         session.add(DataKey(sealed=box.seal({"aes-256-gcm": "ZGF0YS1rZXk="})))
+        session.add(Credential(
+            project_id="p1", instance_id=new_id(), user_name="debug_0123456789", access="write",
+            databases=["shop"], reason="r", ttl_seconds=60, state="PENDING_APPROVAL",
+            requested_by="ann", requested_by_id="u1", sealed=box.seal({"password": "pw-dbg"}),
+        ))  # fmt: skip
+        session.add(Credential(
+            project_id="p1", instance_id=new_id(), user_name="debug_9876543210", access="read",
+            databases=["shop"], reason="r", ttl_seconds=60, state="ACTIVE",
+            requested_by="ann", requested_by_id="u1", sealed=None,
+        ))  # fmt: skip
 
 
 def values(db: Database) -> list[bytes]:
@@ -65,6 +75,7 @@ def values(db: Database) -> list[bytes]:
             *session.scalars(select(Secret.ciphertext)),
             *session.scalars(select(ReplicaSet.secret)),
             *session.scalars(select(DataKey.sealed)),
+            *session.scalars(select(Credential.sealed).where(Credential.sealed.is_not(None))),
         ]
 
 
@@ -72,7 +83,12 @@ def opened(db: Database, box: SecretBox) -> list[dict[str, str]]:
     return [box.open(value) for value in values(db)]
 
 
-PLAIN = [{"user:al": "pw-al"}, {"password": "pw-repl"}, {"aes-256-gcm": "ZGF0YS1rZXk="}]
+PLAIN = [
+    {"user:al": "pw-al"},
+    {"password": "pw-repl"},
+    {"aes-256-gcm": "ZGF0YS1rZXk="},
+    {"password": "pw-dbg"},
+]
 
 
 def test_every_column_of_sealed_bytes_is_rotated() -> None:
@@ -92,12 +108,12 @@ def test_rotation_seals_every_value_so_the_new_key_alone_opens_it(sealed: Sealed
     new = ring.keys()[0]
     assert ring.keys() == [new, sealed.old]
     done = key_rotation.reseal(sealed.db, sealed.box, batch=2)
-    assert [(d.resealed, d.current, d.changed, d.unreadable) for d in done] == [(1, 0, 0, [])] * 3
+    assert [(d.resealed, d.current, d.changed, d.unreadable) for d in done] == [(1, 0, 0, [])] * 4
     assert opened(sealed.db, SecretBox(new)) == PLAIN
     with pytest.raises(CellarError):
         SecretBox(sealed.old).open(values(sealed.db)[0])
     again = key_rotation.reseal(sealed.db, sealed.box)
-    assert [(d.resealed, d.current) for d in again] == [(0, 1)] * 3
+    assert [(d.resealed, d.current) for d in again] == [(0, 1)] * 4
 
 
 def test_reseal_walks_many_rows_in_small_batches(sealed: Sealed) -> None:
@@ -105,7 +121,7 @@ def test_reseal_walks_many_rows_in_small_batches(sealed: Sealed) -> None:
         add_values(sealed.db, sealed.box)
     key_rotation.add_key(sealed.box.ring)
     done = key_rotation.reseal(sealed.db, sealed.box, batch=3)
-    assert [d.resealed for d in done] == [7, 7, 7]
+    assert [d.resealed for d in done] == [7, 7, 7, 7]
     assert key_rotation.not_current(sealed.db, sealed.box) == {}
 
 
@@ -124,7 +140,7 @@ def test_a_value_the_service_changes_meanwhile_is_not_overwritten(
 
     monkeypatch.setattr(sealed.box, "reseal", service_changes_the_set_first)
     done = key_rotation.reseal(sealed.db, sealed.box)
-    assert [(d.resealed, d.changed) for d in done] == [(1, 0), (0, 1), (1, 0)]
+    assert [(d.resealed, d.changed) for d in done] == [(1, 0), (0, 1), (1, 0), (1, 0)]
     with sealed.db.session() as session:
         assert session.scalars(select(ReplicaSet.secret)).one() == changed
 
@@ -134,7 +150,7 @@ def test_a_value_no_key_opens_is_reported_and_left(sealed: Sealed) -> None:
     with sealed.db.session() as session:
         session.execute(update(ReplicaSet).values(secret=stranger))
     done = key_rotation.reseal(sealed.db, sealed.box)
-    assert [len(d.unreadable) for d in done] == [0, 1, 0]
+    assert [len(d.unreadable) for d in done] == [0, 1, 0, 0]
     assert stranger in values(sealed.db)
 
 
@@ -144,6 +160,7 @@ def test_retire_refuses_while_a_value_is_sealed_by_an_older_key(sealed: Sealed) 
     left = key_rotation.retire(sealed.db, sealed.box)
     assert {name: len(keys) for name, keys in left.items()} == {
         "task secrets": 1, "replication passwords": 1, "backup data keys": 1,
+        "passwords awaiting approval": 1,
     }  # fmt: skip
     assert len(ring.keys()) == 2
     assert opened(sealed.db, sealed.box) == PLAIN
@@ -156,7 +173,12 @@ def test_retire_refuses_for_a_value_sealed_by_a_process_that_still_had_the_old_r
     key_rotation.reseal(sealed.db, sealed.box)
     add_values(sealed.db, SecretBox(sealed.old))  # sealed just before it read the new file
     left = key_rotation.retire(sealed.db, sealed.box)
-    assert sorted(left) == ["backup data keys", "replication passwords", "task secrets"]
+    assert sorted(left) == [
+        "backup data keys",
+        "passwords awaiting approval",
+        "replication passwords",
+        "task secrets",
+    ]
     assert len(sealed.box.ring.keys()) == 2
 
 

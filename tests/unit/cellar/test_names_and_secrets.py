@@ -45,8 +45,8 @@ def test_secret_box_round_trip_and_wrong_key(
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
     assert load_key(tmp_path) == key
     box = SecretBox(key)
-    sealed = box.seal({"user:al": "pw"})
-    assert b"pw" not in sealed
-    assert box.open(sealed) == {"user:al": "pw"}
+    sealed = box.seal({"user:al": "pw-of-al-8c1f"})
+    assert b"pw-of-al" not in sealed and b"user:al" not in sealed
+    assert box.open(sealed) == {"user:al": "pw-of-al-8c1f"}
     with pytest.raises(CellarError, match="cannot be decrypted"):
         SecretBox(Fernet.generate_key()).open(sealed)

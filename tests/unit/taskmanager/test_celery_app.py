@@ -16,6 +16,7 @@ def test_beat_runs_every_periodic_job_and_each_names_a_registered_task() -> None
         "renew-certificates",
         "reconcile-firewall",
         "sample-metrics",
+        "end-credentials",
     }
     for entry in schedule.values():
         assert entry["task"] in app.tasks
