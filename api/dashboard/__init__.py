@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from api.dashboard import admin, guard, login, stores, team  # noqa: F401  (their routes)
+from api.dashboard import admin, debug_access, guard, login, stores, team  # noqa: F401
 from api.dashboard.views import blueprint
 from cellar.settings import Settings
 

@@ -8,7 +8,7 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
-from api.dashboard import charts, connect, timeline
+from api.dashboard import charts, connect, debug_access, timeline
 from api.dashboard.client import ApiFailure, call
 from api.dashboard.views import blueprint, page
 
@@ -176,6 +176,7 @@ def instance(instance_id: str) -> ResponseReturnValue:
         "instance.html", f"cellar instance show {instance_id}",
         view=view, users=users, databases=databases, backups=backups, logs=logs, tail=tail,
         strings=_strings(view, users, databases), events=timeline.events(instance_id),
+        debug_logins=debug_access.logins(instance_id) if active else [],
     )  # fmt: skip
 
 

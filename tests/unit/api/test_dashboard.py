@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from api import task_wait
 from api.app import create_app
 from cellar.identity.bootstrap import bootstrap, openrc_path
 from cellar.models import MetricSample, utcnow
@@ -117,6 +118,44 @@ def test_users_backups_and_a_restore_from_the_instance_page(
     assert 'data-status="ACTIVE"' in shown
 
 
+def test_debug_access_shows_the_password_once_and_revokes_after_asking(
+    browser: FlaskClient, world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(task_wait, "WAIT_SECONDS", 0.0)  # the worker runs after each post
+    instance_id = create(browser, world)
+    token = csrf_of(browser)
+    asked = browser.post(
+        f"/dashboard/instances/{instance_id}/debug-access",
+        data={"csrf": token, "reason": "INC-3: stuck order", "access": "read",
+              "databases": "orders", "ttl_seconds": "600"},
+    )  # fmt: skip
+    shown = asked.get_data(as_text=True)
+    assert asked.status_code == 200, shown
+    user = re.search(r'<code id="debug-user">([^<]+)</code>', shown)
+    password = re.search(r'<code id="debug-password">([^<]+)</code>', shown)
+    assert user is not None and password is not None
+    assert "cellar debug-access create" in shown
+    world[3].drain(world[0])
+    assert world[2].users[user.group(1)].password == password.group(1)
+    page = browser.get(f"/dashboard/instances/{instance_id}").get_data(as_text=True)
+    row = re.search(r'<tr data-id="([^"]+)"><td>' + user.group(1), page)
+    assert row is not None and password.group(1) not in page and "INC-3: stuck order" in page
+    revoke = f"/dashboard/instances/{instance_id}/debug-access/{row.group(1)}/revoke"
+    question = browser.get(revoke).get_data(as_text=True)
+    assert f"Revoke debug login {user.group(1)}?" in question
+    assert user.group(1) in world[2].users  # asking changed nothing
+    assert browser.post(revoke, data={"csrf": token}).status_code == 302
+    world[3].drain(world[0])
+    assert user.group(1) not in world[2].users
+    page = browser.get(f"/dashboard/instances/{instance_id}").get_data(as_text=True)
+    assert user.group(1) not in page
+    refused = browser.post(
+        f"/dashboard/instances/{instance_id}/debug-access",
+        data={"csrf": token, "reason": "", "databases": "orders"},
+    )
+    assert refused.status_code == 302
+
+
 def test_the_chart_draws_the_samples(browser: FlaskClient, world: Any) -> None:
     instance_id = create(browser, world)
     with world[0].db.session() as session:
@@ -170,7 +209,8 @@ def test_every_page_but_the_login_needs_a_session(world: Any) -> None:
         if not rule.rule.startswith("/dashboard") or rule.rule in open_pages:
             continue
         path = rule.rule.replace("<instance_id>", "i1").replace("<backup_id>", "b1")
-        path = path.replace("<action>", "delete")
+        path = path.replace("<action>", "delete").replace("<credential_id>", "c1")
+        path = path.replace("<verdict>", "approve")
         for method in sorted((rule.methods or set()) & {"GET", "POST"}):
             reply = client.open(path, method=method, data={"csrf": "x"})
             assert reply.status_code == 302, (method, path)
