@@ -5,22 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import request
-
 from cellar.errors import InvalidInput
-
-
-def json_object(wrapper: str | None = None) -> dict[str, Any]:
-    """The request's JSON object, or its ``wrapper`` member (e.g. ``instance``)."""
-    data = request.get_json(silent=True, force=True)
-    if not isinstance(data, dict):
-        raise InvalidInput("the request body must be a JSON object")
-    if wrapper is None:
-        return data
-    inner = data.get(wrapper)
-    if not isinstance(inner, dict):
-        raise InvalidInput(f'the request body must be {{"{wrapper}": {{...}}}}')
-    return inner
 
 
 def text(data: dict[str, Any], field: str, *, required: bool = True, max_len: int = 255) -> str:

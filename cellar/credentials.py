@@ -65,7 +65,7 @@ def expiry(credential: Credential, now: dt.datetime) -> dt.datetime:
     return now + dt.timedelta(seconds=credential.ttl_seconds)
 
 
-def _stamp(value: dt.datetime | None) -> str | None:
+def stamp(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds") + "Z"
 
 
@@ -82,11 +82,11 @@ def view(credential: Credential) -> dict[str, Any]:
         "state": credential.state,
         "requested_by": credential.requested_by,
         "approved_by": credential.approved_by,
-        "created": _stamp(credential.created),
-        "issued_at": _stamp(credential.issued_at),
-        "expires_at": _stamp(credential.expires_at),
-        "first_used_at": _stamp(credential.first_used_at),
-        "ended_at": _stamp(credential.ended_at),
+        "created": stamp(credential.created),
+        "issued_at": stamp(credential.issued_at),
+        "expires_at": stamp(credential.expires_at),
+        "first_used_at": stamp(credential.first_used_at),
+        "ended_at": stamp(credential.ended_at),
         "fault": credential.fault,
     }
 

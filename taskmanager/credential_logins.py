@@ -55,7 +55,7 @@ def make_login(agent: AgentClient, credential: Credential, password: str,
 def end(session: Session, services: Services, credential: Credential, now: dt.datetime) -> bool:
     """Drop the login of a credential that is over and say how it ended; False when its
     instance's agent could not be reached (the next sweep tries again)."""
-    if credential.state in (State.PENDING_APPROVAL,):
+    if credential.state == State.PENDING_APPROVAL:
         credential.state, credential.ended_at, credential.sealed = State.REJECTED, now, None
         record(session, credential, "credential.rejected", "expired",
                why="no other member approved it within a day")  # fmt: skip

@@ -6,7 +6,7 @@ which beat's sweep shares for the credentials whose time is up.
 
 from __future__ import annotations
 
-from cellar.credentials import State
+from cellar.credentials import State, stamp
 from cellar.errors import AgentError
 from cellar.models import Credential, utcnow
 from cellar.workflows import WorkflowName
@@ -38,8 +38,7 @@ def issue_credential(ctx: StepContext) -> Decision:
         ctx.session.commit()
         raise StepFailed(exc.message) from exc
     credential_logins.record(ctx.session, credential, "credential.issued", "201",
-                             expires_at=credential.expires_at.isoformat() + "Z"
-                             if credential.expires_at else None)  # fmt: skip
+                             expires_at=stamp(credential.expires_at))  # fmt: skip
     ctx.forget_secret()
     return NEXT
 
